@@ -2,6 +2,8 @@ package replicator
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 )
 
@@ -203,3 +205,10 @@ var (
 	ErrCorrupt   = errors.New("replicator: corrupt data")
 	ErrClosed    = errors.New("replicator: closed")
 )
+
+// ShortID returns a short, stable hash of a session ID for logs and admin
+// listings: raw IDs are credentials and are never logged.
+func ShortID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}

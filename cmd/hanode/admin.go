@@ -1,0 +1,266 @@
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hanode/hanode/replicator"
+)
+
+// admin serves the operator API on --admin.
+type admin struct {
+	cfg      *Config
+	store    backend
+	log      *slog.Logger
+	draining *atomic.Bool
+	metrics  []*httpMetrics
+	started  time.Time
+}
+
+// sessionHash is how a session is named where its ID must not appear
+// (listings, logs): the 12 first hex digits of the SHA-256 of the ID,
+// without route, as httpsession.ShortHash labels it in its logs.
+func sessionHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (a *admin) ready() bool { return a.store.Ready() && !a.draining.Load() }
+
+func (a *admin) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		switch {
+		case a.draining.Load() || a.store.Status().Draining:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("draining\n"))
+		case !a.store.Ready():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: joining or receiving the cluster's sessions\n"))
+		default:
+			_, _ = w.Write([]byte("ready\n"))
+		}
+	})
+	mux.HandleFunc("GET /members", func(w http.ResponseWriter, r *http.Request) {
+		ms := a.store.Members()
+		if ms == nil {
+			ms = []memberJSON{}
+		}
+		writeJSON(w, http.StatusOK, ms)
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := a.store.Status()
+		writeJSON(w, http.StatusOK, map[string]any{
+			"node":     a.cfg.NodeName(),
+			"id":       st.ID,
+			"version":  buildVersion(),
+			"ha":       a.cfg.HA,
+			"cluster":  a.cfg.Cluster,
+			"ready":    a.ready(),
+			"draining": a.draining.Load() || st.Draining,
+			"sessions": a.store.Len(),
+			"members":  st.Members,
+			"view_id":  st.ViewID,
+			"uptime":   time.Since(a.started).Round(time.Second).String(),
+			"listen":   a.cfg.Listen,
+		})
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		writeDaemonMetrics(w, a.cfg.NodeName(), a.ready(), a.draining.Load(), a.store.Len(), a.metrics...)
+		a.store.WriteMetrics(w)
+	})
+	mux.Handle("GET /sessions", a.protect(http.HandlerFunc(a.listSessions)))
+	mux.Handle("GET /sessions/{id}", a.protect(http.HandlerFunc(a.showSession)))
+	mux.Handle("DELETE /sessions/{id}", a.protect(http.HandlerFunc(a.killSession)))
+	mux.Handle("POST /drain", a.protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.draining.Store(true)
+		a.store.Drain()
+		a.log.Info("draining on request of the admin API", "remote", r.RemoteAddr)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("draining: /readyz now answers 503; sessions stay in the cluster\n"))
+	})))
+	if a.cfg.Pprof {
+		mux.Handle("/debug/pprof/", a.protect(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", a.protect(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", a.protect(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", a.protect(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", a.protect(http.HandlerFunc(pprof.Trace)))
+	}
+	return mux
+}
+
+// authenticated reports whether the request carries the admin token.
+func (a *admin) authenticated(r *http.Request) bool {
+	if a.cfg.AdminToken == "" {
+		return false
+	}
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.AdminToken)) == 1
+}
+
+// protect guards the endpoints that expose or destroy sessions: with a
+// token configured, the token is required; without one, they answer only
+// on a loopback admin address.
+func (a *admin) protect(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case a.cfg.AdminToken != "":
+			if !a.authenticated(r) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="hanode"`)
+				http.Error(w, "admin token required (Authorization: Bearer ...)", http.StatusUnauthorized)
+				return
+			}
+		case !a.cfg.AdminIsLoopback():
+			http.Error(w, "refused: the admin address is not loopback and no --admin-token is configured", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type sessionJSON struct {
+	Hash       string    `json:"hash"`
+	ID         string    `json:"id,omitempty"` // only for requests authenticated with the admin token
+	Owner      string    `json:"owner"`
+	Attrs      int       `json:"attrs"`
+	Epoch      uint32    `json:"epoch"`
+	Version    uint64    `json:"version"`
+	Created    time.Time `json:"created"`
+	LastAccess time.Time `json:"last_access"`
+}
+
+type sessionList struct {
+	Node     string        `json:"node"`
+	Count    int           `json:"count"`
+	Sessions []sessionJSON `json:"sessions"`
+}
+
+func liveAttrs(s *replicator.Session) int {
+	n := 0
+	for _, a := range s.Attrs {
+		if !a.Deleted {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *admin) describe(s *replicator.Session, withID bool) sessionJSON {
+	j := sessionJSON{
+		Hash: sessionHash(s.ID), Owner: s.Owner, Attrs: liveAttrs(s),
+		Epoch: s.Epoch, Version: s.Version,
+		Created: time.Unix(0, s.Created).UTC(), LastAccess: time.Unix(0, s.LastAccess).UTC(),
+	}
+	if withID {
+		j.ID = s.ID
+	}
+	return j
+}
+
+func (a *admin) listSessions(w http.ResponseWriter, r *http.Request) {
+	withID := a.authenticated(r)
+	all := a.store.Sessions()
+	out := sessionList{Node: a.cfg.NodeName(), Sessions: make([]sessionJSON, 0, len(all))}
+	for _, s := range all {
+		if s == nil || s.Destroyed {
+			continue
+		}
+		out.Sessions = append(out.Sessions, a.describe(s, withID))
+	}
+	sort.Slice(out.Sessions, func(i, j int) bool {
+		return out.Sessions[i].LastAccess.After(out.Sessions[j].LastAccess)
+	})
+	out.Count = len(out.Sessions)
+	if all == nil {
+		out.Count = a.store.Len()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// find resolves a session by its raw ID (without or with route) or by
+// its hash as listed by GET /sessions.
+func (a *admin) find(ref string) *replicator.Session {
+	id := ref
+	if i := strings.LastIndexByte(id, '.'); i > 0 {
+		id = id[:i]
+	}
+	if s := a.store.Get(id); s != nil {
+		return s
+	}
+	for _, s := range a.store.Sessions() {
+		if s != nil && !s.Destroyed && sessionHash(s.ID) == ref {
+			return s
+		}
+	}
+	return nil
+}
+
+func (a *admin) showSession(w http.ResponseWriter, r *http.Request) {
+	s := a.find(r.PathValue("id"))
+	if s == nil {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	type attr struct {
+		Key   string `json:"key"`
+		Bytes int    `json:"bytes"`
+		Node  string `json:"written_by"`
+	}
+	attrs := []attr{}
+	for k, v := range s.Attrs {
+		if !v.Deleted {
+			attrs = append(attrs, attr{Key: k, Bytes: len(v.Value), Node: v.Stamp.Node})
+		}
+	}
+	sort.Slice(attrs, func(i, j int) bool { return attrs[i].Key < attrs[j].Key })
+	d := a.describe(s, a.authenticated(r))
+	var deadline *time.Time
+	if s.Deadline != 0 {
+		t := time.Unix(0, s.Deadline).UTC()
+		deadline = &t
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"session":      d,
+		"idle_timeout": time.Duration(s.IdleTimeout).String(),
+		"deadline":     deadline,
+		"principal":    s.Principal != "",
+		"attributes":   attrs,
+	})
+}
+
+func (a *admin) killSession(w http.ResponseWriter, r *http.Request) {
+	s := a.find(r.PathValue("id"))
+	if s == nil || !a.store.Kill(s.ID) {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	a.log.Info("session killed by the admin API", "session", sessionHash(s.ID), "remote", r.RemoteAddr)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("killed " + sessionHash(s.ID) + "\n"))
+}

@@ -1,0 +1,577 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hanode/hanode/replicator"
+)
+
+// Settings come from four sources; the first that sets a key wins:
+// a command-line flag, a HANODE_<NAME> environment variable, the config
+// file, the built-in default.
+const (
+	sourceFlag    = "flag"
+	sourceEnv     = "env"
+	sourceFile    = "file"
+	sourceDefault = "default"
+)
+
+type kind int
+
+const (
+	kindString kind = iota
+	kindBool
+	kindInt
+	kindDuration
+	kindAddr      // host:port to listen on
+	kindGroup     // multicast IPv4 group:port
+	kindEnum      // one of option.choices
+	kindNodeName  // route suffix
+	kindSecret    // string never printed
+	kindPath      // file name
+	kindNonNegDur // duration >= 0
+)
+
+// option describes one setting: its flag name (also the config-file key
+// and, upper-cased with '-' as '_', the HANODE_ environment suffix).
+type option struct {
+	name    string
+	kind    kind
+	def     string
+	usage   string
+	choices []string
+}
+
+// options lists every setting of `hanode run`, in the order `config check`
+// prints them.
+var options = []option{
+	{name: "node", kind: kindNodeName, usage: "node name, the session cookie's route suffix (required when HA is on)"},
+	{name: "ha", kind: kindBool, def: "false", usage: "replicate sessions to the other nodes (false: local sessions, no network)"},
+	{name: "listen", kind: kindAddr, def: "127.0.0.1:8080", usage: "HTTP address of the (demo) application"},
+	{name: "admin", kind: kindAddr, def: "127.0.0.1:9090", usage: "HTTP address of the admin API (/livez /readyz /metrics ...); keep it on loopback or set --admin-token"},
+	{name: "admin-token", kind: kindSecret, usage: "bearer token required by the admin endpoints that list or kill sessions (required for them when --admin is not loopback)"},
+	{name: "cluster", kind: kindString, def: "hanode", usage: "cluster name; nodes of other clusters on the same group are ignored"},
+	{name: "group", kind: kindGroup, def: "239.255.42.99:45588", usage: "multicast group IPv4:PORT"},
+	{name: "interface", kind: kindString, usage: "network interface name or IP address to join the group on (required when HA is on)"},
+	{name: "ttl", kind: kindInt, def: "1", usage: "multicast TTL (1: this LAN segment only)"},
+	{name: "loopback", kind: kindBool, def: "false", usage: "deliver multicast to other nodes on this host (several nodes on one host)"},
+	{name: "key-file", kind: kindPath, usage: "cluster key file made by `hanode keygen`, mode 600 (required when HA is on)"},
+	{name: "consistency", kind: kindEnum, def: "async", choices: []string{"async", "sync", "sync-all"}, usage: "when a commit counts as done: async, sync (one peer acked) or sync-all"},
+	{name: "sync-timeout", kind: kindNonNegDur, def: "100ms", usage: "bound of a sync wait"},
+	{name: "snapshot", kind: kindPath, usage: "file the node's replica is saved to on shutdown and loaded from at start (HA on)"},
+	{name: "idle-timeout", kind: kindNonNegDur, def: "30m", usage: "sessions end after this long without a request (0: never)"},
+	{name: "lifetime", kind: kindDuration, def: "24h", usage: "sessions end this long after they were created"},
+	{name: "cookie-name", kind: kindString, def: "hanode_session", usage: "name of the session cookie"},
+	{name: "cookie-secure", kind: kindBool, def: "false", usage: "set the Secure attribute on the session cookie (use behind HTTPS)"},
+	{name: "shutdown-timeout", kind: kindNonNegDur, def: "10s", usage: "how long SIGTERM waits for in-flight requests"},
+	{name: "log-format", kind: kindEnum, def: "text", choices: []string{"text", "json"}, usage: "log output format"},
+	{name: "log-level", kind: kindEnum, def: "info", choices: []string{"debug", "info", "warn", "error"}, usage: "minimum log level"},
+	{name: "pprof", kind: kindBool, def: "false", usage: "serve /debug/pprof/ on the admin address (requires the admin token when not loopback)"},
+}
+
+func lookupOption(name string) (option, bool) {
+	for _, o := range options {
+		if o.name == name {
+			return o, true
+		}
+	}
+	return option{}, false
+}
+
+// envName returns the environment variable of a setting: HANODE_KEY_FILE
+// for key-file.
+func envName(name string) string {
+	return "HANODE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// value is one resolved setting and where it came from.
+type value struct {
+	raw    string
+	source string // flag, env, file, default
+	where  string // --key-file, HANODE_KEY_FILE, /etc/hanode.toml:12
+}
+
+// Config is the effective configuration of `hanode run`.
+type Config struct {
+	Node            string
+	HA              bool
+	Listen          string
+	Admin           string
+	AdminToken      string
+	Cluster         string
+	Group           netip.AddrPort
+	Interface       string
+	TTL             int
+	Loopback        bool
+	KeyFile         string
+	Consistency     replicator.Consistency
+	SyncTimeout     time.Duration
+	Snapshot        string
+	IdleTimeout     time.Duration
+	Lifetime        time.Duration
+	CookieName      string
+	CookieSecure    bool
+	ShutdownTimeout time.Duration
+	LogFormat       string
+	LogLevel        string
+	Pprof           bool
+
+	// ConfigFile is the file the settings were read from, if any.
+	ConfigFile string
+	values     map[string]value
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+// fileEntry is one key = value line of a config file.
+type fileEntry struct {
+	raw  string
+	line int
+}
+
+// parseConfigFile reads the `key = value` format: one setting a line,
+// `#` starts a comment, strings may be quoted ("..." with Go/TOML escapes
+// or '...' literally), keys are the flag names. It is a subset of TOML.
+func parseConfigFile(path string, r io.Reader) (map[string]fileEntry, error) {
+	out := make(map[string]fileEntry)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if n == 1 {
+			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if line[0] == '[' {
+			return nil, fmt.Errorf("%w: %s:%d: tables are not supported; write key = value lines", ErrConfig, path, n)
+		}
+		eq := strings.IndexByte(line, '=')
+		if eq < 0 {
+			return nil, fmt.Errorf("%w: %s:%d: expected key = value", ErrConfig, path, n)
+		}
+		key := strings.TrimSpace(line[:eq])
+		if k, err := unquoteKey(key); err == nil {
+			key = k
+		}
+		rest := strings.TrimSpace(line[eq+1:])
+		val, err := parseFileValue(rest)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s:%d: %s: %v", ErrConfig, path, n, key, err)
+		}
+		if _, ok := lookupOption(key); !ok {
+			hint := ""
+			if s := suggest(key); s != "" {
+				hint = fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			return nil, fmt.Errorf("%w: %s:%d: unknown key %q%s", ErrConfig, path, n, key, hint)
+		}
+		if prev, dup := out[key]; dup {
+			return nil, fmt.Errorf("%w: %s:%d: %s is already set on line %d", ErrConfig, path, n, key, prev.line)
+		}
+		out[key] = fileEntry{raw: val, line: n}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
+	}
+	return out, nil
+}
+
+func unquoteKey(k string) (string, error) {
+	if len(k) >= 2 && (k[0] == '"' || k[0] == '\'') {
+		return parseFileValue(k)
+	}
+	return k, errors.New("bare")
+}
+
+// parseFileValue parses the right-hand side of a line: a quoted string
+// optionally followed by a comment, or a bare word (bool, number,
+// duration, address) up to a comment.
+func parseFileValue(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("missing value")
+	}
+	switch s[0] {
+	case '"':
+		// Find the closing quote, honouring backslash escapes.
+		for i := 1; i < len(s); i++ {
+			if s[i] == '\\' {
+				i++
+				continue
+			}
+			if s[i] == '"' {
+				v, err := strconv.Unquote(s[:i+1])
+				if err != nil {
+					return "", fmt.Errorf("bad quoted string %s", s[:i+1])
+				}
+				if err := trailingComment(s[i+1:]); err != nil {
+					return "", err
+				}
+				return v, nil
+			}
+		}
+		return "", errors.New("unterminated string")
+	case '\'':
+		end := strings.IndexByte(s[1:], '\'')
+		if end < 0 {
+			return "", errors.New("unterminated string")
+		}
+		if err := trailingComment(s[end+2:]); err != nil {
+			return "", err
+		}
+		return s[1 : end+1], nil
+	}
+	if i := strings.IndexByte(s, '#'); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	if s == "" {
+		return "", errors.New("missing value")
+	}
+	if strings.ContainsAny(s, " \t") {
+		return "", fmt.Errorf("value %q contains spaces; quote it", s)
+	}
+	return s, nil
+}
+
+func trailingComment(rest string) error {
+	rest = strings.TrimSpace(rest)
+	if rest != "" && rest[0] != '#' {
+		return fmt.Errorf("unexpected %q after the value", rest)
+	}
+	return nil
+}
+
+// suggest returns the option name closest to an unknown key, if any is
+// close enough to be a typo.
+func suggest(key string) string {
+	best, bestD := "", 3
+	for _, o := range options {
+		if d := editDistance(strings.ReplaceAll(key, "_", "-"), o.name); d < bestD {
+			best, bestD = o.name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// flagSource is what the command line set: name → raw value for the flags
+// the user gave. getenv reads the environment (os.Getenv in production).
+type flagSource map[string]string
+
+// loadConfig resolves every option by precedence flag > env > file >
+// default, parses and validates it. configFile may be empty.
+func loadConfig(flags flagSource, getenv func(string) string, configFile string) (*Config, error) {
+	var file map[string]fileEntry
+	if configFile != "" {
+		f, err := os.Open(configFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		file, err = parseConfigFile(configFile, f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	cfg := &Config{ConfigFile: configFile, values: make(map[string]value, len(options))}
+	var errs []error
+	for _, o := range options {
+		var v value
+		if raw, ok := flags[o.name]; ok {
+			v = value{raw: raw, source: sourceFlag, where: "--" + o.name}
+		} else if raw := getenv(envName(o.name)); raw != "" {
+			v = value{raw: raw, source: sourceEnv, where: envName(o.name)}
+		} else if e, ok := file[o.name]; ok {
+			v = value{raw: e.raw, source: sourceFile, where: fmt.Sprintf("%s:%d", configFile, e.line)}
+		} else {
+			v = value{raw: o.def, source: sourceDefault, where: "default"}
+		}
+		cfg.values[o.name] = v
+		if err := cfg.set(o, v.raw); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s: %s: %v", ErrConfig, v.where, o.name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (c *Config) set(o option, raw string) error {
+	switch o.kind {
+	case kindBool:
+		b, err := parseBool(raw)
+		if err != nil {
+			return err
+		}
+		switch o.name {
+		case "ha":
+			c.HA = b
+		case "loopback":
+			c.Loopback = b
+		case "cookie-secure":
+			c.CookieSecure = b
+		case "pprof":
+			c.Pprof = b
+		}
+	case kindInt:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		if o.name == "ttl" {
+			if n < 1 || n > 255 {
+				return fmt.Errorf("%d is out of range 1-255", n)
+			}
+			c.TTL = n
+		}
+	case kindDuration, kindNonNegDur:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (examples: 500ms, 30s, 30m, 24h)", raw)
+		}
+		if d < 0 {
+			return fmt.Errorf("%s is negative", raw)
+		}
+		if o.kind == kindDuration && d == 0 {
+			return errors.New("must be longer than 0")
+		}
+		switch o.name {
+		case "sync-timeout":
+			c.SyncTimeout = d
+		case "idle-timeout":
+			c.IdleTimeout = d
+		case "lifetime":
+			c.Lifetime = d
+		case "shutdown-timeout":
+			c.ShutdownTimeout = d
+		}
+	case kindAddr:
+		if err := checkListenAddr(raw); err != nil {
+			return err
+		}
+		switch o.name {
+		case "listen":
+			c.Listen = raw
+		case "admin":
+			c.Admin = raw
+		}
+	case kindGroup:
+		ap, err := netip.ParseAddrPort(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not IPv4:PORT", raw)
+		}
+		if !ap.Addr().Is4() || !ap.Addr().IsMulticast() {
+			return fmt.Errorf("%s is not an IPv4 multicast address (224.0.0.0/4; use 239.255.0.0/16)", ap.Addr())
+		}
+		if ap.Port() == 0 {
+			return errors.New("port 0 is not allowed")
+		}
+		c.Group = ap
+	case kindEnum:
+		ok := false
+		for _, ch := range o.choices {
+			ok = ok || ch == raw
+		}
+		if !ok {
+			return fmt.Errorf("%q is not one of %s", raw, strings.Join(o.choices, ", "))
+		}
+		switch o.name {
+		case "consistency":
+			cons, err := replicator.ParseConsistency(raw)
+			if err != nil {
+				return err
+			}
+			c.Consistency = cons
+		case "log-format":
+			c.LogFormat = raw
+		case "log-level":
+			c.LogLevel = raw
+		}
+	case kindNodeName:
+		if raw != "" && !nodeNameRE.MatchString(raw) {
+			return fmt.Errorf("%q is not a valid node name (1-64 of A-Z a-z 0-9 _ -; no dots, it becomes the cookie's route suffix)", raw)
+		}
+		c.Node = raw
+	case kindString, kindSecret, kindPath:
+		switch o.name {
+		case "admin-token":
+			c.AdminToken = raw
+		case "cluster":
+			if raw == "" {
+				return errors.New("must not be empty")
+			}
+			c.Cluster = raw
+		case "interface":
+			c.Interface = raw
+		case "key-file":
+			c.KeyFile = raw
+		case "snapshot":
+			c.Snapshot = raw
+		case "cookie-name":
+			if raw == "" || strings.ContainsAny(raw, " \t;,=\"") {
+				return fmt.Errorf("%q is not a valid cookie name", raw)
+			}
+			c.CookieName = raw
+		}
+	}
+	return nil
+}
+
+func parseBool(raw string) (bool, error) {
+	switch strings.ToLower(raw) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean (true or false)", raw)
+}
+
+func checkListenAddr(raw string) error {
+	host, port, err := net.SplitHostPort(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", raw)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q has a bad port", raw)
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: host must be an IP address, localhost or empty", raw)
+		}
+	}
+	return nil
+}
+
+// Validate checks the settings that depend on each other. It names the
+// source of each offending value.
+func (c *Config) Validate() error {
+	var errs []error
+	need := func(name string, have bool) {
+		if !have {
+			errs = append(errs, fmt.Errorf("%w: %s is required when HA is on (--%s, %s or `%s = ...` in the config file)", ErrConfig, name, name, envName(name), name))
+		}
+	}
+	if c.HA {
+		need("node", c.Node != "")
+		need("interface", c.Interface != "")
+		need("key-file", c.KeyFile != "")
+	}
+	if c.Listen == c.Admin {
+		errs = append(errs, fmt.Errorf("%w: listen and admin are both %s (%s, %s)", ErrConfig, c.Listen, c.values["listen"].where, c.values["admin"].where))
+	}
+	if c.IdleTimeout > c.Lifetime {
+		errs = append(errs, fmt.Errorf("%w: idle-timeout %s is longer than lifetime %s", ErrConfig, c.IdleTimeout, c.Lifetime))
+	}
+	return errors.Join(errs...)
+}
+
+// Source returns where a setting came from: flag, env, file or default,
+// and the precise place (--node, HANODE_NODE, file:line, default).
+func (c *Config) Source(name string) (source, where string) {
+	v := c.values[name]
+	return v.source, v.where
+}
+
+// AdminIsLoopback reports whether the admin listener is reachable only
+// from this host.
+func (c *Config) AdminIsLoopback() bool { return isLoopbackAddr(c.Admin) }
+
+func isLoopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// NodeName returns the route suffix: --node, or "local" when HA is off
+// and no name was given.
+func (c *Config) NodeName() string {
+	if c.Node == "" {
+		return "local"
+	}
+	return c.Node
+}
+
+// WriteEffective prints every setting with its value and source, one a
+// line, the admin token masked.
+func (c *Config) WriteEffective(w io.Writer) {
+	width := 0
+	for _, o := range options {
+		width = max(width, len(o.name))
+	}
+	if c.ConfigFile != "" {
+		fmt.Fprintf(w, "# config file: %s\n", c.ConfigFile)
+	} else {
+		fmt.Fprintf(w, "# config file: none\n")
+	}
+	for _, o := range options {
+		v := c.values[o.name]
+		shown := v.raw
+		switch {
+		case o.kind == kindSecret && shown != "":
+			shown = "(set, hidden)"
+		case shown == "":
+			shown = `""`
+		case o.kind == kindString || o.kind == kindPath || o.kind == kindNodeName:
+			shown = strconv.Quote(shown)
+		}
+		src := v.source
+		if v.source != sourceDefault {
+			src = v.source + " " + v.where
+		}
+		fmt.Fprintf(w, "%-*s = %-24s # %s\n", width, o.name, shown, src)
+	}
+}
+
+// optionNames returns the sorted option names (for help and tests).
+func optionNames() []string {
+	n := make([]string, 0, len(options))
+	for _, o := range options {
+		n = append(n, o.name)
+	}
+	sort.Strings(n)
+	return n
+}

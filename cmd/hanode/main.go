@@ -1,0 +1,244 @@
+// Command hanode runs a node of a hanode cluster: it serves an HTTP
+// application whose sessions survive the death of the node, and an admin
+// API. See README.md for the settings and the sub-commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+
+	"github.com/hanode/hanode/multicast"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// otherwise it comes from the module's build info.
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && (v == "" || v == "(devel)") {
+				v = "devel-" + s.Value[:12]
+			}
+		}
+		if v != "" && v != "(devel)" {
+			return v
+		}
+	}
+	return "devel"
+}
+
+func main() {
+	os.Exit(runMain(os.Args, os.Stdout, os.Stderr))
+}
+
+// runMain runs the CLI and returns the process exit code: 0 success,
+// 1 runtime failure, 2 usage or configuration error.
+func runMain(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.Run(args); err != nil {
+		fmt.Fprintf(stderr, "hanode: %v\n", err)
+		if errors.Is(err, ErrConfig) || errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")
+
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"HANODE_CONFIG"}, Usage: "config file of `key = value` lines (keys are the flag names)"}
+}
+
+// settingFlags returns one flag per option. They have no EnvVars: the
+// environment is read by loadConfig so that `config check` can tell a
+// flag from an environment variable.
+func settingFlags(only ...string) []cli.Flag {
+	var fs []cli.Flag
+	for _, o := range options {
+		if len(only) > 0 && !contains(only, o.name) {
+			continue
+		}
+		usage := o.usage + " [" + envName(o.name) + "]"
+		if o.kind == kindBool {
+			def, _ := strconv.ParseBool(o.def)
+			fs = append(fs, &cli.BoolFlag{Name: o.name, Usage: usage, Value: def})
+			continue
+		}
+		fs = append(fs, &cli.StringFlag{Name: o.name, Usage: usage, DefaultText: o.def})
+	}
+	return fs
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// configFromCLI resolves the settings of a command.
+func configFromCLI(c *cli.Context) (*Config, error) {
+	flags := flagSource{}
+	for _, o := range options {
+		if !c.IsSet(o.name) {
+			continue
+		}
+		if o.kind == kindBool {
+			flags[o.name] = strconv.FormatBool(c.Bool(o.name))
+		} else {
+			flags[o.name] = c.String(o.name)
+		}
+	}
+	return loadConfig(flags, os.Getenv, c.String("config"))
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	runFlags := append([]cli.Flag{configFlag()}, settingFlags()...)
+	clientFlags := append([]cli.Flag{configFlag()}, settingFlags("admin", "admin-token")...)
+	clientFlags = append(clientFlags, &cli.BoolFlag{Name: "json", Usage: "print the raw JSON answer"})
+	return &cli.App{
+		Name:                 "hanode",
+		Usage:                "keep HTTP sessions alive when a web server dies",
+		Version:              buildVersion(),
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		HideVersion:          true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // runMain reports errors
+		Commands: []*cli.Command{
+			{
+				Name:  "run",
+				Usage: "run a node: the demo application on --listen and the admin API on --admin",
+				Flags: runFlags,
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return fmt.Errorf("%w: unexpected argument %q (flags go before arguments; run takes none)", errUsage, c.Args().First())
+					}
+					cfg, err := configFromCLI(c)
+					if err != nil {
+						return err
+					}
+					if err := cfg.Validate(); err != nil {
+						return err
+					}
+					ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+					defer stop()
+					return run(ctx, cfg, stderr)
+				},
+			},
+			{
+				Name:  "config",
+				Usage: "inspect the configuration",
+				Subcommands: []*cli.Command{{
+					Name:  "check",
+					Usage: "validate the settings and print the effective ones with their source (flag, env, file, default)",
+					Flags: runFlags,
+					Action: func(c *cli.Context) error {
+						cfg, err := configFromCLI(c)
+						if err != nil {
+							return err
+						}
+						cfg.WriteEffective(stdout)
+						if err := cfg.Validate(); err != nil {
+							return err
+						}
+						if cfg.HA {
+							if _, err := multicast.LoadKeyFile(cfg.KeyFile); err != nil {
+								return fmt.Errorf("%w: key-file (%s): %v", ErrConfig, cfg.values["key-file"].where, err)
+							}
+						}
+						if !cfg.AdminIsLoopback() && cfg.AdminToken == "" {
+							fmt.Fprintf(stdout, "# warning: admin %s is not loopback and no admin-token is set: session listing and kill are refused\n", cfg.Admin)
+						}
+						fmt.Fprintln(stdout, "# configuration OK")
+						return nil
+					},
+				}},
+			},
+			{
+				Name:  "keygen",
+				Usage: "print a new cluster key file to stdout (save it with mode 600 on every node)",
+				Action: func(c *cli.Context) error {
+					kf, err := multicast.GenerateKeyFile()
+					if err != nil {
+						return err
+					}
+					_, err = io.WriteString(stdout, kf)
+					return err
+				},
+			},
+			probeCommand(stdout, stderr),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(stdout, "hanode %s\n", buildVersion())
+					return nil
+				},
+			},
+			{
+				Name:   "status",
+				Usage:  "print a node's status (GET /status of its admin API)",
+				Flags:  clientFlags,
+				Action: func(c *cli.Context) error { return clientGet(c, stdout, "/status", printStatus) },
+			},
+			{
+				Name:   "members",
+				Usage:  "print the members a node sees",
+				Flags:  clientFlags,
+				Action: func(c *cli.Context) error { return clientGet(c, stdout, "/members", printMembers) },
+			},
+			{
+				Name:  "sessions",
+				Usage: "list, show or kill sessions",
+				Subcommands: []*cli.Command{
+					{
+						Name: "list", Usage: "list sessions (hashed IDs unless authenticated with the admin token)", Flags: clientFlags,
+						Action: func(c *cli.Context) error { return clientGet(c, stdout, "/sessions", printSessions) },
+					},
+					{
+						Name: "show", Usage: "show one session: hanode sessions show ID-OR-HASH", ArgsUsage: "ID-OR-HASH", Flags: clientFlags,
+						Action: func(c *cli.Context) error {
+							if c.NArg() != 1 {
+								return fmt.Errorf("%w: sessions show takes one session ID or hash", errUsage)
+							}
+							return clientGet(c, stdout, "/sessions/"+pathEscape(c.Args().First()), nil)
+						},
+					},
+					{
+						Name: "kill", Usage: "destroy a session cluster-wide: hanode sessions kill ID-OR-HASH", ArgsUsage: "ID-OR-HASH", Flags: clientFlags,
+						Action: func(c *cli.Context) error {
+							if c.NArg() != 1 {
+								return fmt.Errorf("%w: sessions kill takes one session ID or hash", errUsage)
+							}
+							return clientDo(c, stdout, "DELETE", "/sessions/"+pathEscape(c.Args().First()))
+						},
+					},
+				},
+			},
+			{
+				Name:   "drain",
+				Usage:  "make a node unready (readyz 503) so the load balancer moves its users; sessions stay",
+				Flags:  clientFlags,
+				Action: func(c *cli.Context) error { return clientDo(c, stdout, "POST", "/drain") },
+			},
+		},
+	}
+}

@@ -1,0 +1,265 @@
+package httpsession
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Codec turns attribute values into bytes and back. The Manager encodes the
+// common immutable types (string, int, int32, int64, bool, float64, []byte,
+// time.Time) itself with a small tagged binary encoding; the Codec sees
+// every other value. Implementations must be safe for concurrent use.
+type Codec interface {
+	// Encode returns the encoding of v. An error means the value cannot be
+	// stored; Put reports it to the caller.
+	Encode(v any) ([]byte, error)
+	// Decode decodes data into ptr, which is either a *any (the value
+	// comes back with the concrete type it had, as far as the format
+	// allows) or a pointer to a concrete type (typed keys).
+	Decode(data []byte, ptr any) error
+}
+
+// GobCodec encodes values with encoding/gob. It is the default. Values of
+// your own types stored with the untyped API must be registered with
+// gob.Register (typed keys from NewKey do that for you).
+type GobCodec struct{}
+
+// Encode implements Codec.
+func (GobCodec) Encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode implements Codec.
+func (GobCodec) Decode(data []byte, ptr any) error {
+	if p, ok := ptr.(*any); ok {
+		return gob.NewDecoder(bytes.NewReader(data)).Decode(p)
+	}
+	var v any
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&v); err != nil {
+		return err
+	}
+	return assignTo(ptr, v)
+}
+
+// JSONCodec encodes values with encoding/json. Untyped Get of a value that
+// is not one of the common types returns what encoding/json produces for
+// an interface (map[string]any, []any, float64...); use typed keys to get
+// your own types back.
+type JSONCodec struct{}
+
+// Encode implements Codec.
+func (JSONCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Decode implements Codec.
+func (JSONCodec) Decode(data []byte, ptr any) error { return json.Unmarshal(data, ptr) }
+
+func assignTo(ptr, v any) error {
+	pv := reflect.ValueOf(ptr)
+	if pv.Kind() != reflect.Pointer || pv.IsNil() {
+		return errors.New("httpsession: decode target is not a non-nil pointer")
+	}
+	if v == nil {
+		pv.Elem().SetZero()
+		return nil
+	}
+	vv := reflect.ValueOf(v)
+	if !vv.Type().AssignableTo(pv.Elem().Type()) {
+		return fmt.Errorf("httpsession: stored %s is not assignable to %s", vv.Type(), pv.Elem().Type())
+	}
+	pv.Elem().Set(vv)
+	return nil
+}
+
+// Tags of the value encoding. Append-only: they are stored in replicas
+// and travel between nodes of different versions.
+const (
+	tagString  byte = 1
+	tagInt     byte = 2 // zig-zag varint
+	tagInt64   byte = 3 // zig-zag varint
+	tagInt32   byte = 4 // zig-zag varint
+	tagBool    byte = 5 // one byte, 0 or 1
+	tagFloat64 byte = 6 // 8 bytes, IEEE 754 little endian
+	tagBytes   byte = 7
+	tagTime    byte = 8  // time.Time.MarshalBinary
+	tagCodec   byte = 64 // the configured Codec's encoding follows
+)
+
+// errUndecodable wraps every decoding failure.
+var errUndecodable = errors.New("httpsession: undecodable value")
+
+// encodeValue encodes v, using the tagged fast path for common types and
+// c for the rest. mutable reports whether the value may change in place
+// after the call (so that a commit must encode it again).
+func encodeValue(c Codec, v any) (b []byte, mutable bool, err error) {
+	switch x := v.(type) {
+	case string:
+		b = make([]byte, 1+len(x))
+		b[0] = tagString
+		copy(b[1:], x)
+		return b, false, nil
+	case int:
+		return appendVarint(tagInt, int64(x)), false, nil
+	case int64:
+		return appendVarint(tagInt64, x), false, nil
+	case int32:
+		return appendVarint(tagInt32, int64(x)), false, nil
+	case bool:
+		b = []byte{tagBool, 0}
+		if x {
+			b[1] = 1
+		}
+		return b, false, nil
+	case float64:
+		b = make([]byte, 9)
+		b[0] = tagFloat64
+		binary.LittleEndian.PutUint64(b[1:], math.Float64bits(x))
+		return b, false, nil
+	case []byte:
+		b = make([]byte, 1+len(x))
+		b[0] = tagBytes
+		copy(b[1:], x)
+		return b, true, nil
+	case time.Time:
+		tb, err := x.MarshalBinary()
+		if err != nil {
+			return nil, false, err
+		}
+		b = make([]byte, 1+len(tb))
+		b[0] = tagTime
+		copy(b[1:], tb)
+		return b, false, nil
+	}
+	if v == nil {
+		return nil, false, errors.New("httpsession: cannot store a nil value; use Remove")
+	}
+	cb, err := c.Encode(v)
+	if err != nil {
+		return nil, false, err
+	}
+	b = make([]byte, 1+len(cb))
+	b[0] = tagCodec
+	copy(b[1:], cb)
+	return b, true, nil
+}
+
+func appendVarint(tag byte, x int64) []byte {
+	var buf [1 + binary.MaxVarintLen64]byte
+	buf[0] = tag
+	n := binary.PutVarint(buf[1:], x)
+	b := make([]byte, 1+n)
+	copy(b, buf[:1+n])
+	return b
+}
+
+// decodeValue decodes an encoding produced by encodeValue into a value of
+// the type it was stored with.
+func decodeValue(c Codec, b []byte) (any, error) {
+	if len(b) == 0 {
+		return nil, errUndecodable
+	}
+	p := b[1:]
+	switch b[0] {
+	case tagString:
+		return string(p), nil
+	case tagInt, tagInt64, tagInt32:
+		x, n := binary.Varint(p)
+		if n <= 0 || n != len(p) {
+			return nil, errUndecodable
+		}
+		switch b[0] {
+		case tagInt:
+			if int64(int(x)) != x {
+				return nil, errUndecodable
+			}
+			return int(x), nil
+		case tagInt32:
+			if int64(int32(x)) != x {
+				return nil, errUndecodable
+			}
+			return int32(x), nil
+		}
+		return x, nil
+	case tagBool:
+		if len(p) != 1 || p[0] > 1 {
+			return nil, errUndecodable
+		}
+		return p[0] == 1, nil
+	case tagFloat64:
+		if len(p) != 8 {
+			return nil, errUndecodable
+		}
+		return math.Float64frombits(binary.LittleEndian.Uint64(p)), nil
+	case tagBytes:
+		return bytes.Clone(p[:len(p):len(p)]), nil
+	case tagTime:
+		var t time.Time
+		if err := t.UnmarshalBinary(p); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUndecodable, err)
+		}
+		return t, nil
+	case tagCodec:
+		var v any
+		if err := safeDecode(c, p, &v); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUndecodable, err)
+		}
+		return v, nil
+	}
+	return nil, errUndecodable
+}
+
+// decodeInto decodes b into *T. It uses the value decoded at load when its
+// type fits, and otherwise asks the codec to decode straight into T (JSON
+// needs that to produce structs).
+func decodeInto[T any](c Codec, b []byte, loaded any) (T, error) {
+	if t, ok := loaded.(T); ok {
+		return t, nil
+	}
+	var t T
+	if len(b) > 0 && b[0] == tagCodec {
+		if err := safeDecode(c, b[1:], &t); err != nil {
+			return t, fmt.Errorf("%w: %v", errUndecodable, err)
+		}
+		return t, nil
+	}
+	return t, fmt.Errorf("%w: stored %T, want %T", errUndecodable, loaded, t)
+}
+
+// safeDecode turns a panic of a third-party codec into an error: a bad
+// record must never take the server down.
+func safeDecode(c Codec, b []byte, ptr any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec panic: %v", r)
+		}
+	}()
+	return c.Decode(b, ptr)
+}
+
+var gobRegistered sync.Map // reflect.Type -> struct{}
+
+// registerGob registers the type of v with encoding/gob once. Types gob
+// cannot register (or that another name already took) are skipped: Put
+// then reports the encoding error.
+func registerGob(v any) {
+	if v == nil {
+		return
+	}
+	t := reflect.TypeOf(v)
+	if _, loaded := gobRegistered.LoadOrStore(t, struct{}{}); loaded {
+		return
+	}
+	defer func() { _ = recover() }()
+	gob.Register(v)
+}

@@ -1,0 +1,190 @@
+package multicast
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// KeySize is the size in bytes of a cluster key (AES-256).
+const KeySize = 32
+
+// ErrKeyFilePermissions is returned by LoadKeyFile when the key file can be
+// read or written by its group or by others. Fix with chmod 600.
+var ErrKeyFilePermissions = errors.New("multicast: key file is accessible by group or others (chmod 600)")
+
+// ErrKeyring is wrapped by every key-file parse error.
+var ErrKeyring = errors.New("multicast: invalid keyring")
+
+// Keyring holds the cluster keys. Several keys are accepted on receive;
+// exactly one, the primary, is used to send. A Keyring is immutable after
+// construction and safe for concurrent use.
+type Keyring struct {
+	keys    map[uint8][KeySize]byte
+	primary uint8
+}
+
+// NewKeyring builds a keyring from keys by id; primary must be one of them.
+func NewKeyring(keys map[uint8][KeySize]byte, primary uint8) (*Keyring, error) {
+	if primary == 0 {
+		return nil, fmt.Errorf("%w: key id 0 is reserved", ErrKeyring)
+	}
+	if _, ok := keys[primary]; !ok {
+		return nil, fmt.Errorf("%w: primary key %d not in keyring", ErrKeyring, primary)
+	}
+	k := &Keyring{keys: make(map[uint8][KeySize]byte, len(keys)), primary: primary}
+	for id, key := range keys {
+		if id == 0 {
+			return nil, fmt.Errorf("%w: key id 0 is reserved", ErrKeyring)
+		}
+		k.keys[id] = key
+	}
+	return k, nil
+}
+
+// GenerateKeyFile returns a new key file holding one random 32-byte key
+// with id 1, marked primary.
+func GenerateKeyFile() (string, error) {
+	var key [KeySize]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return "", fmt.Errorf("multicast: generate key: %w", err)
+	}
+	var b strings.Builder
+	b.WriteString("# hanode cluster key file: keep it secret (chmod 600) and identical on every node.\n")
+	b.WriteString("# Format: key <id 1-255> <base64 of 32 bytes> [primary]\n")
+	fmt.Fprintf(&b, "key 1 %s primary\n", base64.StdEncoding.EncodeToString(key[:]))
+	return b.String(), nil
+}
+
+// ParseKeyring parses the key-file format described in the package
+// documentation.
+func ParseKeyring(data []byte) (*Keyring, error) {
+	keys := make(map[uint8][KeySize]byte)
+	var primaries []uint8
+	var order []uint8
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		f := strings.Fields(text)
+		if len(f) == 0 {
+			continue
+		}
+		if f[0] != "key" {
+			return nil, fmt.Errorf("%w: line %d: expected \"key\", got %q", ErrKeyring, line, f[0])
+		}
+		if len(f) != 3 && len(f) != 4 {
+			return nil, fmt.Errorf("%w: line %d: expected \"key <id> <base64> [primary]\"", ErrKeyring, line)
+		}
+		id, err := strconv.ParseUint(f[1], 10, 8)
+		if err != nil || id == 0 {
+			return nil, fmt.Errorf("%w: line %d: key id must be 1-255", ErrKeyring, line)
+		}
+		raw, err := base64.StdEncoding.DecodeString(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("%w: line %d: key is not valid base64", ErrKeyring, line)
+		}
+		if len(raw) != KeySize {
+			return nil, fmt.Errorf("%w: line %d: key is %d bytes, want %d", ErrKeyring, line, len(raw), KeySize)
+		}
+		if _, dup := keys[uint8(id)]; dup {
+			return nil, fmt.Errorf("%w: line %d: duplicate key id %d", ErrKeyring, line, id)
+		}
+		if len(f) == 4 {
+			if f[3] != "primary" {
+				return nil, fmt.Errorf("%w: line %d: unexpected %q (only \"primary\" may follow the key)", ErrKeyring, line, f[3])
+			}
+			primaries = append(primaries, uint8(id))
+		}
+		keys[uint8(id)] = [KeySize]byte(raw)
+		order = append(order, uint8(id))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeyring, err)
+	}
+	switch {
+	case len(keys) == 0:
+		return nil, fmt.Errorf("%w: no keys", ErrKeyring)
+	case len(primaries) > 1:
+		return nil, fmt.Errorf("%w: %d keys marked primary, want exactly one", ErrKeyring, len(primaries))
+	case len(primaries) == 0 && len(keys) == 1:
+		primaries = append(primaries, order[0])
+	case len(primaries) == 0:
+		return nil, fmt.Errorf("%w: several keys and none marked primary", ErrKeyring)
+	}
+	return &Keyring{keys: keys, primary: primaries[0]}, nil
+}
+
+// LoadKeyFile reads and parses a key file. It refuses (ErrKeyFilePermissions)
+// a file that its group or others may read or write.
+func LoadKeyFile(path string) (*Keyring, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("multicast: open key file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("multicast: stat key file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrKeyring, path)
+	}
+	if perm := st.Mode().Perm(); perm&0o066 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %#o", ErrKeyFilePermissions, path, perm)
+	}
+	data, err := readAllLimited(f, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("multicast: read key file: %w", err)
+	}
+	k, err := ParseKeyring(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("file larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// Primary returns the id and key used to seal outgoing packets.
+func (k *Keyring) Primary() (id uint8, key [KeySize]byte) {
+	return k.primary, k.keys[k.primary]
+}
+
+// Lookup returns the key with the given id; ok is false when the keyring
+// has no such key.
+func (k *Keyring) Lookup(id uint8) (key [KeySize]byte, ok bool) {
+	key, ok = k.keys[id]
+	return key, ok
+}
+
+// IDs returns the key ids in ascending order.
+func (k *Keyring) IDs() []uint8 {
+	ids := make([]uint8, 0, len(k.keys))
+	for id := range k.keys {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

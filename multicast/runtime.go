@@ -1,0 +1,446 @@
+package multicast
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ErrClosed is returned by calls on a closed Transport.
+var ErrClosed = errors.New("multicast: transport closed")
+
+// link is the datagram layer under the runtime: a UDP socket pair or a
+// MemNetwork port.
+type link interface {
+	// send writes one datagram to a member's unicast address, or to the
+	// group when to is the zero AddrPort.
+	send(b []byte, to netip.AddrPort) error
+	// start begins receiving; recv is called from the link's goroutines
+	// with a datagram the callee may keep.
+	start(recv func(b []byte, from netip.AddrPort) bool)
+	// close stops receiving and waits for the link's goroutines.
+	close() error
+}
+
+type inbound struct {
+	b    []byte
+	from netip.AddrPort
+}
+
+// runtime wraps the engine with goroutines, clocks and a link.
+type runtime struct {
+	cfg  Config
+	link link
+
+	mu      sync.Mutex // guards eng and ackWake
+	eng     *engine
+	ackWake chan struct{}
+
+	rx     chan inbound
+	msgs   chan Message
+	events chan Event
+	sq     *sendQueue
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	packetsSent atomic.Uint64
+	bytesSent   atomic.Uint64
+	sendErrors  atomic.Uint64
+	recvBuffer  int
+	recvClamped bool
+}
+
+func newRuntime(cfg Config, l link) *runtime {
+	rt := &runtime{
+		cfg:     cfg,
+		link:    l,
+		eng:     newEngine(cfg),
+		ackWake: make(chan struct{}),
+		rx:      make(chan inbound, 256),
+		msgs:    make(chan Message, cfg.DeliverQueue),
+		events:  make(chan Event, cfg.DeliverQueue),
+		sq:      newSendQueue(cfg.SendQueue),
+		closed:  make(chan struct{}),
+	}
+	return rt
+}
+
+func (rt *runtime) start() {
+	// The first packet a member sends is a status announcing sequence 0,
+	// queued before any Broadcast can be: members already listening start
+	// delivering its messages from the first one.
+	rt.mu.Lock()
+	rt.eng.tick(time.Now())
+	for _, p := range rt.eng.drain().packets {
+		rt.sq.pushPriority(p)
+	}
+	rt.mu.Unlock()
+	rt.link.start(rt.recv)
+	rt.wg.Add(2)
+	go rt.loop()
+	go rt.sender()
+}
+
+// recv is called by the link's readers; it blocks while the loop is busy
+// (backpressure to the socket) and reports false once closed.
+func (rt *runtime) recv(b []byte, from netip.AddrPort) bool {
+	select {
+	case rt.rx <- inbound{b, from}:
+		return true
+	case <-rt.closed:
+		return false
+	}
+}
+
+func tickInterval(cfg Config) time.Duration {
+	return max(time.Millisecond, min(cfg.NakDelay/2, 10*time.Millisecond))
+}
+
+func (rt *runtime) loop() {
+	defer rt.wg.Done()
+	t := time.NewTicker(tickInterval(rt.cfg))
+	defer t.Stop()
+	for {
+		select {
+		case in := <-rt.rx:
+			rt.mu.Lock()
+			rt.eng.step(in.b, in.from, time.Now())
+			// Take whatever else is already queued under the same lock.
+			for more := true; more; {
+				select {
+				case in = <-rt.rx:
+					rt.eng.step(in.b, in.from, time.Now())
+				default:
+					more = false
+				}
+				if len(rt.eng.out.messages) >= 64 {
+					more = false
+				}
+			}
+			r := rt.eng.drain()
+			rt.mu.Unlock()
+			if !rt.handle(r) {
+				return
+			}
+		case now := <-t.C:
+			rt.mu.Lock()
+			rt.eng.tick(now)
+			r := rt.eng.drain()
+			rt.mu.Unlock()
+			if !rt.handle(r) {
+				return
+			}
+		case <-rt.closed:
+			return
+		}
+	}
+}
+
+// handle sends and delivers one batch of engine output. It reports false
+// once the transport is closed.
+func (rt *runtime) handle(r ready) bool {
+	if r.ackChanged {
+		rt.mu.Lock()
+		close(rt.ackWake)
+		rt.ackWake = make(chan struct{})
+		rt.mu.Unlock()
+	}
+	for _, p := range r.packets {
+		rt.sq.pushPriority(p)
+	}
+	for _, ev := range r.events {
+		select {
+		case rt.events <- ev:
+		case <-rt.closed:
+			return false
+		}
+	}
+	for _, m := range r.messages {
+		select {
+		case rt.msgs <- m:
+		case <-rt.closed:
+			return false
+		}
+	}
+	return true
+}
+
+// sender writes queued packets, paced by MaxSendRate.
+func (rt *runtime) sender() {
+	defer rt.wg.Done()
+	rate := float64(rt.cfg.MaxSendRate)
+	burst := max(64<<10, rate/50)
+	tokens := burst
+	last := time.Now()
+	for {
+		p, ok := rt.sq.pop(rt.closed)
+		if !ok {
+			return
+		}
+		if rate > 0 {
+			now := time.Now()
+			tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
+			last = now
+			if need := float64(len(p.b)) - tokens; need > 0 {
+				d := time.Duration(need / rate * float64(time.Second))
+				select {
+				case <-time.After(d):
+				case <-rt.closed:
+					return
+				}
+				now = time.Now()
+				tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
+				last = now
+			}
+			tokens -= float64(len(p.b))
+		}
+		if err := rt.link.send(p.b, p.to); err != nil {
+			rt.sendErrors.Add(1)
+		} else {
+			rt.packetsSent.Add(1)
+			rt.bytesSent.Add(uint64(len(p.b)))
+		}
+		if p.data {
+			rt.sq.release(len(p.b))
+		}
+	}
+}
+
+func (rt *runtime) isClosed() bool {
+	select {
+	case <-rt.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (rt *runtime) LocalID() uuid.UUID { return rt.eng.id }
+
+func (rt *runtime) Broadcast(ctx context.Context, payload []byte, opt SendOptions) (uint64, error) {
+	if rt.isClosed() {
+		return 0, ErrClosed
+	}
+	if len(payload) > rt.cfg.MaxMessage {
+		return 0, ErrMessageTooLarge
+	}
+	per := rt.cfg.MaxDatagram - Overhead
+	frags := max(1, (len(payload)+1+per-1)/per)
+	need := len(payload) + 1 + frags*Overhead
+	if err := rt.sq.reserve(ctx, need, rt.closed); err != nil {
+		return 0, err
+	}
+	rt.mu.Lock()
+	seq, pkts, err := rt.eng.broadcast(payload, opt)
+	if err != nil {
+		rt.mu.Unlock()
+		rt.sq.release(need)
+		return 0, err
+	}
+	used := 0
+	for _, p := range pkts {
+		used += len(p.b)
+	}
+	rt.sq.pushData(pkts, need-used)
+	rt.mu.Unlock()
+	return seq, nil
+}
+
+func (rt *runtime) SendControl(to uuid.UUID, payload []byte) error {
+	if rt.isClosed() {
+		return ErrClosed
+	}
+	rt.mu.Lock()
+	p, err := rt.eng.sendControl(to, payload)
+	rt.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	rt.sq.pushPriority(p)
+	return nil
+}
+
+func (rt *runtime) WaitAcked(ctx context.Context, seq uint64, n int) (int, error) {
+	for {
+		rt.mu.Lock()
+		c := rt.eng.ackedCount(seq)
+		wake := rt.ackWake
+		rt.mu.Unlock()
+		if c >= n {
+			return c, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-rt.closed:
+			return c, ErrClosed
+		}
+	}
+}
+
+func (rt *runtime) Messages() <-chan Message { return rt.msgs }
+func (rt *runtime) Events() <-chan Event     { return rt.events }
+
+func (rt *runtime) Forget(member uuid.UUID) {
+	rt.mu.Lock()
+	rt.eng.forget(member)
+	r := rt.eng.drain()
+	rt.mu.Unlock()
+	if r.ackChanged {
+		rt.mu.Lock()
+		close(rt.ackWake)
+		rt.ackWake = make(chan struct{})
+		rt.mu.Unlock()
+	}
+}
+
+func (rt *runtime) Stats() Stats {
+	rt.mu.Lock()
+	s := rt.eng.statsCopy()
+	rt.mu.Unlock()
+	s.PacketsSent = rt.packetsSent.Load()
+	s.BytesSent = rt.bytesSent.Load()
+	s.SendQueueLen = rt.sq.len()
+	s.RecvBufferBytes = rt.recvBuffer
+	s.RecvBufferClamped = rt.recvClamped
+	if x, ok := rt.link.(interface{ extraRejected() map[string]uint64 }); ok {
+		for k, v := range x.extraRejected() {
+			if v > 0 {
+				s.Rejected[k] += v
+			}
+		}
+	}
+	if e := rt.sendErrors.Load(); e > 0 {
+		s.Rejected["send_error"] = e
+	}
+	return s
+}
+
+func (rt *runtime) Close() error {
+	var err error
+	rt.closeOnce.Do(func() {
+		close(rt.closed)
+		err = rt.link.close()
+		rt.wg.Wait()
+		close(rt.msgs)
+		close(rt.events)
+	})
+	return err
+}
+
+// sendQueue holds packets waiting for the sender goroutine: priority
+// packets (repairs, NAKs, status, acks, control) first, then Broadcast
+// data, whose bytes are bounded by the queue capacity.
+type sendQueue struct {
+	mu    sync.Mutex
+	prio  []outPacket
+	data  []outPacket
+	used  int // data bytes reserved or queued
+	cap   int
+	wake  chan struct{} // closed when a packet is queued
+	space chan struct{} // closed when room is released
+}
+
+func newSendQueue(capacity int) *sendQueue {
+	return &sendQueue{cap: capacity, wake: make(chan struct{}), space: make(chan struct{})}
+}
+
+func (q *sendQueue) signal() {
+	close(q.wake)
+	q.wake = make(chan struct{})
+}
+
+// maxPrio bounds the priority queue; beyond it, packets are dropped (the
+// protocol repairs lost NAKs, repairs and status on its own).
+const maxPrio = 1 << 16
+
+func (q *sendQueue) pushPriority(p outPacket) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.prio) >= maxPrio {
+		return
+	}
+	q.prio = append(q.prio, p)
+	q.signal()
+}
+
+// reserve waits until n bytes fit (or the queue is empty), up to ctx.
+func (q *sendQueue) reserve(ctx context.Context, n int, closed <-chan struct{}) error {
+	for {
+		q.mu.Lock()
+		if q.used == 0 || q.used+n <= q.cap {
+			q.used += n
+			q.mu.Unlock()
+			return nil
+		}
+		space := q.space
+		q.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-closed:
+			return ErrClosed
+		}
+	}
+}
+
+// pushData queues reserved packets; extra is reserved bytes not used by them.
+func (q *sendQueue) pushData(ps []outPacket, extra int) {
+	q.mu.Lock()
+	q.data = append(q.data, ps...)
+	q.signal()
+	q.mu.Unlock()
+	if extra != 0 {
+		q.release(extra)
+	}
+}
+
+func (q *sendQueue) release(n int) {
+	q.mu.Lock()
+	q.used -= n
+	close(q.space)
+	q.space = make(chan struct{})
+	q.mu.Unlock()
+}
+
+func (q *sendQueue) pop(closed <-chan struct{}) (outPacket, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.prio) > 0 {
+			p := q.prio[0]
+			q.prio[0] = outPacket{}
+			q.prio = q.prio[1:]
+			q.mu.Unlock()
+			return p, true
+		}
+		if len(q.data) > 0 {
+			p := q.data[0]
+			q.data[0] = outPacket{}
+			q.data = q.data[1:]
+			q.mu.Unlock()
+			return p, true
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-closed:
+			return outPacket{}, false
+		}
+	}
+}
+
+func (q *sendQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.prio) + len(q.data)
+}

@@ -1,0 +1,167 @@
+package multicast
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+
+	"github.com/google/uuid"
+)
+
+// Nonce channels: the 12-byte GCM nonce is a 4-byte channel followed by
+// the 8-byte counter of the header. Data packets count with their sequence
+// numbers, every other type with a separate control counter, so a
+// (sender key, nonce) pair is never used twice.
+const (
+	nonceChannelData    = 1
+	nonceChannelControl = 2
+)
+
+// errAuth is returned when a packet fails authentication.
+var errAuth = errors.New("multicast: authentication failed")
+
+// ClusterID returns the 8-byte cluster id carried in every header: a hash
+// of the cluster name, so members of other clusters on the same group and
+// port are told apart before any cryptography.
+func ClusterID(name string) [8]byte {
+	sum := sha256.Sum256([]byte("hanode cluster id\x00" + name))
+	return [8]byte(sum[:8])
+}
+
+// senderKey derives the key a sender seals with:
+// HKDF-SHA256(cluster key, salt = cluster id, info = label | sender UUID).
+func senderKey(clusterKey [KeySize]byte, cluster [8]byte, sender uuid.UUID) []byte {
+	k, err := hkdf.Key(sha256.New, clusterKey[:], cluster[:], "hanode multicast v1 sender "+string(sender[:]), KeySize)
+	if err != nil {
+		panic("multicast: hkdf: " + err.Error()) // only on invalid lengths
+	}
+	return k
+}
+
+func newGCM(key []byte) cipher.AEAD {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		panic("multicast: aes: " + err.Error())
+	}
+	a, err := cipher.NewGCM(b)
+	if err != nil {
+		panic("multicast: gcm: " + err.Error())
+	}
+	return a
+}
+
+func nonceFor(t PacketType, counter uint64) [12]byte {
+	var n [12]byte
+	ch := uint32(nonceChannelControl)
+	if t == TypeData {
+		ch = nonceChannelData
+	}
+	binary.BigEndian.PutUint32(n[:], ch)
+	binary.BigEndian.PutUint64(n[4:], counter)
+	return n
+}
+
+type aeadKey struct {
+	sender uuid.UUID
+	keyID  uint8
+}
+
+// maxAEADCache bounds the derived-key cache; it is cleared when full.
+const maxAEADCache = 4096
+
+// sealer seals and opens packets of one cluster. Not safe for concurrent
+// use (the engine owns it).
+type sealer struct {
+	kr      *Keyring
+	cluster [8]byte
+	cache   map[aeadKey]cipher.AEAD
+}
+
+func newSealer(kr *Keyring, cluster [8]byte) *sealer {
+	return &sealer{kr: kr, cluster: cluster, cache: make(map[aeadKey]cipher.AEAD)}
+}
+
+func (s *sealer) aead(sender uuid.UUID, id uint8, key [KeySize]byte) cipher.AEAD {
+	k := aeadKey{sender, id}
+	if a, ok := s.cache[k]; ok {
+		return a
+	}
+	if len(s.cache) >= maxAEADCache {
+		clear(s.cache)
+	}
+	a := newGCM(senderKey(key, s.cluster, sender))
+	s.cache[k] = a
+	return a
+}
+
+// seal completes h (version, key id, cluster, length) and returns the
+// sealed datagram, appended to dst.
+func (s *sealer) seal(dst []byte, h *Header, plaintext []byte) []byte {
+	id, key := s.kr.Primary()
+	h.Version = WireVersion
+	h.KeyID = id
+	h.Cluster = s.cluster
+	h.Length = uint16(len(plaintext) + TagLen)
+	var hb [HeaderLen]byte
+	h.put(&hb)
+	aad := hb
+	aad[4] &^= byte(FlagRetransmit)
+	n := nonceFor(h.Type, h.Seq)
+	dst = append(dst, hb[:]...)
+	return s.aead(h.Sender, id, key).Seal(dst, n[:], plaintext, aad[:])
+}
+
+// rejectReason values, used as keys of Stats.Rejected.
+const (
+	reasonMalformed  = "malformed"
+	reasonVersion    = "version"
+	reasonCluster    = "cluster"
+	reasonUnknownKey = "unknown_key"
+	reasonAuth       = "auth"
+	reasonReplay     = "replay"
+	reasonDuplicate  = "duplicate"
+	reasonOversize   = "oversize"
+	reasonWindow     = "window"
+	reasonFragment   = "fragment"
+	reasonDecompress = "decompress"
+	reasonRate       = "nak_rate"
+	reasonForgotten  = "forgotten"
+	reasonPeers      = "too_many_peers"
+)
+
+// open decodes and authenticates datagram b, decrypting into scratch (which
+// must have room for the plaintext; b is left intact, so the sealed bytes
+// can be kept for retransmission). Nothing is allocated before the tag is
+// verified (except, once per sender and key, the derived key). On failure
+// it returns the Stats.Rejected reason.
+func (s *sealer) open(b, scratch []byte) (Header, []byte, string) {
+	h, err := DecodeHeader(b)
+	if err != nil {
+		if errors.Is(err, ErrVersion) {
+			return h, nil, reasonVersion
+		}
+		return h, nil, reasonMalformed
+	}
+	if h.Cluster != s.cluster {
+		return h, nil, reasonCluster
+	}
+	key, ok := s.kr.Lookup(h.KeyID)
+	if !ok {
+		return h, nil, reasonUnknownKey
+	}
+	aad := [HeaderLen]byte(b[:HeaderLen])
+	aad[4] &^= byte(FlagRetransmit)
+	n := nonceFor(h.Type, h.Seq)
+	ct := b[HeaderLen:]
+	if cap(scratch) < len(ct) {
+		scratch = make([]byte, 0, len(ct))
+	}
+	pt, err := s.aead(h.Sender, h.KeyID, key).Open(scratch[:0], n[:], ct, aad[:])
+	if err != nil {
+		return h, nil, reasonAuth
+	}
+	return h, pt, ""
+}

@@ -1,0 +1,316 @@
+package multicast
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Wire format of one datagram (all integers big-endian):
+//
+//	offset size field
+//	0      2    magic "HN"
+//	2      1    version (1)
+//	3      1    type (PacketType)
+//	4      1    flags (Flags)
+//	5      1    key id (keyring id of the cluster key that sealed it)
+//	6      2    length of the sealed payload that follows the header
+//	8      8    cluster id (hash of the cluster name)
+//	16     16   sender id (UUID)
+//	32     8    sequence number (data) or control counter (other types): the nonce counter
+//	40     8    sender's highest data sequence number when the packet was sealed
+//	48     2    fragment index
+//	50     2    fragment count
+//	52     ...  sealed payload: AES-256-GCM ciphertext and 16-byte tag
+//
+// The whole header is the AEAD's associated data, except the retransmit
+// flag: a member resending a packet (its own or another member's) sends the
+// original sealed bytes and only sets that bit.
+const (
+	// HeaderLen is the size of the fixed packet header.
+	HeaderLen = 52
+	// TagLen is the size of the authentication tag that follows the ciphertext.
+	TagLen = 16
+	// Overhead is the per-datagram overhead of header and tag.
+	Overhead = HeaderLen + TagLen
+	// WireVersion is the protocol version this package speaks.
+	WireVersion = 1
+	// MaxUDPPayload is the largest IPv4 UDP payload.
+	MaxUDPPayload = 65507
+
+	magic0 = 'H'
+	magic1 = 'N'
+)
+
+// PacketType is the type of a packet. Numbers are append-only.
+type PacketType uint8
+
+// Packet types.
+const (
+	TypeData    PacketType = 1 // a reliable broadcast message or fragment of one
+	TypeControl PacketType = 2 // an unreliable control message (SendControl)
+	TypeNak     PacketType = 3 // a retransmission request
+	TypeAck     PacketType = 4 // a delivery acknowledgement (SendOptions.Ack)
+	TypeStatus  PacketType = 5 // periodic status: highest sequence, delivered-up-to per sender
+	maxType                = TypeStatus
+)
+
+func (t PacketType) String() string {
+	switch t {
+	case TypeData:
+		return "data"
+	case TypeControl:
+		return "control"
+	case TypeNak:
+		return "nak"
+	case TypeAck:
+		return "ack"
+	case TypeStatus:
+		return "status"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Flags are packet flag bits.
+type Flags uint8
+
+// Flag bits. Unknown bits are rejected.
+const (
+	FlagCompressed   Flags = 1 << 0 // data: the reassembled message is compressed (first byte names the codec)
+	FlagFragment     Flags = 1 << 1 // data: one fragment of a multi-packet message
+	FlagRetransmit   Flags = 1 << 2 // a resent packet; not authenticated, informational only
+	FlagAckRequested Flags = 1 << 3 // data: receivers acknowledge delivery at once
+	FlagAnyone       Flags = 1 << 4 // nak: any member holding the packets may answer
+	knownFlags             = FlagCompressed | FlagFragment | FlagRetransmit | FlagAckRequested | FlagAnyone
+)
+
+// ErrMalformed is wrapped by every packet decoding error.
+var ErrMalformed = errors.New("multicast: malformed packet")
+
+// ErrVersion reports a packet of an unsupported protocol version.
+var ErrVersion = errors.New("multicast: unsupported protocol version")
+
+// Header is the decoded fixed header of a packet.
+type Header struct {
+	Version   uint8
+	Type      PacketType
+	Flags     Flags
+	KeyID     uint8
+	Length    uint16 // sealed payload bytes after the header (ciphertext + tag)
+	Cluster   [8]byte
+	Sender    uuid.UUID
+	Seq       uint64
+	HighSeq   uint64
+	FragIndex uint16
+	FragCount uint16
+}
+
+// AppendHeader appends the encoded header to b.
+func (h *Header) AppendHeader(b []byte) []byte {
+	var a [HeaderLen]byte
+	h.put(&a)
+	return append(b, a[:]...)
+}
+
+func (h *Header) put(a *[HeaderLen]byte) {
+	a[0], a[1] = magic0, magic1
+	a[2] = h.Version
+	a[3] = byte(h.Type)
+	a[4] = byte(h.Flags)
+	a[5] = h.KeyID
+	binary.BigEndian.PutUint16(a[6:], h.Length)
+	copy(a[8:16], h.Cluster[:])
+	copy(a[16:32], h.Sender[:])
+	binary.BigEndian.PutUint64(a[32:], h.Seq)
+	binary.BigEndian.PutUint64(a[40:], h.HighSeq)
+	binary.BigEndian.PutUint16(a[48:], h.FragIndex)
+	binary.BigEndian.PutUint16(a[50:], h.FragCount)
+}
+
+// DecodeHeader decodes and checks the header of datagram b. It checks that
+// the length field matches the datagram exactly and that the fields are
+// consistent with each other; it does not authenticate anything.
+func DecodeHeader(b []byte) (Header, error) {
+	var h Header
+	if len(b) < HeaderLen {
+		return h, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrMalformed, len(b), HeaderLen)
+	}
+	if b[0] != magic0 || b[1] != magic1 {
+		return h, fmt.Errorf("%w: bad magic", ErrMalformed)
+	}
+	h.Version = b[2]
+	if h.Version != WireVersion {
+		return h, fmt.Errorf("%w: %d", ErrVersion, h.Version)
+	}
+	h.Type = PacketType(b[3])
+	h.Flags = Flags(b[4])
+	h.KeyID = b[5]
+	h.Length = binary.BigEndian.Uint16(b[6:])
+	copy(h.Cluster[:], b[8:16])
+	copy(h.Sender[:], b[16:32])
+	h.Seq = binary.BigEndian.Uint64(b[32:])
+	h.HighSeq = binary.BigEndian.Uint64(b[40:])
+	h.FragIndex = binary.BigEndian.Uint16(b[48:])
+	h.FragCount = binary.BigEndian.Uint16(b[50:])
+	if err := h.check(len(b) - HeaderLen); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+func (h *Header) check(rest int) error {
+	switch {
+	case h.Type == 0 || h.Type > maxType:
+		return fmt.Errorf("%w: unknown type %d", ErrMalformed, h.Type)
+	case h.Flags&^knownFlags != 0:
+		return fmt.Errorf("%w: unknown flags %#x", ErrMalformed, uint8(h.Flags))
+	case int(h.Length) != rest:
+		return fmt.Errorf("%w: length field %d, %d bytes follow the header", ErrMalformed, h.Length, rest)
+	case h.Length < TagLen:
+		return fmt.Errorf("%w: payload shorter than the tag", ErrMalformed)
+	case h.KeyID == 0:
+		return fmt.Errorf("%w: key id 0", ErrMalformed)
+	case h.Seq == 0:
+		return fmt.Errorf("%w: sequence number 0", ErrMalformed)
+	case h.Sender == uuid.Nil:
+		return fmt.Errorf("%w: nil sender", ErrMalformed)
+	}
+	if h.Type == TypeData {
+		if h.HighSeq < h.Seq {
+			return fmt.Errorf("%w: highest sequence below the packet's", ErrMalformed)
+		}
+		if h.Flags&FlagFragment != 0 {
+			if h.FragCount < 2 || h.FragIndex >= h.FragCount {
+				return fmt.Errorf("%w: fragment %d of %d", ErrMalformed, h.FragIndex, h.FragCount)
+			}
+			if uint64(h.FragIndex) >= h.Seq {
+				return fmt.Errorf("%w: fragment index beyond the sequence start", ErrMalformed)
+			}
+		} else if h.FragIndex != 0 || h.FragCount != 1 {
+			return fmt.Errorf("%w: fragment fields on an unfragmented packet", ErrMalformed)
+		}
+		return nil
+	}
+	if h.Flags&(FlagCompressed|FlagFragment|FlagAckRequested) != 0 {
+		return fmt.Errorf("%w: data flags on a %s packet", ErrMalformed, h.Type)
+	}
+	if h.Flags&FlagAnyone != 0 && h.Type != TypeNak {
+		return fmt.Errorf("%w: anyone flag on a %s packet", ErrMalformed, h.Type)
+	}
+	if h.FragIndex != 0 || h.FragCount != 1 {
+		return fmt.Errorf("%w: fragment fields on a %s packet", ErrMalformed, h.Type)
+	}
+	return nil
+}
+
+// Payload encodings of the non-data packet types.
+//
+// nak:    target sender (16) | range count (2) | count × (first seq (8) | last seq (8))
+// ack:    target sender (16) | delivered-up-to (8)
+// status: lowest retransmittable seq (8) | entry count (2) | count × (sender (16) | delivered-up-to (8))
+
+type seqRange struct{ first, last uint64 }
+
+type nakBody struct {
+	target uuid.UUID
+	ranges []seqRange
+}
+
+const maxNakRanges = 64
+
+func (n *nakBody) append(b []byte) []byte {
+	b = append(b, n.target[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(n.ranges)))
+	for _, r := range n.ranges {
+		b = binary.BigEndian.AppendUint64(b, r.first)
+		b = binary.BigEndian.AppendUint64(b, r.last)
+	}
+	return b
+}
+
+func decodeNak(b []byte) (nakBody, error) {
+	var n nakBody
+	if len(b) < 18 {
+		return n, fmt.Errorf("%w: short nak", ErrMalformed)
+	}
+	copy(n.target[:], b)
+	c := int(binary.BigEndian.Uint16(b[16:]))
+	b = b[18:]
+	if c == 0 || c > maxNakRanges || len(b) != 16*c {
+		return n, fmt.Errorf("%w: nak with %d ranges in %d bytes", ErrMalformed, c, len(b))
+	}
+	n.ranges = make([]seqRange, c)
+	for i := range n.ranges {
+		r := seqRange{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}
+		if r.first == 0 || r.last < r.first {
+			return n, fmt.Errorf("%w: nak range %d-%d", ErrMalformed, r.first, r.last)
+		}
+		n.ranges[i] = r
+		b = b[16:]
+	}
+	return n, nil
+}
+
+type ackBody struct {
+	target uuid.UUID
+	upTo   uint64
+}
+
+func (a *ackBody) append(b []byte) []byte {
+	b = append(b, a.target[:]...)
+	return binary.BigEndian.AppendUint64(b, a.upTo)
+}
+
+func decodeAck(b []byte) (ackBody, error) {
+	var a ackBody
+	if len(b) != 24 {
+		return a, fmt.Errorf("%w: ack of %d bytes", ErrMalformed, len(b))
+	}
+	copy(a.target[:], b)
+	a.upTo = binary.BigEndian.Uint64(b[16:])
+	return a, nil
+}
+
+type statusEntry struct {
+	sender    uuid.UUID
+	delivered uint64
+}
+
+type statusBody struct {
+	low     uint64
+	entries []statusEntry
+}
+
+const statusEntryLen = 24
+
+func (s *statusBody) append(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, s.low)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.entries)))
+	for _, e := range s.entries {
+		b = append(b, e.sender[:]...)
+		b = binary.BigEndian.AppendUint64(b, e.delivered)
+	}
+	return b
+}
+
+func decodeStatus(b []byte) (statusBody, error) {
+	var s statusBody
+	if len(b) < 10 {
+		return s, fmt.Errorf("%w: short status", ErrMalformed)
+	}
+	s.low = binary.BigEndian.Uint64(b)
+	c := int(binary.BigEndian.Uint16(b[8:]))
+	b = b[10:]
+	if len(b) != statusEntryLen*c {
+		return s, fmt.Errorf("%w: status with %d entries in %d bytes", ErrMalformed, c, len(b))
+	}
+	s.entries = make([]statusEntry, c)
+	for i := range s.entries {
+		copy(s.entries[i].sender[:], b)
+		s.entries[i].delivered = binary.BigEndian.Uint64(b[16:])
+		b = b[statusEntryLen:]
+	}
+	return s, nil
+}

@@ -1,0 +1,185 @@
+package replicator
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func benchReplica(b *testing.B, n int) (*Replica, []string) {
+	r := NewReplica(ReplicaConfig{})
+	ids := make([]string, n)
+	var c Clock
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%032x", i*7919)
+		d := &Delta{ID: ids[i], Owner: "a", IdleTimeout: 1800e9, LastAccess: 1, Ops: []Op{
+			set("user", "alice"), set("cart", strings.Repeat("c", 100)), set("theme", "dark"), set("csrf", "0123456789abcdef"), set("n", "1"),
+		}}
+		if err := r.Commit(d, &c, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return r, ids
+}
+
+func BenchmarkReplicaGet(b *testing.B) {
+	r, ids := benchReplica(b, 100000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if r.Get(ids[i%len(ids)]) == nil {
+				b.Fatal("nil")
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkCommit(b *testing.B) {
+	r, ids := benchReplica(b, 10000)
+	var c Clock
+	val := []byte("2")
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			d := Delta{ID: ids[i%len(ids)], Owner: "a", IdleTimeout: 1800e9, LastAccess: int64(i), Ops: []Op{{Kind: OpSet, Key: "n", Value: val}}}
+			if err := r.Commit(&d, &c, int64(i)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkApply(b *testing.B) {
+	r, ids := benchReplica(b, 10000)
+	val := []byte("2")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		d := Delta{ID: ids[i%len(ids)], Owner: "b", Version: uint64(i), HLC: uint64(i) + 1<<40, IdleTimeout: 1800e9, LastAccess: int64(i), Ops: []Op{{Kind: OpSet, Key: "n", Value: val}}}
+		if _, err := r.Apply(&d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTouch(b *testing.B) {
+	r, ids := benchReplica(b, 10000)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.Touch(ids[i%len(ids)], int64(i)+2)
+	}
+}
+
+func benchDelta() *Delta {
+	return &Delta{ID: strings.Repeat("a", 32), Owner: "node-1", Epoch: 2, Version: 1234, HLC: 1 << 60, Created: 1 << 60,
+		LastAccess: 1 << 60, IdleTimeout: 1800e9, Ops: []Op{set("user", "alice"), set("cart", strings.Repeat("c", 100)), del("flash")}}
+}
+
+func BenchmarkAppendDelta(b *testing.B) {
+	d := benchDelta()
+	buf := make([]byte, 0, 512)
+	b.SetBytes(int64(DeltaSize(d)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendDelta(buf[:0], d)
+	}
+}
+
+func BenchmarkDecodeDelta(b *testing.B) {
+	enc := AppendDelta(nil, benchDelta())
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeDelta(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func snapshotReplica(b *testing.B, n, size int) *Replica {
+	r := NewReplica(ReplicaConfig{})
+	fill(b, r, n, size)
+	return r
+}
+
+// BenchmarkSnapshot writes and reads 100,000 sessions of 4 KB.
+func BenchmarkSnapshot(b *testing.B) {
+	r := snapshotReplica(b, 100000, 4096)
+	var buf bytes.Buffer
+	if _, err := WriteSnapshot(&buf, r, "c"); err != nil {
+		b.Fatal(err)
+	}
+	size := int64(buf.Len())
+	b.Run("write", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if _, err := WriteSnapshot(io.Discard, r, "c"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()), "c", func(*Session) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("load", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if _, err := LoadSnapshot(bytes.NewReader(buf.Bytes()), NewReplica(ReplicaConfig{}), "c"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkDigest(b *testing.B) {
+	r, _ := benchReplica(b, 100000)
+	for b.Loop() {
+		r.Digest(256)
+	}
+}
+
+// TestMemoryPerSession reports the heap held per session for several
+// attribute sizes (run with -v; skipped with -short).
+func TestMemoryPerSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	for _, tc := range []struct{ n, size int }{{20000, 200}, {5000, 4096}, {500, 65536}} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r := NewReplica(ReplicaConfig{})
+		var c Clock
+		// Four attributes sharing the size, as a session would, with
+		// values decoded from the wire (one allocation each).
+		per := tc.size / 4
+		for i := 0; i < tc.n; i++ {
+			d := &Delta{ID: fmt.Sprintf("%032x", i), Owner: "node-a", IdleTimeout: 1800e9, LastAccess: 1}
+			for k := 0; k < 4; k++ {
+				d.Ops = append(d.Ops, Op{Kind: OpSet, Key: fmt.Sprintf("attr%d", k), Value: bytes.Repeat([]byte{'v'}, per-6)})
+			}
+			if err := r.Commit(d, &c, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held := float64(after.HeapAlloc-before.HeapAlloc) / float64(tc.n)
+		t.Logf("%6d B of attributes: %8.0f B held per session (overhead %5.0f B)", tc.size, held, held-float64(tc.size))
+		runtime.KeepAlive(r)
+	}
+}

@@ -1,0 +1,254 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hanode/hanode/multicast"
+	"github.com/hanode/hanode/replicator"
+)
+
+const (
+	// batchTarget is the encoded size at which a batch is sent at once
+	// instead of waiting for the batching delay: about one datagram.
+	batchTarget = 1100
+	// batchDelay is the longest a delta waits for company.
+	batchDelay = time.Millisecond
+	// maxPending bounds the bytes of deltas waiting for the transport;
+	// commits block (bounded by their context) beyond it.
+	maxPending = 8 << 20
+	// touchInterval is how often batched last-access times go out.
+	touchInterval = time.Second
+)
+
+// Commit applies d locally and queues it for replication; with Sync or
+// SyncAll it waits, bounded by Config.SyncTimeout, for acknowledgements.
+func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Consistency) (replicator.CommitResult, error) {
+	if n.closing.Load() && n.tr == nil {
+		return replicator.CommitResult{}, replicator.ErrClosed
+	}
+	if err := n.replica.Commit(d, n.clock, time.Now().UnixNano()); err != nil {
+		n.stats.commitErrors.Add(1)
+		return replicator.CommitResult{}, err
+	}
+	n.stats.commits.Add(1)
+	b, err := n.enqueue(ctx, d, c != replicator.Async)
+	if err != nil {
+		// Applied locally; replication is late but the delta stays queued
+		// unless the context ended before it could be queued.
+		n.stats.commitErrors.Add(1)
+		return replicator.CommitResult{}, err
+	}
+	if c == replicator.Async {
+		return replicator.CommitResult{}, nil
+	}
+	return n.waitAcks(ctx, b, c)
+}
+
+// enqueue adds d to the open batch, coalescing with a pending delta of the
+// same session. It blocks while too much is pending.
+func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*batch, error) {
+	size := estimate(d)
+	for {
+		n.sendMu.Lock()
+		b := n.pending
+		if b.size+size <= maxPending || len(b.deltas) == 0 {
+			break
+		}
+		n.sendMu.Unlock()
+		n.kickFlusher()
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	b := n.pending
+	if i, ok := b.byID[d.ID]; ok {
+		coalesce(b.deltas[i], d)
+	} else {
+		b.byID[d.ID] = len(b.deltas)
+		b.deltas = append(b.deltas, d)
+	}
+	b.size += size
+	b.ack = b.ack || ack
+	full := b.size >= batchTarget || b.ack
+	first := len(b.deltas) == 1
+	n.sendMu.Unlock()
+	if full || first {
+		n.kickFlusher()
+	}
+	return b, nil
+}
+
+// coalesce folds the later delta nd of the same session into d: a later
+// set or delete of a key replaces an earlier one, other operations are
+// kept in order, metadata is the later one's.
+func coalesce(d, nd *replicator.Delta) {
+	for _, op := range nd.Ops {
+		if op.Kind == replicator.OpSet || op.Kind == replicator.OpDel {
+			k := 0
+			for _, o := range d.Ops {
+				if (o.Kind == replicator.OpSet || o.Kind == replicator.OpDel) && o.Key == op.Key {
+					continue
+				}
+				d.Ops[k] = o
+				k++
+			}
+			d.Ops = d.Ops[:k]
+		}
+		d.Ops = append(d.Ops, op)
+	}
+	d.Owner, d.Epoch, d.Version, d.HLC = nd.Owner, nd.Epoch, nd.Version, nd.HLC
+	d.LastAccess, d.IdleTimeout, d.Deadline = nd.LastAccess, nd.IdleTimeout, nd.Deadline
+}
+
+func estimate(d *replicator.Delta) int {
+	s := 64 + len(d.ID) + len(d.Owner)
+	for _, op := range d.Ops {
+		s += 8 + len(op.Key) + len(op.Value)
+	}
+	return s
+}
+
+func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency) (replicator.CommitResult, error) {
+	need := 1
+	peers := len(n.alivePeers())
+	if c == replicator.SyncAll {
+		need = peers
+	}
+	if peers == 0 {
+		return replicator.CommitResult{}, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.SyncTimeout)
+	defer cancel()
+	select {
+	case <-b.done:
+	case <-wctx.Done():
+		n.stats.syncTimeouts.Add(1)
+		return replicator.CommitResult{TimedOut: true}, nil
+	}
+	if b.err != nil {
+		return replicator.CommitResult{}, b.err
+	}
+	acks, err := n.tr.WaitAcked(wctx, b.seq, need)
+	if err != nil {
+		n.stats.syncTimeouts.Add(1)
+		n.log.Warn("sync commit not acknowledged in time", "acks", acks, "need", need, "timeout", n.cfg.SyncTimeout)
+		return replicator.CommitResult{Acks: acks, TimedOut: true}, nil
+	}
+	return replicator.CommitResult{Replicated: true, Acks: acks}, nil
+}
+
+// Touch records an access; last-access times go out in batches.
+func (n *Node) Touch(id string, now int64) {
+	n.replica.Touch(id, now)
+	n.sendMu.Lock()
+	n.touches[id] = now
+	n.sendMu.Unlock()
+}
+
+func (n *Node) kickFlusher() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flushLoop broadcasts batches: at once when full or when a sync commit
+// waits, else after batchDelay; touches every touchInterval.
+func (n *Node) flushLoop() {
+	touch := time.NewTicker(touchInterval)
+	defer touch.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			n.flushNow()
+			return
+		case <-touch.C:
+			n.flushTouches()
+		case <-n.kick:
+			n.sendMu.Lock()
+			wait := !(n.pending.ack || n.pending.size >= batchTarget)
+			n.sendMu.Unlock()
+			if wait {
+				t := time.NewTimer(batchDelay)
+				select {
+				case <-t.C:
+				case <-n.kick:
+					t.Stop()
+				case <-n.ctx.Done():
+					t.Stop()
+				}
+			}
+			n.flushNow()
+		}
+	}
+}
+
+// flushNow broadcasts the open batch, if any.
+func (n *Node) flushNow() {
+	n.sendMu.Lock()
+	b := n.pending
+	if len(b.deltas) == 0 {
+		n.sendMu.Unlock()
+		return
+	}
+	n.pending = newBatch()
+	n.sendMu.Unlock()
+	n.broadcast(b)
+}
+
+func (n *Node) broadcast(b *batch) {
+	payload := make([]byte, 1, 64+b.size)
+	payload[0] = kindDeltas
+	payload = replicator.AppendBatch(payload, b.deltas)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	seq, err := n.tr.Broadcast(ctx, payload, multicast.SendOptions{Ack: b.ack})
+	cancel()
+	b.seq, b.err = seq, err
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			n.log.Error("broadcast failed; peers will repair by anti-entropy", "deltas", len(b.deltas), "err", err)
+		}
+	} else {
+		n.stats.batchesSent.Add(1)
+		n.stats.deltasSent.Add(uint64(len(b.deltas)))
+	}
+	close(b.done)
+}
+
+// flushTouches broadcasts the batched last-access times.
+func (n *Node) flushTouches() {
+	n.sendMu.Lock()
+	if len(n.touches) == 0 {
+		n.sendMu.Unlock()
+		return
+	}
+	ts := n.touches
+	n.touches = make(map[string]int64, len(ts))
+	n.sendMu.Unlock()
+	b := newBatch()
+	for id, at := range ts {
+		s := n.replica.Get(id)
+		if s == nil {
+			continue
+		}
+		d := &replicator.Delta{
+			ID: id, Owner: s.Owner, Epoch: s.Epoch, Version: s.Version, HLC: n.clock.Now(time.Now().UnixNano()),
+			Created: s.Created, LastAccess: at, IdleTimeout: s.IdleTimeout, Deadline: s.Deadline,
+			Ops: []replicator.Op{{Kind: replicator.OpTouch}},
+		}
+		b.deltas = append(b.deltas, d)
+		b.size += estimate(d)
+		if b.size >= 32*batchTarget {
+			n.broadcast(b)
+			b = newBatch()
+		}
+	}
+	n.stats.touchesSent.Add(uint64(len(ts)))
+	if len(b.deltas) > 0 {
+		n.broadcast(b)
+	}
+}

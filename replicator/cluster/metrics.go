@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"sort"
+)
+
+// WriteMetrics writes the node's metrics in the Prometheus text format.
+// Names carry the hanode_ prefix, base units and _total for counters;
+// labels never hold session IDs or user names.
+func (n *Node) WriteMetrics(w io.Writer) {
+	p := promWriter{w: w}
+	st := n.tr.Stats()
+	p.counter("hanode_multicast_packets_sent_total", "Datagrams sent.", float64(st.PacketsSent))
+	p.counter("hanode_multicast_packets_received_total", "Datagrams received.", float64(st.PacketsReceived))
+	p.counter("hanode_multicast_sent_bytes_total", "Bytes sent in datagrams.", float64(st.BytesSent))
+	p.counter("hanode_multicast_received_bytes_total", "Bytes received in datagrams.", float64(st.BytesReceived))
+	p.counter("hanode_multicast_messages_sent_total", "Reliable messages broadcast.", float64(st.MessagesSent))
+	p.counter("hanode_multicast_messages_delivered_total", "Reliable messages delivered in order.", float64(st.MessagesDelivered))
+	p.counter("hanode_multicast_retransmissions_total", "Packets resent because of a negative acknowledgement.", float64(st.Retransmissions))
+	p.counter("hanode_multicast_naks_sent_total", "Negative acknowledgements sent.", float64(st.NaksSent))
+	p.gauge("hanode_multicast_send_queue_length", "Messages waiting in the send queue.", float64(st.SendQueueLen))
+	p.gauge("hanode_multicast_receive_buffer_bytes", "Receive buffer granted by the kernel.", float64(st.RecvBufferBytes))
+	clamped := 0.0
+	if st.RecvBufferClamped {
+		clamped = 1
+	}
+	p.gauge("hanode_multicast_receive_buffer_clamped", "1 when the kernel granted less receive buffer than asked (raise net.core.rmem_max).", clamped)
+	reasons := make([]string, 0, len(st.Rejected))
+	for r := range st.Rejected {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	p.header("hanode_multicast_rejected_packets_total", "Datagrams dropped, by reason.", "counter")
+	if len(reasons) == 0 {
+		p.sample("hanode_multicast_rejected_packets_total", `reason="auth"`, 0)
+	}
+	for _, r := range reasons {
+		p.sample("hanode_multicast_rejected_packets_total", fmt.Sprintf("reason=%q", r), float64(st.Rejected[r]))
+	}
+
+	counts := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+	for _, m := range n.Members() {
+		counts[m.State]++
+	}
+	p.header("hanode_members", "Members by state, self included.", "gauge")
+	for _, s := range []string{"alive", "suspect", "dead", "left"} {
+		p.sample("hanode_members", fmt.Sprintf("state=%q", s), float64(counts[s]))
+	}
+	alone := 0.0
+	if n.stats.noPeersWarned.Load() {
+		alone = 1
+	}
+	p.gauge("hanode_no_peers", "1 when HA is on and no peer has been seen for 30s.", alone)
+	ready := 0.0
+	if n.Ready() {
+		ready = 1
+	}
+	p.gauge("hanode_ready", "1 when the node holds the cluster's sessions and is not draining.", ready)
+	p.gauge("hanode_sessions", "Live sessions in the local replica.", float64(n.replica.Len()))
+	p.counter("hanode_commits_total", "Session commits on this node.", float64(n.stats.commits.Load()))
+	p.counter("hanode_commit_errors_total", "Commits refused or not queued.", float64(n.stats.commitErrors.Load()))
+	p.counter("hanode_sync_timeouts_total", "Sync commits served after their acknowledgement wait ran out.", float64(n.stats.syncTimeouts.Load()))
+	p.counter("hanode_replication_deltas_sent_total", "Deltas broadcast.", float64(n.stats.deltasSent.Load()))
+	p.counter("hanode_replication_batches_sent_total", "Delta batches broadcast.", float64(n.stats.batchesSent.Load()))
+	p.counter("hanode_replication_touches_sent_total", "Batched last-access updates broadcast.", float64(n.stats.touchesSent.Load()))
+	p.counter("hanode_replication_deltas_applied_total", "Deltas from peers applied.", float64(n.stats.deltasApplied.Load()))
+	p.counter("hanode_replication_deltas_rejected_total", "Deltas from peers that could not be decoded or applied.", float64(n.stats.deltasRejected.Load()))
+	p.gauge("hanode_replication_lag_seconds", "Commit-to-apply delay of the last delta received from a peer.", float64(n.stats.lagNanos.Load())/1e9)
+	p.counter("hanode_replication_behind_total", "Times this node fell behind a sender and repaired by anti-entropy.", float64(n.stats.behind.Load()))
+	p.counter("hanode_state_transfers_total", "Completed state transfers into this node.", float64(n.stats.transfers.Load()))
+	p.counter("hanode_state_transfer_failures_total", "Failed state-transfer attempts.", float64(n.stats.transferFailures.Load()))
+	p.gauge("hanode_state_transfer_duration_seconds", "Duration of the last state transfer into this node.", float64(n.stats.transferSeconds.Load())/1e9)
+	p.gauge("hanode_state_transfer_sessions", "Records received by the last state transfer.", float64(n.stats.transferSessions.Load()))
+	p.counter("hanode_anti_entropy_rounds_total", "Anti-entropy rounds run.", float64(n.stats.aeRounds.Load()))
+	p.counter("hanode_anti_entropy_repaired_sessions_total", "Sessions changed by anti-entropy.", float64(n.stats.aeRepaired.Load()))
+	p.counter("hanode_sessions_expired_total", "Sessions expired by this node.", float64(n.stats.expired.Load()))
+}
+
+type promWriter struct{ w io.Writer }
+
+func (p promWriter) header(name, help, typ string) {
+	fmt.Fprintf(p.w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+}
+
+func (p promWriter) sample(name, labels string, v float64) {
+	if labels != "" {
+		fmt.Fprintf(p.w, "%s{%s} %g\n", name, labels, v)
+		return
+	}
+	fmt.Fprintf(p.w, "%s %g\n", name, v)
+}
+
+func (p promWriter) counter(name, help string, v float64) {
+	p.header(name, help, "counter")
+	p.sample(name, "", v)
+}
+
+func (p promWriter) gauge(name, help string, v float64) {
+	p.header(name, help, "gauge")
+	p.sample(name, "", v)
+}

@@ -1,0 +1,646 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/membership"
+	"github.com/hanode/hanode/multicast"
+	"github.com/hanode/hanode/replicator"
+)
+
+// Payload kinds: the first byte of every payload this package sends over
+// the transport. Append-only.
+const (
+	kindDeltas     byte = 1 // reliable: a batch of deltas
+	kindMembership byte = 2 // control: a membership message
+)
+
+// Meta keys gossiped in membership heartbeats.
+const (
+	metaTransfer = "transfer" // TCP address of the state-transfer server
+	metaReady    = "ready"    // "1" once the node holds the cluster's sessions
+)
+
+// ErrConfig wraps every configuration error.
+var ErrConfig = errors.New("cluster: invalid config")
+
+// Node is a running cluster member. It implements replicator.Store.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	id      uuid.UUID
+	started time.Time
+
+	replica *replicator.Replica
+	clock   *replicator.Clock
+	tr      multicast.Transport
+	ln      net.Listener // state-transfer server
+
+	memMu sync.Mutex
+	mem   *membership.Machine
+
+	sendMu  sync.Mutex
+	pending *batch           // deltas not yet broadcast
+	touches map[string]int64 // batched last-access times
+	kick    chan struct{}    // wakes the flusher
+
+	ready    atomic.Bool
+	draining atomic.Bool
+	closing  atomic.Bool
+
+	stats nodeStats
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// batch is a set of deltas broadcast in one transport message. Deltas of
+// one session are coalesced while the batch is open.
+type batch struct {
+	deltas []*replicator.Delta
+	byID   map[string]int // index into deltas
+	size   int            // approximate encoded size
+	ack    bool           // a sync commit waits on it
+	done   chan struct{}  // closed once broadcast (or failed)
+	seq    uint64
+	err    error
+}
+
+func newBatch() *batch {
+	return &batch{byID: make(map[string]int), done: make(chan struct{})}
+}
+
+// nodeStats are counters for WriteMetrics.
+type nodeStats struct {
+	commits          atomic.Uint64
+	commitErrors     atomic.Uint64
+	syncTimeouts     atomic.Uint64
+	deltasSent       atomic.Uint64
+	deltasApplied    atomic.Uint64
+	deltasRejected   atomic.Uint64
+	batchesSent      atomic.Uint64
+	touchesSent      atomic.Uint64
+	transfers        atomic.Uint64
+	transferFailures atomic.Uint64
+	transferSeconds  atomic.Int64 // nanoseconds of the last successful join transfer
+	transferSessions atomic.Uint64
+	aeRounds         atomic.Uint64
+	aeRepaired       atomic.Uint64
+	behind           atomic.Uint64
+	lagNanos         atomic.Int64 // last observed replication lag (commit HLC to apply), nanoseconds
+	expired          atomic.Uint64
+	noPeersWarned    atomic.Bool
+	aloneSince       atomic.Int64
+}
+
+func (c *Config) setDefaults() {
+	if c.ClusterName == "" {
+		c.ClusterName = "hanode"
+	}
+	if !c.Group.IsValid() {
+		c.Group = netip.MustParseAddrPort("239.255.42.99:45588")
+	}
+	if c.TTL == 0 {
+		c.TTL = 1
+	}
+	if c.SyncTimeout == 0 {
+		c.SyncTimeout = 100 * time.Millisecond
+	}
+	if c.TransferTimeout == 0 {
+		c.TransferTimeout = 10 * time.Second
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = 2 * time.Second
+	}
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = 15 * time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 500 * time.Millisecond
+	}
+	if c.MaxSessionBytes == 0 {
+		c.MaxSessionBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	if c.Node == "" {
+		return fmt.Errorf("%w: node name is required", ErrConfig)
+	}
+	if strings.ContainsAny(c.Node, ". \t;,=") || len(c.Node) > 64 {
+		return fmt.Errorf("%w: node name %q must be at most 64 characters without dots, spaces or separators", ErrConfig, c.Node)
+	}
+	if c.Interface == "" {
+		return fmt.Errorf("%w: interface is required (a name such as eth0 or an IPv4 address)", ErrConfig)
+	}
+	if c.Keyring == nil {
+		return fmt.Errorf("%w: a cluster key is required", ErrConfig)
+	}
+	if !c.Group.Addr().Is4() || !c.Group.Addr().IsMulticast() {
+		return fmt.Errorf("%w: group %s is not an IPv4 multicast address", ErrConfig, c.Group)
+	}
+	return nil
+}
+
+// Start joins the cluster and returns at once; the node becomes ready
+// (Ready) once it holds the cluster's sessions.
+func Start(cfg Config) (*Node, error) {
+	n, err := newNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ifaceIP, err := interfaceIPv4(n.cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	taddr := n.cfg.TransferAddr
+	if taddr == "" {
+		taddr = net.JoinHostPort(ifaceIP.String(), "0")
+	}
+	ln, err := net.Listen("tcp4", taddr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: state-transfer listener: %w", err)
+	}
+	tr, err := multicast.Listen(n.transportConfig())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := n.startWith(tr, ln); err != nil {
+		tr.Close()
+		ln.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// newNode validates cfg and builds the replica, loading the snapshot.
+func newNode(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.Node),
+		id:      uuid.New(),
+		started: time.Now(),
+		clock:   &replicator.Clock{},
+		touches: make(map[string]int64),
+		kick:    make(chan struct{}, 1),
+		pending: newBatch(),
+	}
+	n.replica = replicator.NewReplica(replicator.ReplicaConfig{
+		MaxSessionBytes: cfg.MaxSessionBytes,
+		OnEvent:         n.onReplicaEvent,
+	})
+	if cfg.SnapshotFile != "" {
+		if err := n.loadSnapshot(); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) transportConfig() multicast.Config {
+	mcfg := multicast.DefaultConfig()
+	mcfg.ClusterName = n.cfg.ClusterName
+	mcfg.Group = n.cfg.Group
+	mcfg.Interface = n.cfg.Interface
+	mcfg.TTL = n.cfg.TTL
+	mcfg.Loopback = n.cfg.Loopback
+	mcfg.Keyring = n.cfg.Keyring
+	mcfg.MemberID = n.id
+	mcfg.Logger = n.log
+	return mcfg
+}
+
+// startWith runs the node over an existing transport (the in-memory one in
+// tests) and a state-transfer listener.
+func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
+	n.tr = tr
+	n.ln = ln
+	n.id = tr.LocalID()
+	mcfg := membership.DefaultConfig()
+	mcfg.ID = n.id
+	mcfg.Name = n.cfg.Node
+	mcfg.Started = n.started
+	mcfg.HeartbeatInterval = n.cfg.HeartbeatInterval
+	mcfg.SuspectTimeout = 3 * n.cfg.HeartbeatInterval
+	mcfg.DeadTimeout = 6 * n.cfg.HeartbeatInterval
+	mcfg.Meta = map[string]string{metaTransfer: n.ln.Addr().String(), metaReady: "0"}
+	m, err := membership.New(mcfg, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	n.mem = m
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.stats.aloneSince.Store(time.Now().UnixNano())
+
+	n.goRun(n.receiveLoop)
+	n.goRun(n.eventLoop)
+	n.goRun(n.tickLoop)
+	n.goRun(n.flushLoop)
+	n.goRun(n.expiryLoop)
+	n.goRun(n.serveTransfers)
+	n.goRun(n.joinAndRepair)
+	n.log.Info("node started", "member", n.id.String()[:8], "group", n.cfg.Group.String(),
+		"interface", n.cfg.Interface, "transfer", n.ln.Addr().String())
+	return nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// interfaceIPv4 resolves an interface name or address to its IPv4 address.
+func interfaceIPv4(s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("interface address %s is not IPv4", s)
+		}
+		return a, nil
+	}
+	ifi, err := net.InterfaceByName(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("interface %q: %w", s, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("interface %q: %w", s, err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			return p.Addr(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("interface %q has no IPv4 address", s)
+}
+
+// Node returns this node's name.
+func (n *Node) Node() string { return n.cfg.Node }
+
+// ID returns this process's member ID.
+func (n *Node) ID() uuid.UUID { return n.id }
+
+// Replica exposes the local replica (read-only use).
+func (n *Node) Replica() *replicator.Replica { return n.replica }
+
+// Ready reports whether the node has joined, holds the cluster's sessions
+// and is not draining.
+func (n *Node) Ready() bool { return n.ready.Load() && !n.draining.Load() }
+
+// Drain makes readiness fail so that load balancers move traffic away;
+// the node keeps serving and replicating.
+func (n *Node) Drain() {
+	if !n.draining.Swap(true) {
+		n.log.Info("draining")
+		n.setMeta(metaReady, "0")
+	}
+}
+
+// Draining reports whether Drain was called.
+func (n *Node) Draining() bool { return n.draining.Load() }
+
+func (n *Node) setMeta(k, v string) {
+	n.memMu.Lock()
+	n.mem.SetMeta(k, v)
+	n.memMu.Unlock()
+}
+
+// Get returns the live session with this ID, or nil.
+func (n *Node) Get(id string) *replicator.Session { return n.replica.Get(id) }
+
+// SessionsOf returns the live sessions of a principal.
+func (n *Node) SessionsOf(p string) []string { return n.replica.SessionsOf(p) }
+
+// Len returns the number of live sessions.
+func (n *Node) Len() int { return n.replica.Len() }
+
+// Sessions returns the live sessions, for admin listings.
+func (n *Node) Sessions() []*replicator.Session {
+	var out []*replicator.Session
+	n.replica.Range(func(s *replicator.Session) bool {
+		if !s.Destroyed {
+			out = append(out, s)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Created < out[j].Created })
+	return out
+}
+
+// Kill destroys a session cluster-wide. It reports whether it existed.
+func (n *Node) Kill(id string) bool {
+	s := n.replica.Get(id)
+	if s == nil {
+		return false
+	}
+	now := time.Now().UnixNano()
+	d := &replicator.Delta{
+		ID: id, Owner: n.cfg.Node, Epoch: s.Epoch, Created: s.Created, LastAccess: now,
+		IdleTimeout: s.IdleTimeout, Deadline: s.Deadline,
+		Ops: []replicator.Op{{Kind: replicator.OpInvalidate}},
+	}
+	_, err := n.Commit(context.Background(), d, replicator.Async)
+	return err == nil
+}
+
+// Members returns the members as this node sees them, self included.
+func (n *Node) Members() []MemberInfo {
+	n.memMu.Lock()
+	ms := n.mem.Members()
+	n.memMu.Unlock()
+	out := make([]MemberInfo, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, MemberInfo{
+			ID:       m.ID.String(),
+			Name:     m.Name,
+			Addr:     m.Meta[metaTransfer],
+			State:    m.State.String(),
+			Self:     m.ID == n.id,
+			Ready:    m.Meta[metaReady] == "1",
+			Started:  m.Started,
+			LastSeen: m.LastSeen,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Started.Before(out[j].Started)
+	})
+	return out
+}
+
+// Status summarises the node.
+func (n *Node) Status() Status {
+	n.memMu.Lock()
+	v := n.mem.View()
+	n.memMu.Unlock()
+	return Status{
+		Node:     n.cfg.Node,
+		ID:       n.id.String(),
+		Ready:    n.Ready(),
+		Draining: n.draining.Load(),
+		Sessions: n.replica.Len(),
+		Members:  len(v.Members),
+		ViewID:   fmt.Sprintf("%016x", v.ID),
+	}
+}
+
+// alivePeers returns the alive members other than this node.
+func (n *Node) alivePeers() []membership.Member {
+	n.memMu.Lock()
+	ms := n.mem.Members()
+	n.memMu.Unlock()
+	var out []membership.Member
+	for _, m := range ms {
+		if m.ID != n.id && m.State == membership.Alive {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// receiveLoop applies what the transport delivers.
+func (n *Node) receiveLoop() {
+	for msg := range n.tr.Messages() {
+		if len(msg.Payload) == 0 {
+			continue
+		}
+		now := time.Now()
+		switch msg.Payload[0] {
+		case kindMembership:
+			n.memMu.Lock()
+			err := n.mem.Step(msg.From, msg.Payload[1:], now)
+			n.memMu.Unlock()
+			if err != nil {
+				n.log.Debug("bad membership message", "peer", msg.From.String()[:8], "err", err)
+			}
+		case kindDeltas:
+			n.memMu.Lock()
+			n.mem.Observe(msg.From, now)
+			n.memMu.Unlock()
+			n.applyBatch(msg.Payload[1:], now)
+		default:
+			n.log.Debug("unknown payload kind", "kind", msg.Payload[0], "peer", msg.From.String()[:8])
+		}
+	}
+}
+
+func (n *Node) applyBatch(b []byte, now time.Time) {
+	ds, err := replicator.DecodeBatch(b)
+	if err != nil {
+		n.stats.deltasRejected.Add(1)
+		n.log.Warn("undecodable delta batch", "err", err)
+		return
+	}
+	wall := now.UnixNano()
+	for _, d := range ds {
+		n.clock.Update(d.HLC, wall)
+		if _, err := n.replica.Apply(d); err != nil {
+			n.stats.deltasRejected.Add(1)
+			n.log.Warn("delta rejected", "session", replicator.ShortID(d.ID), "err", err)
+			continue
+		}
+		n.stats.deltasApplied.Add(1)
+		if ts := int64(d.HLC >> 16 << 16); ts > 0 {
+			n.stats.lagNanos.Store(wall - ts)
+		}
+	}
+}
+
+// eventLoop reacts to transport events.
+func (n *Node) eventLoop() {
+	for ev := range n.tr.Events() {
+		switch ev.Kind {
+		case multicast.EventBehind:
+			n.stats.behind.Add(1)
+			n.log.Warn("fell behind a sender; repairing by full anti-entropy", "peer", ev.From.String()[:8])
+			n.goRun(func() { n.repairFrom(ev.From, true) })
+		}
+	}
+}
+
+// tickLoop drives the membership machine.
+func (n *Node) tickLoop() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case now := <-t.C:
+			n.memMu.Lock()
+			n.mem.Tick(now)
+			rd := n.mem.Ready()
+			n.memMu.Unlock()
+			n.sendMembership(rd)
+			n.handleMemberEvents(rd.Events)
+			n.checkAlone(now)
+		}
+	}
+}
+
+func (n *Node) sendMembership(rd membership.Ready) {
+	for _, o := range rd.Messages {
+		p := make([]byte, 0, len(o.Payload)+1)
+		p = append(p, kindMembership)
+		p = append(p, o.Payload...)
+		if err := n.tr.SendControl(o.To, p); err != nil && !n.closing.Load() {
+			n.log.Debug("send membership", "err", err)
+		}
+	}
+}
+
+func (n *Node) handleMemberEvents(evs []membership.Event) {
+	for _, ev := range evs {
+		m := ev.Member
+		if m.ID == n.id {
+			continue
+		}
+		switch ev.Kind {
+		case membership.EventJoined, membership.EventRecovered:
+			n.log.Info("member "+ev.Kind.String(), "peer", m.Name, "member", m.ID.String()[:8])
+			// A member that comes back (a healed partition) may hold
+			// writes this node never saw: reconcile at once.
+			if n.ready.Load() && n.ctx.Err() == nil {
+				id := m.ID
+				n.goRun(func() {
+					if n.sleep(jitter(2 * n.cfg.HeartbeatInterval)) {
+						n.repairFrom(id, false)
+					}
+				})
+			}
+		case membership.EventDied:
+			n.log.Warn("member died", "peer", m.Name, "member", m.ID.String()[:8])
+			n.tr.Forget(m.ID)
+		case membership.EventLeft:
+			n.log.Info("member left", "peer", m.Name, "member", m.ID.String()[:8])
+			n.tr.Forget(m.ID)
+		case membership.EventSuspected:
+			n.log.Warn("member suspected", "peer", m.Name, "member", m.ID.String()[:8])
+		}
+	}
+}
+
+// checkAlone warns loudly when HA is on but no peer has been seen for a
+// while: the usual cause is a network that drops multicast.
+func (n *Node) checkAlone(now time.Time) {
+	if len(n.alivePeers()) > 0 {
+		n.stats.aloneSince.Store(0)
+		n.stats.noPeersWarned.Store(false)
+		return
+	}
+	since := n.stats.aloneSince.Load()
+	if since == 0 {
+		n.stats.aloneSince.Store(now.UnixNano())
+		return
+	}
+	if now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
+		n.log.Warn("no peers seen for 30s although HA is on: check that multicast works between the hosts (hanode probe), the interface, TTL, firewall and IGMP snooping",
+			"group", n.cfg.Group.String(), "interface", n.cfg.Interface)
+	}
+}
+
+// expiryLoop destroys expired sessions, driven by the replica's next
+// deadline rather than by scans.
+func (n *Node) expiryLoop() {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case now := <-t.C:
+			ids := n.replica.Expire(now.UnixNano(), func(s *replicator.Session) bool { return s.Owner == n.cfg.Node })
+			n.stats.expired.Add(uint64(len(ids)))
+			wait := time.Second
+			if next := n.replica.NextExpiry(); next > 0 {
+				if d := time.Duration(next - time.Now().UnixNano()); d < wait {
+					wait = max(d, 10*time.Millisecond)
+				}
+			}
+			t.Reset(wait)
+		}
+	}
+}
+
+func (n *Node) onReplicaEvent(ev replicator.Event) {}
+
+// Close drains, flushes pending deltas, announces the leave, writes the
+// snapshot and stops. Sessions are never expired cluster-wide by it.
+func (n *Node) Close() error {
+	if n.closing.Swap(true) {
+		return nil
+	}
+	n.Drain()
+	n.flushNow()
+	n.memMu.Lock()
+	n.mem.Leave()
+	rd := n.mem.Ready()
+	n.memMu.Unlock()
+	n.sendMembership(rd)
+	// Give the transport a moment to answer repair requests for our tail.
+	time.Sleep(200 * time.Millisecond)
+	var errs []error
+	if n.cfg.SnapshotFile != "" {
+		if err := n.saveSnapshot(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.cancel()
+	n.ln.Close()
+	errs = append(errs, n.tr.Close())
+	n.wg.Wait()
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+func (n *Node) loadSnapshot() error {
+	cnt, err := replicator.LoadFile(n.cfg.SnapshotFile, n.replica, n.cfg.ClusterName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot %s refused: %w", n.cfg.SnapshotFile, err)
+	}
+	n.log.Info("snapshot loaded", "file", n.cfg.SnapshotFile, "sessions", cnt)
+	return nil
+}
+
+func (n *Node) saveSnapshot() error {
+	if _, err := replicator.SaveFile(n.cfg.SnapshotFile, n.replica, n.cfg.ClusterName); err != nil {
+		return fmt.Errorf("cluster: write snapshot: %w", err)
+	}
+	n.log.Info("snapshot written", "file", n.cfg.SnapshotFile, "sessions", n.replica.Len())
+	return nil
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}

@@ -1,0 +1,368 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/membership"
+	"github.com/hanode/hanode/multicast"
+	"github.com/hanode/hanode/replicator"
+)
+
+// State transfer and anti-entropy run over TCP: the client sends a sealed
+// request, the server answers with a sealed stream of session records.
+//
+//	request:  kind (1 byte) [uvarint buckets, buckets × 8-byte digest]
+//	response: { uvarint length, session record }* uvarint 0
+//
+// Both directions are sealed streams under the cluster key, so a stranger
+// can neither read sessions nor feed them in; the sealed stream's end
+// marker makes a truncated transfer an error rather than a short one.
+const (
+	reqFull    byte = 1 // every session and tombstone
+	reqBuckets byte = 2 // sessions of the buckets whose digest differs
+
+	labelRequest  = "hanode state-transfer request v1"
+	labelResponse = "hanode state-transfer response v1"
+
+	aeBuckets    = 256
+	maxRequest   = 16 + aeBuckets*8
+	maxChunk     = 64 << 10
+	dialTimeout  = 3 * time.Second
+	retryBackoff = 500 * time.Millisecond
+)
+
+var errNoDonor = errors.New("cluster: no member to transfer state from")
+
+// progressConn fails a read or write that makes no progress for timeout.
+type progressConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c progressConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Read(p)
+}
+
+func (c progressConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// serveTransfers answers state-transfer and anti-entropy requests.
+func (n *Node) serveTransfers() {
+	for {
+		c, err := n.ln.Accept()
+		if err != nil {
+			if n.ctx.Err() == nil {
+				n.log.Error("state-transfer listener failed", "err", err)
+			}
+			return
+		}
+		n.goRun(func() {
+			defer c.Close()
+			if err := n.serveOne(progressConn{c, n.cfg.TransferTimeout}); err != nil {
+				n.log.Warn("state-transfer request failed", "remote", c.RemoteAddr().String(), "err", err)
+			}
+		})
+	}
+}
+
+func (n *Node) serveOne(c net.Conn) error {
+	req, err := io.ReadAll(io.LimitReader(multicast.NewSealedReader(n.cfg.Keyring, c, labelRequest, maxChunk), maxRequest+1))
+	if err != nil {
+		return fmt.Errorf("read request: %w", err)
+	}
+	if len(req) == 0 || len(req) > maxRequest {
+		return errors.New("bad request size")
+	}
+	var sessions []*replicator.Session
+	switch req[0] {
+	case reqFull:
+		n.replica.Range(func(s *replicator.Session) bool {
+			sessions = append(sessions, s)
+			return true
+		})
+	case reqBuckets:
+		theirs, err := decodeDigest(req[1:])
+		if err != nil {
+			return err
+		}
+		mine := n.replica.Digest(len(theirs))
+		for i := range mine {
+			if mine[i] != theirs[i] {
+				sessions = append(sessions, n.replica.BucketSessions(i, len(mine))...)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown request kind %d", req[0])
+	}
+	w, err := multicast.NewSealedWriter(n.cfg.Keyring, c, labelResponse)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, maxChunk)
+	var buf []byte
+	var lenBuf [binary.MaxVarintLen64]byte
+	for _, s := range sessions {
+		buf = replicator.AppendSession(buf[:0], s)
+		k := binary.PutUvarint(lenBuf[:], uint64(len(buf)))
+		if _, err := bw.Write(lenBuf[:k]); err != nil {
+			return err
+		}
+		if _, err := bw.Write(buf); err != nil {
+			return err
+		}
+	}
+	if _, err := bw.Write([]byte{0}); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+func decodeDigest(b []byte) ([]uint64, error) {
+	cnt, k := binary.Uvarint(b)
+	if k <= 0 || cnt == 0 || cnt > aeBuckets || uint64(len(b)-k) != cnt*8 {
+		return nil, errors.New("malformed digest")
+	}
+	b = b[k:]
+	out := make([]uint64, cnt)
+	for i := range out {
+		out[i] = binary.BigEndian.Uint64(b[i*8:])
+	}
+	return out, nil
+}
+
+// fetch asks the member at addr for sessions and merges them. It returns
+// how many records arrived and how many changed the replica.
+func (n *Node) fetch(ctx context.Context, addr string, full bool) (received, changed int, err error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	raw, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer raw.Close()
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	c := progressConn{raw, n.cfg.TransferTimeout}
+
+	req := []byte{reqFull}
+	if !full {
+		dg := n.replica.Digest(aeBuckets)
+		req = binary.AppendUvarint([]byte{reqBuckets}, uint64(len(dg)))
+		for _, v := range dg {
+			req = binary.BigEndian.AppendUint64(req, v)
+		}
+	}
+	w, err := multicast.NewSealedWriter(n.cfg.Keyring, c, labelRequest)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := w.Write(req); err != nil {
+		return 0, 0, err
+	}
+	if err := w.Close(); err != nil {
+		return 0, 0, err
+	}
+
+	r := bufio.NewReaderSize(multicast.NewSealedReader(n.cfg.Keyring, c, labelResponse, maxChunk), maxChunk)
+	limit := uint64(n.cfg.MaxSessionBytes)*2 + 4096
+	var buf []byte
+	for {
+		size, err := binary.ReadUvarint(r)
+		if err != nil {
+			return received, changed, fmt.Errorf("read record length: %w", err)
+		}
+		if size == 0 {
+			break
+		}
+		if size > limit {
+			return received, changed, fmt.Errorf("record of %d bytes exceeds the limit", size)
+		}
+		if cap(buf) < int(size) {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return received, changed, fmt.Errorf("read record: %w", err)
+		}
+		s, _, err := replicator.DecodeSession(buf)
+		if err != nil {
+			return received, changed, err
+		}
+		received++
+		if n.replica.MergeSession(s) {
+			changed++
+		}
+	}
+	// The sealed stream must end right after the terminator.
+	if _, err := r.ReadByte(); err != io.EOF {
+		return received, changed, errors.New("trailing data after the last record")
+	}
+	return received, changed, nil
+}
+
+// joinAndRepair makes the node ready: it loads the cluster's sessions from
+// a ready member (the oldest first), or declares itself the first member
+// when nobody else is there. Then it runs anti-entropy rounds.
+func (n *Node) joinAndRepair() {
+	start := time.Now()
+	// Hear the others' heartbeats first.
+	if !n.sleep(2 * n.cfg.HeartbeatInterval) {
+		return
+	}
+	for n.ctx.Err() == nil {
+		donors := n.readyPeers()
+		if len(donors) > 0 {
+			if n.transferFrom(donors) == nil {
+				break
+			}
+			if !n.sleep(retryBackoff) {
+				return
+			}
+			continue
+		}
+		if time.Since(start) >= n.cfg.JoinTimeout && n.isOldest() {
+			n.log.Info("no ready member found; starting as the first member", "peers", len(n.alivePeers()))
+			break
+		}
+		if !n.sleep(100 * time.Millisecond) {
+			return
+		}
+	}
+	if n.ctx.Err() != nil {
+		return
+	}
+	n.ready.Store(true)
+	if !n.draining.Load() {
+		n.setMeta(metaReady, "1")
+	}
+	n.log.Info("ready", "sessions", n.replica.Len(), "after", time.Since(start).Round(time.Millisecond))
+
+	for {
+		if !n.sleep(jitter(n.cfg.AntiEntropyInterval)) {
+			return
+		}
+		peers := n.readyPeers()
+		if len(peers) == 0 {
+			continue
+		}
+		n.repairFrom(peers[rand.N(len(peers))].ID, false)
+	}
+}
+
+// transferFrom pulls the full state from the first donor that succeeds.
+func (n *Node) transferFrom(donors []membership.Member) error {
+	for _, m := range donors {
+		addr := m.Meta[metaTransfer]
+		t0 := time.Now()
+		n.log.Info("state transfer starting", "peer", m.Name, "addr", addr)
+		ctx, cancel := context.WithCancel(n.ctx)
+		got, _, err := n.fetch(ctx, addr, true)
+		cancel()
+		if err != nil {
+			n.stats.transferFailures.Add(1)
+			n.log.Warn("state transfer failed; trying another member", "peer", m.Name, "received", got, "err", err)
+			continue
+		}
+		el := time.Since(t0)
+		n.stats.transfers.Add(1)
+		n.stats.transferSeconds.Store(int64(el))
+		n.stats.transferSessions.Store(uint64(got))
+		n.log.Info("state transfer done", "peer", m.Name, "records", got, "took", el.Round(time.Millisecond))
+		return nil
+	}
+	return errNoDonor
+}
+
+// repairFrom runs one anti-entropy round with a member: it pulls the
+// sessions of every bucket whose digest differs (or everything, when full).
+func (n *Node) repairFrom(id uuid.UUID, full bool) {
+	if n.ctx.Err() != nil {
+		return
+	}
+	var addr, name string
+	for _, m := range n.alivePeers() {
+		if m.ID == id {
+			addr, name = m.Meta[metaTransfer], m.Name
+		}
+	}
+	if addr == "" {
+		// The sender is gone: repair from any ready member instead.
+		peers := n.readyPeers()
+		if len(peers) == 0 {
+			return
+		}
+		m := peers[rand.N(len(peers))]
+		addr, name = m.Meta[metaTransfer], m.Name
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 5*n.cfg.TransferTimeout)
+	defer cancel()
+	got, changed, err := n.fetch(ctx, addr, full)
+	n.stats.aeRounds.Add(1)
+	n.stats.aeRepaired.Add(uint64(changed))
+	if err != nil {
+		n.log.Warn("anti-entropy round failed", "peer", name, "err", err)
+		return
+	}
+	if changed > 0 {
+		n.log.Info("anti-entropy repaired sessions", "peer", name, "received", got, "repaired", changed)
+	}
+}
+
+// readyPeers returns the alive, ready members other than this node,
+// oldest first.
+func (n *Node) readyPeers() []membership.Member {
+	var out []membership.Member
+	for _, m := range n.alivePeers() {
+		if m.Meta[metaReady] == "1" && m.Meta[metaTransfer] != "" {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return older(out[i], out[j]) })
+	return out
+}
+
+func older(a, b membership.Member) bool {
+	if !a.Started.Equal(b.Started) {
+		return a.Started.Before(b.Started)
+	}
+	return a.ID.String() < b.ID.String()
+}
+
+// isOldest reports whether no alive peer is older than this node.
+func (n *Node) isOldest() bool {
+	self := membership.Member{ID: n.id, Started: n.started}
+	for _, m := range n.alivePeers() {
+		if older(m, self) {
+			return false
+		}
+	}
+	return true
+}
+
+// sleep waits d or until the node stops; it reports whether to go on.
+func (n *Node) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-n.ctx.Done():
+		return false
+	}
+}

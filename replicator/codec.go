@@ -1,0 +1,456 @@
+package replicator
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Wire and storage encoding of deltas and session records: uvarints for
+// unsigned numbers and lengths, zig-zag varints for times, length-prefixed
+// strings. Decoders check every length against the remaining input before
+// allocating, so hostile input cannot make them allocate more than it
+// justifies, and reject anything malformed with an error wrapping
+// ErrCorrupt.
+//
+// Delta:   id, owner, epoch, version, hlc, created, lastAccess,
+//          idleTimeout, deadline, nops, nops × (kind byte, key, value)
+// Batch:   version byte (BatchVersion), ndeltas, ndeltas × Delta
+// Session: version byte (SessionVersion), id, flags byte
+//          (bit 0 destroyed);
+//          destroyed: reason byte, renamedTo;
+//          live: owner, epoch, version, created, lastAccess, idleTimeout,
+//          deadline, principal, principalAt stamp, nattrs,
+//          nattrs × (key, flags byte (bit 0 deleted), value unless
+//          deleted, stamp)
+// Stamp:   epoch, hlc, node; node is encoded as a uvarint 0 for "same as
+//          the session's owner", else len+1 and the bytes.
+
+// Format versions and decoding limits.
+const (
+	BatchVersion   = 1
+	SessionVersion = 1
+
+	MaxKeyLen      = 4 << 10  // longest ID, attribute name, node name or principal
+	MaxValueLen    = 16 << 20 // longest attribute value
+	MaxOps         = 1 << 16  // most ops in one delta
+	MaxBatchDeltas = 1 << 16  // most deltas in one batch
+	MaxAttrs       = 1 << 20  // most attributes in one session record
+)
+
+// minimum encoded sizes, used to bound counts by the remaining input
+const (
+	minOpLen    = 3  // kind, empty key, empty value
+	minDeltaLen = 10 // two empty strings and eight zero numbers
+	minAttrLen  = 5  // empty key, flags, three-field stamp (a tombstone has no value)
+)
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// AppendDelta appends the encoding of d to b and returns the extended
+// slice.
+func AppendDelta(b []byte, d *Delta) []byte {
+	b = appendStr(b, d.ID)
+	b = appendStr(b, d.Owner)
+	b = binary.AppendUvarint(b, uint64(d.Epoch))
+	b = binary.AppendUvarint(b, d.Version)
+	b = binary.AppendUvarint(b, d.HLC)
+	b = binary.AppendVarint(b, d.Created)
+	b = binary.AppendVarint(b, d.LastAccess)
+	b = binary.AppendVarint(b, d.IdleTimeout)
+	b = binary.AppendVarint(b, d.Deadline)
+	b = binary.AppendUvarint(b, uint64(len(d.Ops)))
+	for i := range d.Ops {
+		op := &d.Ops[i]
+		b = append(b, byte(op.Kind))
+		b = appendStr(b, op.Key)
+		b = appendBytes(b, op.Value)
+	}
+	return b
+}
+
+// DeltaSize returns the length of d's encoding.
+func DeltaSize(d *Delta) int {
+	n := strSize(d.ID) + strSize(d.Owner) + uvarintSize(uint64(d.Epoch)) + uvarintSize(d.Version) +
+		uvarintSize(d.HLC) + varintSize(d.Created) + varintSize(d.LastAccess) +
+		varintSize(d.IdleTimeout) + varintSize(d.Deadline) + uvarintSize(uint64(len(d.Ops)))
+	for i := range d.Ops {
+		n += 1 + strSize(d.Ops[i].Key) + strSize(string(d.Ops[i].Value))
+	}
+	return n
+}
+
+func uvarintSize(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func varintSize(v int64) int {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintSize(u)
+}
+
+func strSize(s string) int { return uvarintSize(uint64(len(s))) + len(s) }
+
+// decoder reads from b; the first error sticks.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	}
+}
+
+func (d *decoder) left() int { return len(d.b) - d.off }
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("bad %s at offset %d", what, d.off)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("bad %s at offset %d", what, d.off)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) byte(what string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.off >= len(d.b) {
+		d.fail("truncated %s at offset %d", what, d.off)
+		return 0
+	}
+	c := d.b[d.off]
+	d.off++
+	return c
+}
+
+// raw returns the next length-prefixed field without copying.
+func (d *decoder) raw(what string, max int) []byte {
+	n := d.uvarint(what + " length")
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.fail("%s length %d over limit %d", what, n, max)
+		return nil
+	}
+	if n > uint64(d.left()) {
+		d.fail("truncated %s: length %d, %d bytes left", what, n, d.left())
+		return nil
+	}
+	v := d.b[d.off : d.off+int(n)]
+	d.off += int(n)
+	return v
+}
+
+func (d *decoder) str(what string, max int) string {
+	v := d.raw(what, max)
+	if len(v) == 0 {
+		return ""
+	}
+	return string(v)
+}
+
+// bytes returns a copy of the next length-prefixed field, nil when empty.
+func (d *decoder) bytes(what string, max int) []byte {
+	v := d.raw(what, max)
+	if len(v) == 0 {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+func (d *decoder) count(what string, max, minEach int) int {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64(max) {
+		d.fail("%s %d over limit %d", what, n, max)
+		return 0
+	}
+	if n*uint64(minEach) > uint64(d.left()) {
+		d.fail("%s %d cannot fit in %d bytes", what, n, d.left())
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) u32(what string) uint32 {
+	v := d.uvarint(what)
+	if v > 1<<32-1 {
+		d.fail("%s %d out of range", what, v)
+		return 0
+	}
+	return uint32(v)
+}
+
+func (d *decoder) delta() *Delta {
+	dl := &Delta{}
+	dl.ID = d.str("session id", MaxKeyLen)
+	dl.Owner = d.str("owner", MaxKeyLen)
+	dl.Epoch = d.u32("epoch")
+	dl.Version = d.uvarint("version")
+	dl.HLC = d.uvarint("hlc")
+	dl.Created = d.varint("created")
+	dl.LastAccess = d.varint("last access")
+	dl.IdleTimeout = d.varint("idle timeout")
+	dl.Deadline = d.varint("deadline")
+	n := d.count("op count", MaxOps, minOpLen)
+	if d.err != nil {
+		return nil
+	}
+	if n > 0 {
+		dl.Ops = make([]Op, n)
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		op := &dl.Ops[i]
+		k := OpKind(d.byte("op kind"))
+		if d.err == nil && (k < OpSet || k > OpPrincipal) {
+			d.fail("unknown op kind %d", k)
+		}
+		op.Kind = k
+		op.Key = d.str("op key", MaxKeyLen)
+		op.Value = d.bytes("op value", MaxValueLen)
+	}
+	if d.err != nil {
+		return nil
+	}
+	return dl
+}
+
+// DecodeDelta decodes one delta from the front of b and returns it with
+// the number of bytes read. The delta does not alias b.
+func DecodeDelta(b []byte) (*Delta, int, error) {
+	d := decoder{b: b}
+	dl := d.delta()
+	if d.err != nil {
+		return nil, 0, d.err
+	}
+	return dl, d.off, nil
+}
+
+// AppendBatch appends a batch of deltas (version byte, count, deltas) to b.
+func AppendBatch(b []byte, ds []*Delta) []byte {
+	b = append(b, BatchVersion)
+	b = binary.AppendUvarint(b, uint64(len(ds)))
+	for _, d := range ds {
+		b = AppendDelta(b, d)
+	}
+	return b
+}
+
+// DecodeBatch decodes a batch that fills all of b. Trailing bytes are an
+// error. The deltas do not alias b.
+func DecodeBatch(b []byte) ([]*Delta, error) {
+	d := decoder{b: b}
+	if v := d.byte("batch version"); d.err == nil && v != BatchVersion {
+		return nil, fmt.Errorf("%w: batch version %d, want %d", ErrCorrupt, v, BatchVersion)
+	}
+	n := d.count("delta count", MaxBatchDeltas, minDeltaLen)
+	if d.err != nil {
+		return nil, d.err
+	}
+	ds := make([]*Delta, 0, n)
+	for i := 0; i < n; i++ {
+		dl := d.delta()
+		if d.err != nil {
+			return nil, fmt.Errorf("delta %d: %w", i, d.err)
+		}
+		ds = append(ds, dl)
+	}
+	if d.left() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes after batch", ErrCorrupt, d.left())
+	}
+	return ds, nil
+}
+
+func appendStamp(b []byte, s Stamp, owner string) []byte {
+	b = binary.AppendUvarint(b, uint64(s.Epoch))
+	b = binary.AppendUvarint(b, s.HLC)
+	if s.Node == owner {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Node))+1)
+	return append(b, s.Node...)
+}
+
+// AppendSession appends the encoding of a full session record to b. A
+// tombstone is encoded with its ID, Reason and RenamedTo only.
+func AppendSession(b []byte, s *Session) []byte {
+	b = append(b, SessionVersion)
+	b = appendStr(b, s.ID)
+	if s.Destroyed {
+		b = append(b, 1, byte(s.Reason))
+		return appendStr(b, s.RenamedTo)
+	}
+	b = append(b, 0)
+	b = appendStr(b, s.Owner)
+	b = binary.AppendUvarint(b, uint64(s.Epoch))
+	b = binary.AppendUvarint(b, s.Version)
+	b = binary.AppendVarint(b, s.Created)
+	b = binary.AppendVarint(b, s.LastAccess)
+	b = binary.AppendVarint(b, s.IdleTimeout)
+	b = binary.AppendVarint(b, s.Deadline)
+	b = appendStr(b, s.Principal)
+	b = appendStamp(b, s.PrincipalAt, s.Owner)
+	b = binary.AppendUvarint(b, uint64(len(s.Attrs)))
+	for k, a := range s.Attrs {
+		b = appendStr(b, k)
+		if a.Deleted {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+			b = appendBytes(b, a.Value)
+		}
+		b = appendStamp(b, a.Stamp, s.Owner)
+	}
+	return b
+}
+
+func (d *decoder) stamp(owner string, last *string) Stamp {
+	var s Stamp
+	s.Epoch = d.u32("stamp epoch")
+	s.HLC = d.uvarint("stamp hlc")
+	n := d.uvarint("stamp node length")
+	if d.err != nil {
+		return s
+	}
+	if n == 0 {
+		s.Node = owner
+		return s
+	}
+	n--
+	if n > MaxKeyLen || n > uint64(d.left()) {
+		d.fail("bad stamp node length %d", n)
+		return s
+	}
+	v := d.b[d.off : d.off+int(n)]
+	d.off += int(n)
+	if string(v) == *last { // no allocation for repeated writers
+		s.Node = *last
+	} else {
+		s.Node = string(v)
+		*last = s.Node
+	}
+	return s
+}
+
+// DecodeSession decodes one session record from the front of b and
+// returns it with the number of bytes read. The record does not alias b.
+func DecodeSession(b []byte) (*Session, int, error) {
+	d := decoder{b: b}
+	s := d.session()
+	if d.err != nil {
+		return nil, 0, d.err
+	}
+	return s, d.off, nil
+}
+
+func (d *decoder) session() *Session {
+	if v := d.byte("session version"); d.err == nil && v != SessionVersion {
+		d.fail("session record version %d, want %d", v, SessionVersion)
+	}
+	s := &Session{}
+	s.ID = d.str("session id", MaxKeyLen)
+	flags := d.byte("session flags")
+	if d.err != nil {
+		return nil
+	}
+	if s.ID == "" {
+		d.fail("session without id")
+		return nil
+	}
+	if flags > 1 {
+		d.fail("unknown session flags %#x", flags)
+		return nil
+	}
+	if flags == 1 {
+		s.Destroyed = true
+		s.Reason = DestroyReason(d.byte("destroy reason"))
+		s.RenamedTo = d.str("renamed to", MaxKeyLen)
+		if d.err == nil && (s.Reason < ReasonInvalidated || s.Reason > ReasonRenamed) {
+			d.fail("unknown destroy reason %d", s.Reason)
+		}
+		if d.err == nil && s.Reason == ReasonRenamed && s.RenamedTo == "" {
+			d.fail("renamed tombstone without target")
+		}
+		if d.err != nil {
+			return nil
+		}
+		return s
+	}
+	s.Owner = d.str("owner", MaxKeyLen)
+	s.Epoch = d.u32("epoch")
+	s.Version = d.uvarint("version")
+	s.Created = d.varint("created")
+	s.LastAccess = d.varint("last access")
+	s.IdleTimeout = d.varint("idle timeout")
+	s.Deadline = d.varint("deadline")
+	s.Principal = d.str("principal", MaxKeyLen)
+	last := s.Owner
+	s.PrincipalAt = d.stamp(s.Owner, &last)
+	n := d.count("attribute count", MaxAttrs, minAttrLen)
+	if d.err != nil {
+		return nil
+	}
+	s.Attrs = make(map[string]Attr, n)
+	for i := 0; i < n; i++ {
+		k := d.str("attribute key", MaxKeyLen)
+		var a Attr
+		switch f := d.byte("attribute flags"); f {
+		case 0:
+			a.Value = d.bytes("attribute value", MaxValueLen)
+		case 1:
+			a.Deleted = true
+		default:
+			d.fail("unknown attribute flags %#x", f)
+		}
+		a.Stamp = d.stamp(s.Owner, &last)
+		if d.err != nil {
+			return nil
+		}
+		if _, dup := s.Attrs[k]; dup {
+			d.fail("duplicate attribute %q", k)
+			return nil
+		}
+		s.Attrs[k] = a
+	}
+	return s
+}

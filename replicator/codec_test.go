@@ -1,0 +1,115 @@
+package replicator
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+func sameDelta(a, b *Delta) bool {
+	if a.ID != b.ID || a.Owner != b.Owner || a.Epoch != b.Epoch || a.Version != b.Version || a.HLC != b.HLC ||
+		a.Created != b.Created || a.LastAccess != b.LastAccess || a.IdleTimeout != b.IdleTimeout ||
+		a.Deadline != b.Deadline || len(a.Ops) != len(b.Ops) {
+		return false
+	}
+	for i := range a.Ops {
+		if a.Ops[i].Kind != b.Ops[i].Kind || a.Ops[i].Key != b.Ops[i].Key || !bytes.Equal(a.Ops[i].Value, b.Ops[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDeltaRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ds := genDeltas(rng, 200)
+	ds = append(ds, &Delta{ID: "x", Created: -5, Deadline: -1 << 62, HLC: 1<<64 - 1, Epoch: 1<<32 - 1})
+	for _, d := range ds {
+		b := AppendDelta([]byte("pfx"), d)
+		if len(b)-3 != DeltaSize(d) {
+			t.Fatalf("DeltaSize %d, encoded %d", DeltaSize(d), len(b)-3)
+		}
+		got, n, err := DecodeDelta(b[3:])
+		if err != nil || n != len(b)-3 || !sameDelta(d, got) {
+			t.Fatalf("round trip: %v %+v %+v", err, d, got)
+		}
+	}
+	b := AppendBatch(nil, ds)
+	got, err := DecodeBatch(b)
+	if err != nil || len(got) != len(ds) {
+		t.Fatal(err)
+	}
+	for i := range ds {
+		if !sameDelta(ds[i], got[i]) {
+			t.Fatal("batch round trip")
+		}
+	}
+	// Every truncation fails cleanly.
+	for i := 0; i < len(b); i++ {
+		if _, err := DecodeBatch(b[:i]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated at %d: %v", i, err)
+		}
+	}
+	if _, err := DecodeBatch(append(b, 0)); !errors.Is(err, ErrCorrupt) {
+		t.Fatal("trailing byte accepted")
+	}
+}
+
+func TestDecodeHostileCounts(t *testing.T) {
+	// A batch claiming 60,000 deltas in 4 bytes must fail before
+	// allocating them.
+	b := []byte{BatchVersion, 0xe0, 0xd4, 0x03}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 100; i++ {
+		if _, err := DecodeBatch(b); !errors.Is(err, ErrCorrupt) {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / 100; per > 1024 {
+		t.Fatalf("%d bytes allocated per hostile batch", per)
+	}
+	// A delta with a huge value length.
+	d := AppendDelta(nil, &Delta{ID: "s", Ops: []Op{set("k", "v")}})
+	d = append(d[:len(d)-2], 0xff, 0xff, 0xff, 0x7f)
+	if _, _, err := DecodeDelta(d); !errors.Is(err, ErrCorrupt) {
+		t.Fatal(err)
+	}
+	// Unknown op kind.
+	d = AppendDelta(nil, &Delta{ID: "s", Ops: []Op{{Kind: 99}}})
+	if _, _, err := DecodeDelta(d); !errors.Is(err, ErrCorrupt) {
+		t.Fatal(err)
+	}
+}
+
+func TestSessionRoundTrip(t *testing.T) {
+	r := NewReplica(ReplicaConfig{})
+	for _, d := range genDeltas(rand.New(rand.NewPCG(3, 4)), 300) {
+		mustApply(t, r, d)
+	}
+	r.Touch("s1", 1<<50)
+	n := 0
+	for _, s := range records(r) {
+		b := AppendSession(nil, s)
+		got, used, err := DecodeSession(b)
+		if err != nil || used != len(b) || !sameSession(s, got) {
+			t.Fatalf("round trip %v:\n%s\n%s", err, dump(s), dump(got))
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no records")
+	}
+	s := &Session{ID: "x", Owner: "a", Attrs: map[string]Attr{
+		"a": {Value: []byte("1"), Stamp: Stamp{HLC: 1, Node: "b"}},
+		"b": {Value: []byte("2"), Stamp: Stamp{HLC: 2, Node: "b"}},
+		"c": {Deleted: true, Stamp: Stamp{HLC: 3, Node: "a"}},
+	}, PrincipalAt: Stamp{Node: "zz"}}
+	got, _, err := DecodeSession(AppendSession(nil, s))
+	if err != nil || !sameSession(s, got) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,79 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+var _ Store = (*Local)(nil)
+
+func TestLocalStore(t *testing.T) {
+	l := NewLocal("n1", ReplicaConfig{})
+	wall := int64(1000 * sec)
+	l.now = func() int64 { return wall }
+	ctx := context.Background()
+	d := &Delta{ID: "s", LastAccess: wall, IdleTimeout: 30 * sec, Ops: []Op{set("k", "v"), {Kind: OpPrincipal, Value: []byte("alice")}}}
+	res, err := l.Commit(ctx, d, SyncAll)
+	if err != nil || res.Replicated {
+		t.Fatal(res, err)
+	}
+	if d.Owner != "n1" || d.Version != 1 || d.HLC == 0 {
+		t.Fatalf("%+v", d)
+	}
+	if s := l.Get("s"); val(s, "k") != "v" || s.Owner != "n1" {
+		t.Fatal(dump(s))
+	}
+	if l.Len() != 1 || len(l.SessionsOf("alice")) != 1 || l.Node() != "n1" {
+		t.Fatal("Len/SessionsOf/Node")
+	}
+	l.Touch("s", wall+20*sec)
+	if ids := l.ExpireNow(wall + 40*sec); len(ids) != 0 {
+		t.Fatal("touch did not postpone")
+	}
+	if ids := l.ExpireNow(wall + 50*sec); len(ids) != 1 {
+		t.Fatal("not expired")
+	}
+	if _, err := l.Commit(ctx, &Delta{ID: "s", Ops: []Op{set("k", "w")}}, Async); !errors.Is(err, ErrDestroyed) {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := l.Commit(cctx, &Delta{ID: "t"}, Async); !errors.Is(err, context.Canceled) || l.Get("t") != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLocalRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewLocal("n1", ReplicaConfig{TombstoneTTL: time.Minute})
+		now := time.Now().UnixNano()
+		if _, err := l.Commit(context.Background(), &Delta{ID: "s", LastAccess: now, Deadline: now + 10*sec}, Async); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- l.Run(ctx) }()
+		time.Sleep(9 * time.Second)
+		synctest.Wait()
+		if l.Len() != 1 {
+			t.Fatal("expired early")
+		}
+		time.Sleep(1*time.Second + time.Millisecond)
+		synctest.Wait()
+		if l.Len() != 0 || l.Replica().Tombstones() != 1 {
+			t.Fatal("Run did not expire")
+		}
+		time.Sleep(62 * time.Second)
+		synctest.Wait()
+		if l.Replica().Tombstones() != 0 {
+			t.Fatal("Run did not drop the tombstone")
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+	})
+}
