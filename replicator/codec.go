@@ -162,7 +162,7 @@ func (d *decoder) byte(what string) byte {
 
 // raw returns the next length-prefixed field without copying.
 func (d *decoder) raw(what string, max int) []byte {
-	n := d.uvarint(what + " length")
+	n := d.uvarint(what) // the error message names the field; no allocation here
 	if d.err != nil {
 		return nil
 	}

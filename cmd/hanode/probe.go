@@ -330,14 +330,13 @@ func (p *prober) open() error {
 	if err != nil {
 		return err
 	}
-	p.uconn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ifPrefix.Addr(), group.Port())))
+	p.uconn, err = probeOpenUnicast(netip.AddrPortFrom(p.ifPrefix.Addr(), group.Port()))
 	if err == nil {
 		err = probeSetSender(p.uconn, p.ifi, p.ifPrefix.Addr(), p.opts.TTL, p.opts.Loopback)
 		if err != nil {
 			p.uconn.Close()
 		}
 	} else {
-		err = fmt.Errorf("bind %s:%d: %w", p.ifPrefix.Addr(), group.Port(), err)
 	}
 	if err != nil {
 		p.gconn.Close()

@@ -42,16 +42,7 @@ func setsockopt(c *net.UDPConn, f func(fd int) error) error {
 // It uses package syscall like the multicast package: golang.org/x/net/ipv4
 // would do the same, but needs golang.org/x/sys, which go.sum lacks.
 func probeOpenGroup(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr) (*net.UDPConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	pc, err := reuseAddrListen().ListenPacket(context.Background(), "udp4", group.String())
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", group, err)
 	}
@@ -75,6 +66,32 @@ func probeOpenGroup(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr)
 	}
 	_ = c.SetReadBuffer(probeRecvAsk)
 	return c, nil
+}
+
+// probeOpenUnicast binds the unicast socket on the interface's address
+// and the probe port. Linux takes a socket bound to the group address and
+// one bound to the interface address on the same port for a conflict
+// unless both set SO_REUSEADDR.
+func probeOpenUnicast(addr netip.AddrPort) (*net.UDPConn, error) {
+	pc, err := reuseAddrListen().ListenPacket(context.Background(), "udp4", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w", addr, err)
+	}
+	c := pc.(*net.UDPConn)
+	_ = c.SetReadBuffer(probeRecvAsk)
+	return c, nil
+}
+
+func reuseAddrListen() *net.ListenConfig {
+	return &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
 }
 
 // probeSetSender makes c send multicast out of ifi with ttl.
@@ -178,7 +195,7 @@ func probeRouteCheck(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr
 	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(group))
 	if err != nil {
 		c.Level = "warn"
-		c.Detail = fmt.Sprintf("no route for %s (connect: %v); %s", group.Addr(), unwrapSyscall(err), table)
+		c.Detail = fmt.Sprintf("no route for %s (%v); %s", group.Addr(), unwrapSyscall(err), table)
 		return c
 	}
 	src := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()

@@ -15,6 +15,10 @@ func probeOpenGroup(netip.AddrPort, *net.Interface, netip.Addr) (*net.UDPConn, e
 	return nil, errors.New("probe: only supported on Linux")
 }
 
+func probeOpenUnicast(netip.AddrPort) (*net.UDPConn, error) {
+	return nil, errors.New("probe: only supported on Linux")
+}
+
 func probeSetSender(*net.UDPConn, *net.Interface, netip.Addr, int, bool) error {
 	return errors.New("probe: only supported on Linux")
 }

@@ -247,6 +247,9 @@ func (r *probeReport) diagnose() {
 			fmt.Sprintf("%d probe packet(s) rejected", r.Rejected))
 	}
 	firewallRule := fmt.Sprintf("`nft add rule inet filter input udp dport %d accept` (or `iptables -I INPUT -p udp --dport %d -j ACCEPT`)", r.Port, r.Port)
+	if r.Error != "" {
+		return // the probe could not run: the error says why
+	}
 	if len(r.Peers) == 0 {
 		r.addHint("nothing", "nothing heard, neither multicast nor unicast: a firewall drops UDP port "+fmt.Sprint(r.Port)+
 			" (allow it on every host: "+firewallRule+"), or no other `hanode probe` runs on the same group and port at the same time, or the hosts are not on the same LAN",

@@ -193,6 +193,31 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// StartOn is Start over a transport and a state-transfer listener that
+// the caller made, for example a multicast.MemNetwork in tests and
+// benchmarks. The node owns both from then on; cfg.Interface is not used.
+func StartOn(cfg Config, tr multicast.Transport, ln net.Listener) (*Node, error) {
+	if cfg.Interface == "" {
+		cfg.Interface = "in-memory"
+	}
+	n, err := newNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.startWith(tr, ln); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// TransportConfig returns the multicast configuration that Start would
+// use for cfg, for callers of StartOn.
+func TransportConfig(cfg Config) multicast.Config {
+	cfg.setDefaults()
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Node)}
+	return n.transportConfig()
+}
+
 // newNode validates cfg and builds the replica, loading the snapshot.
 func newNode(cfg Config) (*Node, error) {
 	cfg.setDefaults()
