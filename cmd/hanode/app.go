@@ -1,12 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hanode/hanode/httpsession"
 )
@@ -14,9 +15,11 @@ import (
 // demoApp is the application `hanode run` serves on --listen when it has
 // none of its own. It uses httpsession exactly as an application would.
 type demoApp struct {
-	node  string
-	mgr   *httpsession.Manager
-	store backend
+	node   string
+	mgr    *httpsession.Manager
+	store  backend
+	cookie string // session cookie name, to show the route a request came with
+	debug  bool   // --demo-debug: GET /debug/sleep?ms=N
 }
 
 // maxAttrBody bounds PUT /attrs/{key}.
@@ -31,7 +34,41 @@ func (a *demoApp) handler() http.Handler {
 	mux.HandleFunc("DELETE /attrs/{key}", a.deleteAttr)
 	mux.HandleFunc("GET /api/cluster", a.cluster)
 	mux.HandleFunc("GET /{$}", a.index)
-	return a.mgr.LoadAndSave(mux)
+	h := a.mgr.LoadAndSave(mux)
+	if !a.debug {
+		return h
+	}
+	outer := http.NewServeMux()
+	outer.HandleFunc("GET /debug/sleep", sleepHandler)
+	outer.Handle("/", h)
+	return outer
+}
+
+// sleepHandler answers after ?ms=N milliseconds (at most a minute): a
+// request that is still in flight when SIGTERM comes, for shutdown tests.
+func sleepHandler(w http.ResponseWriter, r *http.Request) {
+	ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+	if err != nil || ms < 0 || ms > 60000 {
+		http.Error(w, "ms: 0-60000", http.StatusBadRequest)
+		return
+	}
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "slept %dms\n", ms)
+}
+
+// routeIn returns the route suffix of the session cookie the request
+// came with ("" without one): when it names another node, this request is
+// a failover and this node rebinds the cookie to itself.
+func (a *demoApp) routeIn(r *http.Request) string {
+	c, err := r.Cookie(a.cookie)
+	if err != nil {
+		return ""
+	}
+	if _, route, ok := httpsession.ParseID(c.Value); ok {
+		return route
+	}
+	return ""
 }
 
 // sessionID returns the current session's ID without the route suffix.
@@ -105,6 +142,7 @@ func (a *demoApp) deleteAttr(w http.ResponseWriter, r *http.Request) {
 type clusterJSON struct {
 	Node    string            `json:"node"`
 	Session string            `json:"session"`
+	RouteIn string            `json:"route_in"` // the cookie's route this request came with`
 	Attrs   map[string]string `json:"attrs"`
 	Members []memberJSON      `json:"members"`
 	Ready   bool              `json:"ready"`
@@ -112,7 +150,7 @@ type clusterJSON struct {
 
 func (a *demoApp) cluster(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	out := clusterJSON{Node: a.node, Attrs: map[string]string{}, Members: a.store.Members(), Ready: a.store.Ready()}
+	out := clusterJSON{Node: a.node, RouteIn: a.routeIn(r), Attrs: map[string]string{}, Members: a.store.Members(), Ready: a.store.Ready()}
 	if out.Members == nil {
 		out.Members = []memberJSON{}
 	}
@@ -129,15 +167,44 @@ func (a *demoApp) cluster(w http.ResponseWriter, r *http.Request) {
 
 func (a *demoApp) index(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !a.mgr.Exists(ctx, "n") {
+	fresh := !a.mgr.Exists(ctx, "n")
+	if fresh {
 		if err := a.mgr.Put(ctx, "n", 0); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 	}
+	// served_by remembers which node served the page last, so that the
+	// page can tell a failover from a sticky request.
+	prev := a.mgr.GetString(ctx, "served_by")
+	if prev != a.node {
+		if err := a.mgr.Put(ctx, "served_by", a.node); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	routeIn := a.routeIn(r)
+	var event string
+	switch {
+	case fresh:
+		event = fmt.Sprintf("New session: %s created it, and the cookie's route suffix is %s. Reload: the load balancer keeps sending you to %s.", a.node, a.node, a.node)
+	case routeIn != "" && routeIn != a.node:
+		event = fmt.Sprintf("Failover: your cookie named %s, but this request reached %s (%s is down or draining). %s already held a replica of your session, took it over with the same ID and attributes, and rebound the cookie's route to %s: the load balancer now sends you here.", routeIn, a.node, routeIn, a.node, a.node)
+	case prev != "" && prev != a.node:
+		// The page's live refresh already carried the session here.
+		event = fmt.Sprintf("Failover: the previous page came from %s, this one from %s, with the same session: %s took it over (on this request or on a live refresh of the page) and rebound the cookie's route to %s.", prev, a.node, a.node, a.node)
+	default:
+		event = fmt.Sprintf("Sticky: your cookie's route is %s and the load balancer sent you to %s.", a.node, a.node)
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = io.WriteString(w, strings.ReplaceAll(indexHTML, "{{NODE}}", htmlEscape(a.node)))
+	page := strings.NewReplacer(
+		"{{NODE}}", htmlEscape(a.node),
+		"{{SESSION}}", htmlEscape(a.sessionID(r)),
+		"{{N}}", strconv.Itoa(a.mgr.GetInt(ctx, "n")),
+		"{{EVENT}}", htmlEscape(event),
+	).Replace(indexHTML)
+	_, _ = io.WriteString(w, page)
 }
 
 func htmlEscape(s string) string {
@@ -145,7 +212,10 @@ func htmlEscape(s string) string {
 	return r.Replace(s)
 }
 
-// indexHTML is self-contained: no external scripts, styles or fonts.
+// indexHTML is self-contained: no external scripts, styles or fonts. The
+// server fills the placeholders, so the page is right without script; the
+// script then refreshes it every second from /api/cluster (through the
+// load balancer, with the same cookie), which shows a failover live.
 const indexHTML = `<!doctype html>
 <html lang="en">
 <head>
@@ -153,37 +223,55 @@ const indexHTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>hanode demo</title>
 <style>
-body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem} code{background:#f3f3f3;padding:0 .25rem}
+body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem} h2{font-size:1.1rem} code{background:#f3f3f3;padding:0 .25rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem} td,th{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}
 .alive{color:#070} .suspect{color:#a60} .dead,.left{color:#a00} .note{background:#fffbe6;padding:.75rem;border:1px solid #eed}
+#event{background:#eef6ff;padding:.75rem;border:1px solid #cde} #live li{margin:.2rem 0}
 button{font-size:1rem;margin-right:.5rem}
 </style>
 </head>
 <body>
 <h1>hanode demo: served by <code id="node">{{NODE}}</code></h1>
-<p>Your session: <code id="session">…</code></p>
-<p><button id="inc">Increment counter</button> counter <b id="n">…</b></p>
+<p>Your session: <code id="session">{{SESSION}}</code> &middot; counter <b id="n">{{N}}</b>
+<button id="inc">Increment counter</button></p>
+<p id="event">{{EVENT}}</p>
+<h2>What happened since this page loaded</h2>
+<ul id="live"><li>page served by <code>{{NODE}}</code></li></ul>
+<h2>Members as <span id="self">{{NODE}}</span> sees them</h2>
+<table id="members"><tr><th>name</th><th>state</th><th>ready</th><th>address</th></tr></table>
 <h2>Session attributes</h2>
 <table id="attrs"><tr><th>key</th><th>value</th></tr></table>
-<h2>Members</h2>
-<table id="members"><tr><th>name</th><th>state</th><th>ready</th><th>address</th></tr></table>
-<p class="note">Failover: every node holds a replica of every session. Kill the node that serves you
-(<code>kill -9</code>) and send the next request to another node: it answers with the same session and
-the same attributes, and rewrites the cookie's route suffix (the part after the last dot) to its own name,
-so the sticky load balancer sends you there from then on.</p>
+<p class="note">How failover works: every node holds a replica of every session. The cookie is
+<code>&lt;id&gt;.&lt;route&gt;</code>; the load balancer sends you to the node named by the route. Kill that node
+(<code>kill -9</code>, or stop it: <code>/readyz</code> goes 503 first) and reload: the load balancer sends the request to
+another node, which answers with the same session and attributes and rewrites the route to its own name, so you
+stick to it from then on. Nobody is logged out.</p>
 <script>
+var last={node:document.getElementById('node').textContent,session:document.getElementById('session').textContent};
 function cell(tr, text, cls){var td=document.createElement('td');td.textContent=text;if(cls)td.className=cls;tr.appendChild(td);}
 function fill(id, rows, cols){var t=document.getElementById(id);while(t.rows.length>1)t.deleteRow(1);
   rows.forEach(function(r){var tr=t.insertRow();cols(tr,r);});}
+function note(text){var li=document.createElement('li');li.textContent=new Date().toLocaleTimeString()+': '+text;
+  var ul=document.getElementById('live');ul.appendChild(li);while(ul.children.length>20)ul.removeChild(ul.firstChild);}
+var down=false;
 function refresh(){
-  fetch('/api/cluster',{credentials:'same-origin'}).then(function(r){return r.json();}).then(function(c){
+  fetch('/api/cluster',{credentials:'same-origin',cache:'no-store'}).then(function(r){return r.json();}).then(function(c){
+    if(down){note('answered again');down=false;}
+    if(c.node!==last.node){
+      note('now served by '+c.node+' (was '+last.node+')'+(c.session===last.session?', same session':', NEW session')+
+        (c.route_in&&c.route_in!==c.node?': '+c.node+' took the session over and rebound the cookie route from '+c.route_in+' to '+c.node:''));
+      document.getElementById('event').textContent='Failover seen live: '+last.node+' \u2192 '+c.node+
+        (c.session===last.session?', same session, route rebound to '+c.node+'.':', new session.');
+    }
+    last.node=c.node; if(c.session)last.session=c.session;
     document.getElementById('node').textContent=c.node;
+    document.getElementById('self').textContent=c.node;
     document.getElementById('session').textContent=c.session||'(none)';
     document.getElementById('n').textContent=(c.attrs&&c.attrs.n)||'0';
     fill('attrs',Object.keys(c.attrs||{}).map(function(k){return [k,c.attrs[k]];}),function(tr,r){cell(tr,r[0]);cell(tr,r[1]);});
     fill('members',c.members||[],function(tr,m){cell(tr,m.name+(m.self?' (this node)':''));cell(tr,m.state,m.state);cell(tr,m.ready?'yes':'no');cell(tr,m.addr);});
-  }).catch(function(){document.getElementById('node').textContent='(unreachable: the node may be down)';});
+  }).catch(function(){if(!down){note('no answer: the node (or the load balancer) is down');down=true;}});
 }
 document.getElementById('inc').onclick=function(){fetch('/counter',{method:'POST',credentials:'same-origin'}).then(refresh);};
 refresh(); setInterval(refresh,1000);
@@ -191,5 +279,3 @@ refresh(); setInterval(refresh,1000);
 </body>
 </html>
 `
-
-var _ = json.Marshal

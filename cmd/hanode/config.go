@@ -75,9 +75,11 @@ var options = []option{
 	{name: "cookie-name", kind: kindString, def: "hanode_session", usage: "name of the session cookie"},
 	{name: "cookie-secure", kind: kindBool, def: "false", usage: "set the Secure attribute on the session cookie (use behind HTTPS)"},
 	{name: "shutdown-timeout", kind: kindNonNegDur, def: "10s", usage: "how long SIGTERM waits for in-flight requests"},
+	{name: "drain-delay", kind: kindNonNegDur, def: "0s", usage: "on SIGTERM, how long the node keeps serving with /readyz at 503 before it closes its listener, so that load balancers see it go (set it to the health check's interval x fall)"},
 	{name: "log-format", kind: kindEnum, def: "text", choices: []string{"text", "json"}, usage: "log output format"},
 	{name: "log-level", kind: kindEnum, def: "info", choices: []string{"debug", "info", "warn", "error"}, usage: "minimum log level"},
 	{name: "pprof", kind: kindBool, def: "false", usage: "serve /debug/pprof/ on the admin address (requires the admin token when not loopback)"},
+	{name: "demo-debug", kind: kindBool, def: "false", usage: "add GET /debug/sleep?ms=N to the demo application (a slow request, for shutdown tests); never in production"},
 }
 
 func lookupOption(name string) (option, bool) {
@@ -123,9 +125,11 @@ type Config struct {
 	CookieName      string
 	CookieSecure    bool
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
 	LogFormat       string
 	LogLevel        string
 	Pprof           bool
+	DemoDebug       bool
 
 	// ConfigFile is the file the settings were read from, if any.
 	ConfigFile string
@@ -349,6 +353,8 @@ func (c *Config) set(o option, raw string) error {
 			c.CookieSecure = b
 		case "pprof":
 			c.Pprof = b
+		case "demo-debug":
+			c.DemoDebug = b
 		}
 	case kindInt:
 		n, err := strconv.Atoi(raw)
@@ -381,6 +387,8 @@ func (c *Config) set(o option, raw string) error {
 			c.Lifetime = d
 		case "shutdown-timeout":
 			c.ShutdownTimeout = d
+		case "drain-delay":
+			c.DrainDelay = d
 		}
 	case kindAddr:
 		if err := checkListenAddr(raw); err != nil {

@@ -562,8 +562,12 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 				})
 			}
 		case membership.EventDied:
+			// The transport keeps its state: a member declared dead
+			// behind a partition comes back with the same ID when the
+			// network heals, and its packets must be accepted again.
+			// Only a member that left (or was replaced by a restart)
+			// never sends again and is forgotten.
 			n.log.Warn("member died", "peer", m.Name, "member", m.ID.String()[:8])
-			n.tr.Forget(m.ID)
 		case membership.EventLeft:
 			n.log.Info("member left", "peer", m.Name, "member", m.ID.String()[:8])
 			n.tr.Forget(m.ID)
