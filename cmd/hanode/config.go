@@ -70,6 +70,7 @@ var options = []option{
 	{name: "consistency", kind: kindEnum, def: "async", choices: []string{"async", "sync", "sync-all"}, usage: "when a commit counts as done: async, sync (one peer acked) or sync-all"},
 	{name: "sync-timeout", kind: kindNonNegDur, def: "100ms", usage: "bound of a sync wait"},
 	{name: "snapshot", kind: kindPath, usage: "file the node's replica is saved to on shutdown and loaded from at start (HA on)"},
+	{name: "snapshot-interval", kind: kindNonNegDur, def: "0s", usage: "also save the snapshot this often (0: only on shutdown)"},
 	{name: "idle-timeout", kind: kindNonNegDur, def: "30m", usage: "sessions end after this long without a request (0: never)"},
 	{name: "lifetime", kind: kindDuration, def: "24h", usage: "sessions end this long after they were created"},
 	{name: "cookie-name", kind: kindString, def: "hanode_session", usage: "name of the session cookie"},
@@ -120,6 +121,7 @@ type Config struct {
 	Consistency     replicator.Consistency
 	SyncTimeout     time.Duration
 	Snapshot        string
+	SnapshotEvery   time.Duration
 	IdleTimeout     time.Duration
 	Lifetime        time.Duration
 	CookieName      string
@@ -389,6 +391,8 @@ func (c *Config) set(o option, raw string) error {
 			c.ShutdownTimeout = d
 		case "drain-delay":
 			c.DrainDelay = d
+		case "snapshot-interval":
+			c.SnapshotEvery = d
 		}
 	case kindAddr:
 		if err := checkListenAddr(raw); err != nil {

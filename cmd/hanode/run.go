@@ -48,20 +48,23 @@ func openStore(cfg *Config, log *slog.Logger) (backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: key-file (%s): %v", ErrConfig, cfg.values["key-file"].where, err)
 	}
+	stopReload := startKeyReload(cfg.KeyFile, keys, log.With("node", cfg.NodeName(), "subsystem", "keys")) // SIGHUP: reload.go
 	node, err := cluster.Start(cluster.Config{
-		Node:         cfg.Node,
-		ClusterName:  cfg.Cluster,
-		Group:        cfg.Group,
-		Interface:    cfg.Interface,
-		TTL:          cfg.TTL,
-		Loopback:     cfg.Loopback,
-		Keyring:      keys,
-		Consistency:  cfg.Consistency,
-		SyncTimeout:  cfg.SyncTimeout,
-		SnapshotFile: cfg.Snapshot,
-		Logger:       log.With("subsystem", "cluster"),
+		Node:             cfg.Node,
+		ClusterName:      cfg.Cluster,
+		Group:            cfg.Group,
+		Interface:        cfg.Interface,
+		TTL:              cfg.TTL,
+		Loopback:         cfg.Loopback,
+		Keyring:          keys,
+		Consistency:      cfg.Consistency,
+		SyncTimeout:      cfg.SyncTimeout,
+		SnapshotFile:     cfg.Snapshot,
+		SnapshotInterval: cfg.SnapshotEvery,
+		Logger:           log.With("subsystem", "cluster"),
 	})
 	if err != nil {
+		stopReload()
 		return nil, fmt.Errorf("join the cluster: %w", err)
 	}
 	return node, nil

@@ -288,6 +288,9 @@ func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
 	n.goRun(n.expiryLoop)
 	n.goRun(n.serveTransfers)
 	n.goRun(n.joinAndRepair)
+	if n.cfg.SnapshotFile != "" && n.cfg.SnapshotInterval > 0 {
+		n.goRun(n.snapshotLoop)
+	}
 	n.log.Info("node started", "member", n.id.String()[:8], "group", n.cfg.Group.String(),
 		"interface", n.cfg.Interface, "transfer", n.ln.Addr().String())
 	return nil
@@ -637,7 +640,9 @@ func (n *Node) Close() error {
 	// Give the transport a moment to answer repair requests for our tail.
 	time.Sleep(200 * time.Millisecond)
 	var errs []error
-	if n.cfg.SnapshotFile != "" {
+	// A node that never became ready holds only part of the cluster's
+	// sessions: it must not overwrite a complete snapshot.
+	if n.cfg.SnapshotFile != "" && n.ready.Load() {
 		if err := n.saveSnapshot(); err != nil {
 			errs = append(errs, err)
 		}
@@ -660,6 +665,20 @@ func (n *Node) loadSnapshot() error {
 	}
 	n.log.Info("snapshot loaded", "file", n.cfg.SnapshotFile, "sessions", cnt)
 	return nil
+}
+
+// snapshotLoop saves the snapshot periodically once the node is ready
+// (before that, the replica may not hold the cluster's sessions yet and
+// would overwrite a better snapshot).
+func (n *Node) snapshotLoop() {
+	for n.sleep(n.cfg.SnapshotInterval) {
+		if !n.ready.Load() {
+			continue
+		}
+		if err := n.saveSnapshot(); err != nil {
+			n.log.Error("periodic snapshot failed", "err", err)
+		}
+	}
 }
 
 func (n *Node) saveSnapshot() error {
