@@ -115,3 +115,25 @@ func (m *Manager) emit(e Event) {
 	}
 	m.cfg.OnEvent(e)
 }
+
+// EventStore is the optional store capability that reports the store's own
+// lifecycle events. Through it the Manager reports sessions that the
+// store's timers expired (without a request seeing them) as EventDestroyed
+// with replicator.ReasonExpired; destructions that a Manager causes are
+// reported by that Manager itself.
+type EventStore interface {
+	replicator.Store
+	Subscribe(fn func(replicator.Event))
+}
+
+func (m *Manager) storeEvent(e replicator.Event) {
+	if e.Kind != replicator.EventDestroyed || !e.ByTimer {
+		return
+	}
+	m.countDestroyed(replicator.ReasonExpired)
+	ev := Event{Kind: EventDestroyed, Reason: replicator.ReasonExpired, Session: ShortHash(e.ID)}
+	if e.Session != nil {
+		ev.Principal = e.Session.Principal
+	}
+	m.emit(ev)
+}

@@ -43,6 +43,9 @@ func New(store replicator.Store, cfg Config) (*Manager, error) {
 	if cfg.IdleTimeout > 0 {
 		m.idle = int64(cfg.IdleTimeout)
 	}
+	if es, ok := store.(EventStore); ok {
+		es.Subscribe(m.storeEvent)
+	}
 	return m, nil
 }
 

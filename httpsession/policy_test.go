@@ -359,7 +359,8 @@ func TestIterate(t *testing.T) {
 		}
 		return true
 	})
-	m2 := newManager(t, replicator.NewLocal("n1", replicator.DefaultReplicaConfig()), nil)
+	// A store without Range cannot be iterated.
+	m2 := newManager(t, struct{ replicator.Store }{replicator.NewLocal("n1", replicator.DefaultReplicaConfig())}, nil)
 	if err := m2.Iterate(context.Background(), func(context.Context) error { return nil }); !errors.Is(err, ErrNotSupported) {
 		t.Fatal(err)
 	}

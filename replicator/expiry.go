@@ -148,6 +148,9 @@ func (r *Replica) Expire(now int64, isOwner func(*Session) bool) []string {
 		})
 		if next != cur {
 			expired = append(expired, it.id)
+			if len(ev) > 0 && ev[len(ev)-1].ID == it.id {
+				ev[len(ev)-1].ByTimer = true
+			}
 		} else if requeue > 0 {
 			r.requeue(it.id, requeue)
 		}

@@ -16,14 +16,25 @@ type Local struct {
 	r    *Replica
 	clk  Clock
 	now  func() int64 // wall clock; replaced in tests
+	subs Subscribers
 }
 
 var _ Store = (*Local)(nil)
 
 // NewLocal returns a local-only store for node (the route suffix).
 func NewLocal(node string, cfg ReplicaConfig) *Local {
-	return &Local{node: node, r: NewReplica(cfg), now: func() int64 { return time.Now().UnixNano() }}
+	l := &Local{node: node, now: func() int64 { return time.Now().UnixNano() }}
+	cfg.OnEvent = l.subs.Chain(cfg.OnEvent)
+	l.r = NewReplica(cfg)
+	return l
 }
+
+// Range calls fn with the ID of every live session until fn returns false.
+func (l *Local) Range(fn func(id string) bool) { l.r.RangeLive(fn) }
+
+// Subscribe registers fn for the replica's lifecycle events (see
+// ReplicaConfig.OnEvent for when it is called).
+func (l *Local) Subscribe(fn func(Event)) { l.subs.Add(fn) }
 
 // Replica returns the replica behind the store (for snapshots, admin
 // listings and tests).

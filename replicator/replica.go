@@ -96,6 +96,9 @@ type Event struct {
 	// (EventDestroyed). Immutable.
 	Session *Session
 	Reason  DestroyReason // EventDestroyed only
+	// ByTimer is true when this replica's own expiry timers destroyed the
+	// session (Expire), not a delta or a merge.
+	ByTimer bool
 }
 
 // ApplyResult says what Apply did with a delta.

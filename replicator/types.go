@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"sync"
 )
 
 // This file holds the types shared by the replica, the wire codec, the
@@ -211,4 +212,45 @@ var (
 func ShortID(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:6])
+}
+
+// Subscribers is a list of lifecycle-event callbacks that stores offer
+// through a Subscribe method. The zero value is ready to use.
+type Subscribers struct {
+	mu  sync.RWMutex
+	fns []func(Event)
+}
+
+// Add registers fn.
+func (s *Subscribers) Add(fn func(Event)) {
+	s.mu.Lock()
+	s.fns = append(s.fns, fn)
+	s.mu.Unlock()
+}
+
+// Chain returns an event callback that calls first (when not nil), then
+// every subscriber.
+func (s *Subscribers) Chain(first func(Event)) func(Event) {
+	return func(e Event) {
+		if first != nil {
+			first(e)
+		}
+		s.mu.RLock()
+		fns := s.fns
+		s.mu.RUnlock()
+		for _, fn := range fns {
+			fn(e)
+		}
+	}
+}
+
+// RangeLive calls fn with the ID of every live session until fn returns
+// false.
+func (r *Replica) RangeLive(fn func(id string) bool) {
+	r.Range(func(s *Session) bool {
+		if s.Destroyed {
+			return true
+		}
+		return fn(s.ID)
+	})
 }

@@ -47,6 +47,7 @@ type Node struct {
 
 	replica *replicator.Replica
 	clock   *replicator.Clock
+	subs    replicator.Subscribers
 	tr      multicast.Transport
 	ln      net.Listener // state-transfer server
 
@@ -57,6 +58,8 @@ type Node struct {
 	pending *batch           // deltas not yet broadcast
 	touches map[string]int64 // batched last-access times
 	kick    chan struct{}    // wakes the flusher
+
+	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -236,7 +239,7 @@ func newNode(cfg Config) (*Node, error) {
 	}
 	n.replica = replicator.NewReplica(replicator.ReplicaConfig{
 		MaxSessionBytes: cfg.MaxSessionBytes,
-		OnEvent:         n.onReplicaEvent,
+		OnEvent:         n.subs.Chain(nil),
 	})
 	if cfg.SnapshotFile != "" {
 		if err := n.loadSnapshot(); err != nil {
@@ -506,6 +509,8 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 func (n *Node) eventLoop() {
 	for ev := range n.tr.Events() {
 		switch ev.Kind {
+		case multicast.EventNewSender:
+			n.lastSender.Store(time.Now().UnixNano())
 		case multicast.EventBehind:
 			n.stats.behind.Add(1)
 			n.log.Warn("fell behind a sender; repairing by full anti-entropy", "peer", ev.From.String()[:8])
@@ -622,7 +627,12 @@ func (n *Node) expiryLoop() {
 	}
 }
 
-func (n *Node) onReplicaEvent(ev replicator.Event) {}
+// Range calls fn with the ID of every live session until fn returns false.
+func (n *Node) Range(fn func(id string) bool) { n.replica.RangeLive(fn) }
+
+// Subscribe registers fn for the replica's lifecycle events: creations and
+// destructions, whether caused here, by a peer's delta or by expiry.
+func (n *Node) Subscribe(fn func(replicator.Event)) { n.subs.Add(fn) }
 
 // Close drains, flushes pending deltas, announces the leave, writes the
 // snapshot and stops. Sessions are never expired cluster-wide by it.

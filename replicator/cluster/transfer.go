@@ -237,6 +237,16 @@ func (n *Node) joinAndRepair() {
 			continue
 		}
 		if time.Since(start) >= n.cfg.JoinTimeout && n.isOldest() {
+			// Traffic from a sender that membership does not list yet
+			// (its heartbeats queued behind a burst) means a cluster is
+			// there: wait for it rather than start empty, for a while.
+			if seen := n.lastSender.Load(); seen > 0 && len(n.alivePeers()) == 0 &&
+				time.Since(start) < 10*n.cfg.JoinTimeout {
+				if !n.sleep(100 * time.Millisecond) {
+					return
+				}
+				continue
+			}
 			n.log.Info("no ready member found; starting as the first member", "peers", len(n.alivePeers()))
 			break
 		}
