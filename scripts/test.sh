@@ -11,15 +11,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
+# Modules of their own (their dependencies stay out of hanode's go.mod):
+# tested too when the whole suite runs.
+nested=(httpsession/scsstore httpsession/routertest)
+[ $# -eq 0 ] || nested=()
 
 if [ "${HANODE_IN_NETNS:-}" != 1 ]; then
 	echo "== go mod download"
 	go mod download
+	for m in "${nested[@]}" scripts/bench; do (cd "$m" && go mod download); done
 	# A vet or build failure does not stop the run: every package's tests
 	# still run and report; the script fails at the end.
 	vet=0
 	echo "== go vet ${pkgs[*]}"
 	go vet "${pkgs[@]}" || vet=$?
+	if [ ${#nested[@]} -gt 0 ]; then
+		for m in "${nested[@]}" scripts/bench; do
+			echo "== go vet ($m)"
+			(cd "$m" && go vet ./...) || vet=$?
+		done
+		for m in "${nested[@]}"; do (cd "$m" && go test -race -count=1 -run '^$' ./... >/dev/null 2>&1) || true; done
+	fi
 	echo "== build test binaries (outside the namespace, while the network is there)"
 	go test -race -count=1 -run '^$' "${pkgs[@]}" >/dev/null 2>&1 || true
 	for tool in unshare nsenter ip; do
@@ -49,4 +61,10 @@ ip route add 224.0.0.0/4 dev lo
 export HANODE_NETLAB=1
 # No network from here on: build and module caches work offline.
 export GOFLAGS=-mod=mod GOPROXY=off
-exec go test -race -count=1 -timeout 20m "${pkgs[@]}"
+rc=0
+go test -race -count=1 -timeout 20m "${pkgs[@]}" || rc=$?
+for m in "${nested[@]}"; do
+	echo "== go test -race ($m)"
+	(cd "$m" && go test -race -count=1 ./...) || rc=$?
+done
+exit "$rc"
