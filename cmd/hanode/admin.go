@@ -1,9 +1,7 @@
 package main
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -29,10 +27,7 @@ type admin struct {
 // sessionHash is how a session is named where its ID must not appear
 // (listings, logs): the 12 first hex digits of the SHA-256 of the ID,
 // without route, as httpsession.ShortHash labels it in its logs.
-func sessionHash(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:6])
-}
+func sessionHash(id string) string { return replicator.ShortID(id) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -41,6 +36,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// appInFlight counts the application requests being served.
+func (a *admin) appInFlight() int64 {
+	var n int64
+	for _, m := range a.metrics {
+		if m.server == "app" {
+			n += m.inFlight.Load()
+		}
+	}
+	return n
 }
 
 func (a *admin) ready() bool { return a.store.Ready() && !a.draining.Load() }
@@ -87,6 +93,12 @@ func (a *admin) handler() http.Handler {
 			"view_id":  st.ViewID,
 			"uptime":   time.Since(a.started).Round(time.Second).String(),
 			"listen":   a.cfg.Listen,
+
+			"phase":             st.Phase,
+			"transfer_received": st.TransferReceived,
+			"transfer_total":    st.TransferTotal,
+			"pending_deltas":    st.PendingDeltas,
+			"in_flight":         a.appInFlight(),
 		})
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {

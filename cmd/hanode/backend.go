@@ -65,9 +65,13 @@ func (l *localBackend) Members() []cluster.MemberInfo {
 }
 
 func (l *localBackend) Status() cluster.Status {
+	phase := "ready"
+	if l.draining.Load() {
+		phase = "draining"
+	}
 	return cluster.Status{
 		Node: l.Node(), ID: l.Node(), Ready: l.Ready(), Draining: l.draining.Load(),
-		Sessions: l.Len(), Members: 1, ViewID: "local",
+		Sessions: l.Len(), Members: 1, ViewID: "local", Phase: phase,
 	}
 }
 

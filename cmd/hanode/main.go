@@ -174,8 +174,24 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			{
 				Name:  "keygen",
-				Usage: "print a new cluster key file to stdout (save it with mode 600 on every node)",
+				Usage: "print a new cluster key file to stdout (save it with mode 600 on every node); with --id, one key line to add to an existing file (key rotation)",
+				Flags: []cli.Flag{
+					&cli.UintFlag{Name: "id", Usage: "print only a `key line` with this id (1-255), to append to an existing key file"},
+					&cli.BoolFlag{Name: "no-primary", Usage: "with --id: do not mark the key primary (step 1 of a rotation: accepted, not used to send)"},
+				},
 				Action: func(c *cli.Context) error {
+					if c.IsSet("id") || c.Bool("no-primary") {
+						id := c.Uint("id")
+						if id < 1 || id > 255 {
+							return fmt.Errorf("%w: keygen --id must be 1-255", errUsage)
+						}
+						line, err := multicast.GenerateKeyLine(uint8(id), !c.Bool("no-primary"))
+						if err != nil {
+							return err
+						}
+						_, err = io.WriteString(stdout, line)
+						return err
+					}
 					kf, err := multicast.GenerateKeyFile()
 					if err != nil {
 						return err
@@ -195,9 +211,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			{
 				Name:   "status",
-				Usage:  "print a node's status (GET /status of its admin API)",
-				Flags:  clientFlags,
-				Action: func(c *cli.Context) error { return clientGet(c, stdout, "/status", printStatus) },
+				Usage:  "print a node's status (GET /status of its admin API); --wait follows a joining node's state transfer until it is ready",
+				Flags:  append(append([]cli.Flag{}, clientFlags...), waitFlags...),
+				Action: statusAction(stdout),
 			},
 			{
 				Name:   "members",
@@ -235,9 +251,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			{
 				Name:   "drain",
-				Usage:  "make a node unready (readyz 503) so the load balancer moves its users; sessions stay",
-				Flags:  clientFlags,
-				Action: func(c *cli.Context) error { return clientDo(c, stdout, "POST", "/drain") },
+				Usage:  "make a node unready (readyz 503) so the load balancer moves its users; sessions stay; --wait follows until no request is in flight and every delta is sent",
+				Flags:  append(append([]cli.Flag{}, clientFlags...), waitFlags...),
+				Action: drainAction(stdout),
 			},
 		},
 	}

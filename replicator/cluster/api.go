@@ -70,6 +70,17 @@ type Status struct {
 	Sessions int    `json:"sessions"`
 	Members  int    `json:"members"`
 	ViewID   string `json:"view_id"`
+
+	// Phase is "joining" (listening for members), "transferring"
+	// (receiving the cluster's sessions), "ready" or "draining".
+	Phase string `json:"phase"`
+	// TransferReceived and TransferTotal give the progress of the state
+	// transfer under way (or of the last one).
+	TransferReceived int64 `json:"transfer_received"`
+	TransferTotal    int64 `json:"transfer_total"`
+	// PendingDeltas counts deltas committed here and not yet handed to
+	// the network.
+	PendingDeltas int `json:"pending_deltas"`
 }
 
 // These declarations document the API the rest of the module codes

@@ -61,6 +61,10 @@ type Node struct {
 
 	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
 
+	transferring atomic.Bool  // a join state transfer is under way
+	xferGot      atomic.Int64 // records received by the join transfer
+	xferTotal    atomic.Int64 // records announced by the donor
+
 	ready    atomic.Bool
 	draining atomic.Bool
 	closing  atomic.Bool
@@ -432,14 +436,30 @@ func (n *Node) Status() Status {
 	n.memMu.Lock()
 	v := n.mem.View()
 	n.memMu.Unlock()
+	phase := "joining"
+	switch {
+	case n.draining.Load():
+		phase = "draining"
+	case n.ready.Load():
+		phase = "ready"
+	case n.transferring.Load():
+		phase = "transferring"
+	}
+	n.sendMu.Lock()
+	pending := len(n.pending.deltas)
+	n.sendMu.Unlock()
 	return Status{
-		Node:     n.cfg.Node,
-		ID:       n.id.String(),
-		Ready:    n.Ready(),
-		Draining: n.draining.Load(),
-		Sessions: n.replica.Len(),
-		Members:  len(v.Members),
-		ViewID:   fmt.Sprintf("%016x", v.ID),
+		Node:             n.cfg.Node,
+		ID:               n.id.String(),
+		Ready:            n.Ready(),
+		Draining:         n.draining.Load(),
+		Sessions:         n.replica.Len(),
+		Members:          len(v.Members),
+		ViewID:           fmt.Sprintf("%016x", v.ID),
+		Phase:            phase,
+		TransferReceived: n.xferGot.Load(),
+		TransferTotal:    n.xferTotal.Load(),
+		PendingDeltas:    pending + n.tr.Stats().SendQueueLen,
 	}
 }
 

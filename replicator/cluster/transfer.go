@@ -23,7 +23,7 @@ import (
 // request, the server answers with a sealed stream of session records.
 //
 //	request:  kind (1 byte) [uvarint buckets, buckets × 8-byte digest]
-//	response: { uvarint length, session record }* uvarint 0
+//	response: uvarint count, { uvarint length, session record }* uvarint 0
 //
 // Both directions are sealed streams under the cluster key, so a stranger
 // can neither read sessions nor feed them in; the sealed stream's end
@@ -115,6 +115,9 @@ func (n *Node) serveOne(c net.Conn) error {
 	bw := bufio.NewWriterSize(w, maxChunk)
 	var buf []byte
 	var lenBuf [binary.MaxVarintLen64]byte
+	if _, err := bw.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(sessions)))]); err != nil {
+		return err
+	}
 	for _, s := range sessions {
 		buf = replicator.AppendSession(buf[:0], s)
 		k := binary.PutUvarint(lenBuf[:], uint64(len(buf)))
@@ -149,7 +152,10 @@ func decodeDigest(b []byte) ([]uint64, error) {
 
 // fetch asks the member at addr for sessions and merges them. It returns
 // how many records arrived and how many changed the replica.
-func (n *Node) fetch(ctx context.Context, addr string, full bool) (received, changed int, err error) {
+//
+// progress, when not nil, is called with the announced total first and
+// then with the running count of records received.
+func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(got, total int64)) (received, changed int, err error) {
 	d := net.Dialer{Timeout: dialTimeout}
 	raw, err := d.DialContext(ctx, "tcp4", addr)
 	if err != nil {
@@ -181,6 +187,13 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool) (received, cha
 
 	r := bufio.NewReaderSize(multicast.NewSealedReader(n.cfg.Keyring, c, labelResponse, maxChunk), maxChunk)
 	limit := uint64(n.cfg.MaxSessionBytes)*2 + 4096
+	total, err := binary.ReadUvarint(r)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read record count: %w", err)
+	}
+	if progress != nil {
+		progress(0, int64(total))
+	}
 	var buf []byte
 	for {
 		size, err := binary.ReadUvarint(r)
@@ -208,6 +221,15 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool) (received, cha
 		if n.replica.MergeSession(s) {
 			changed++
 		}
+		if progress != nil && received%1024 == 0 {
+			progress(int64(received), int64(total))
+		}
+	}
+	if uint64(received) != total {
+		return received, changed, fmt.Errorf("received %d records of the %d announced", received, total)
+	}
+	if progress != nil {
+		progress(int64(received), int64(total))
 	}
 	// The sealed stream must end right after the terminator.
 	if _, err := r.ReadByte(); err != io.EOF {
@@ -282,7 +304,17 @@ func (n *Node) transferFrom(donors []membership.Member) error {
 		t0 := time.Now()
 		n.log.Info("state transfer starting", "peer", m.Name, "addr", addr)
 		ctx, cancel := context.WithCancel(n.ctx)
-		got, _, err := n.fetch(ctx, addr, true)
+		n.transferring.Store(true)
+		lastLog := time.Now()
+		got, _, err := n.fetch(ctx, addr, true, func(got, total int64) {
+			n.xferGot.Store(got)
+			n.xferTotal.Store(total)
+			if time.Since(lastLog) >= 2*time.Second {
+				lastLog = time.Now()
+				n.log.Info("state transfer progress", "peer", m.Name, "received", got, "total", total)
+			}
+		})
+		n.transferring.Store(false)
 		cancel()
 		if err != nil {
 			n.stats.transferFailures.Add(1)
@@ -322,7 +354,7 @@ func (n *Node) repairFrom(id uuid.UUID, full bool) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*n.cfg.TransferTimeout)
 	defer cancel()
-	got, changed, err := n.fetch(ctx, addr, full)
+	got, changed, err := n.fetch(ctx, addr, full, nil)
 	n.stats.aeRounds.Add(1)
 	n.stats.aeRepaired.Add(uint64(changed))
 	if err != nil {
