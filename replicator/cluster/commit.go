@@ -20,7 +20,14 @@ const (
 	maxPending = 8 << 20
 	// touchInterval is how often batched last-access times go out.
 	touchInterval = time.Second
+	// maxQueueWait bounds how long a commit waits for room in a full send
+	// queue; then its delta is shed: it stays applied here and reaches the
+	// peers by anti-entropy.
+	maxQueueWait = 2 * time.Second
 )
+
+// errShed: the send queue stayed full; the delta is applied locally only.
+var errShed = errors.New("cluster: send queue full")
 
 // Commit applies d locally and queues it for replication; with Sync or
 // SyncAll it waits, bounded by Config.SyncTimeout, for acknowledgements.
@@ -34,6 +41,9 @@ func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Con
 	}
 	n.stats.commits.Add(1)
 	b, err := n.enqueue(ctx, d, c != replicator.Async)
+	if errors.Is(err, errShed) {
+		return replicator.CommitResult{TimedOut: c != replicator.Async}, nil
+	}
 	if err != nil {
 		// Applied locally; replication is late but the delta stays queued
 		// unless the context ended before it could be queued.
@@ -50,6 +60,7 @@ func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Con
 // same session. It blocks while too much is pending.
 func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*batch, error) {
 	size := estimate(d)
+	var shed <-chan time.Time
 	for {
 		n.sendMu.Lock()
 		b := n.pending
@@ -58,10 +69,19 @@ func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*bat
 		}
 		n.sendMu.Unlock()
 		n.kickFlusher()
+		if shed == nil {
+			t := time.NewTimer(maxQueueWait)
+			defer t.Stop()
+			shed = t.C
+		}
 		select {
 		case <-b.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-shed:
+			n.stats.shed.Add(1)
+			n.log.Warn("send queue full: delta left to anti-entropy", "session", replicator.ShortID(d.ID))
+			return nil, errShed
 		}
 	}
 	b := n.pending

@@ -62,6 +62,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.counter("hanode_commits_total", "Session commits on this node.", float64(n.stats.commits.Load()))
 	p.counter("hanode_commit_errors_total", "Commits refused or not queued.", float64(n.stats.commitErrors.Load()))
 	p.counter("hanode_sync_timeouts_total", "Sync commits served after their acknowledgement wait ran out.", float64(n.stats.syncTimeouts.Load()))
+	p.counter("hanode_replication_shed_total", "Deltas not queued because the send queue stayed full; anti-entropy carries them.", float64(n.stats.shed.Load()))
 	p.counter("hanode_replication_deltas_sent_total", "Deltas broadcast.", float64(n.stats.deltasSent.Load()))
 	p.counter("hanode_replication_batches_sent_total", "Delta batches broadcast.", float64(n.stats.batchesSent.Load()))
 	p.counter("hanode_replication_touches_sent_total", "Batched last-access updates broadcast.", float64(n.stats.touchesSent.Load()))

@@ -97,6 +97,7 @@ type nodeStats struct {
 	commits          atomic.Uint64
 	commitErrors     atomic.Uint64
 	syncTimeouts     atomic.Uint64
+	shed             atomic.Uint64
 	deltasSent       atomic.Uint64
 	deltasApplied    atomic.Uint64
 	deltasRejected   atomic.Uint64
