@@ -3,6 +3,7 @@ package multicast
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,8 @@ type runtime struct {
 	events chan Event
 	sq     *sendQueue
 
-	closed    chan struct{}
+	closing   chan struct{} // closed when Close starts: no new sends
+	closed    chan struct{} // closed when the flush is over: everything stops
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
@@ -58,6 +60,7 @@ type runtime struct {
 }
 
 func newRuntime(cfg Config, l link) *runtime {
+	cfg.Logger = deriveLogger(cfg.Logger)
 	rt := &runtime{
 		cfg:     cfg,
 		link:    l,
@@ -67,9 +70,58 @@ func newRuntime(cfg Config, l link) *runtime {
 		msgs:    make(chan Message, cfg.DeliverQueue),
 		events:  make(chan Event, cfg.DeliverQueue),
 		sq:      newSendQueue(cfg.SendQueue),
+		closing: make(chan struct{}),
 		closed:  make(chan struct{}),
 	}
 	return rt
+}
+
+// logKey names this package on its log lines. It is added once, to the
+// logger the transport derives from Config.Logger, and it is not
+// "subsystem": the caller's logger commonly carries its own.
+const logKey = "component"
+
+// deriveLogger returns the logger the transport uses: l with
+// logKey=multicast, never repeating a key on one line. A "subsystem" or
+// logKey attribute given on a single log call of this package is dropped,
+// since the caller's logger or the derived one already holds that key.
+func deriveLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return slog.New(lineFilter{l.Handler()}).With(logKey, "multicast")
+}
+
+// lineFilter drops per-line attributes that would duplicate a logger key.
+type lineFilter struct{ slog.Handler }
+
+func droppedLogKey(k string) bool { return k == "subsystem" || k == logKey }
+
+func (h lineFilter) Handle(ctx context.Context, r slog.Record) error {
+	dup := false
+	r.Attrs(func(a slog.Attr) bool {
+		dup = droppedLogKey(a.Key)
+		return !dup
+	})
+	if !dup {
+		return h.Handler.Handle(ctx, r)
+	}
+	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if !droppedLogKey(a.Key) {
+			nr.AddAttrs(a)
+		}
+		return true
+	})
+	return h.Handler.Handle(ctx, nr)
+}
+
+func (h lineFilter) WithAttrs(as []slog.Attr) slog.Handler {
+	return lineFilter{h.Handler.WithAttrs(as)}
+}
+
+func (h lineFilter) WithGroup(name string) slog.Handler {
+	return lineFilter{h.Handler.WithGroup(name)}
 }
 
 func (rt *runtime) start() {
@@ -210,12 +262,14 @@ func (rt *runtime) sender() {
 		if p.data {
 			rt.sq.release(len(p.b))
 		}
+		rt.sq.sent(p.data)
 	}
 }
 
+// isClosed reports whether Close has started.
 func (rt *runtime) isClosed() bool {
 	select {
-	case <-rt.closed:
+	case <-rt.closing:
 		return true
 	default:
 		return false
@@ -234,7 +288,7 @@ func (rt *runtime) Broadcast(ctx context.Context, payload []byte, opt SendOption
 	per := rt.cfg.MaxDatagram - Overhead
 	frags := max(1, (len(payload)+1+per-1)/per)
 	need := len(payload) + 1 + frags*Overhead
-	if err := rt.sq.reserve(ctx, need, rt.closed); err != nil {
+	if err := rt.sq.reserve(ctx, need, rt.closing); err != nil {
 		return 0, err
 	}
 	rt.mu.Lock()
@@ -318,15 +372,24 @@ func (rt *runtime) Stats() Stats {
 			}
 		}
 	}
-	if e := rt.sendErrors.Load(); e > 0 {
-		s.Rejected["send_error"] = e
-	}
+	s.SendErrors = rt.sendErrors.Load()
 	return s
 }
 
+// closeFlushTimeout bounds how long Close spends sending what is queued.
+const closeFlushTimeout = 2 * time.Second
+
+// Close refuses new sends, then flushes the send queue: it waits, up to
+// closeFlushTimeout, until every packet queued before it (Broadcast data
+// included) was written once, followed by a status packet announcing the
+// last sequence number, so that members that lost the tail NAK it (and
+// other members can answer once this one is gone). Meanwhile the runtime
+// keeps receiving and answers NAKs. Then it stops everything.
 func (rt *runtime) Close() error {
 	var err error
 	rt.closeOnce.Do(func() {
+		close(rt.closing)
+		rt.flush(time.Now().Add(closeFlushTimeout))
 		close(rt.closed)
 		err = rt.link.close()
 		rt.wg.Wait()
@@ -334,6 +397,28 @@ func (rt *runtime) Close() error {
 		close(rt.events)
 	})
 	return err
+}
+
+// flush waits until the packets queued now have been written, then, if
+// this member ever broadcast, sends a last status announcing its highest
+// sequence number and waits for it too.
+func (rt *runtime) flush(deadline time.Time) {
+	prio, data := rt.sq.queued()
+	if !rt.sq.waitSent(prio, data, deadline) {
+		return
+	}
+	rt.mu.Lock()
+	var st []byte
+	if rt.eng.highSeq() > 0 {
+		st = rt.eng.statusPacket()
+	}
+	rt.mu.Unlock()
+	if st == nil {
+		return
+	}
+	rt.sq.pushPriority(outPacket{b: st})
+	prio, data = rt.sq.queued()
+	rt.sq.waitSent(prio, data, deadline)
 }
 
 // sendQueue holds packets waiting for the sender goroutine: priority
@@ -347,10 +432,59 @@ type sendQueue struct {
 	cap   int
 	wake  chan struct{} // closed when a packet is queued
 	space chan struct{} // closed when room is released
+
+	// Packets ever queued and ever written, per queue. Both queues are
+	// FIFO, so the packets queued before a moment have all been written
+	// once the written counts reach the queued counts of that moment.
+	prioIn, dataIn     uint64
+	prioSent, dataSent uint64
+	progress           chan struct{} // closed when a packet was written
 }
 
 func newSendQueue(capacity int) *sendQueue {
-	return &sendQueue{cap: capacity, wake: make(chan struct{}), space: make(chan struct{})}
+	return &sendQueue{cap: capacity, wake: make(chan struct{}), space: make(chan struct{}), progress: make(chan struct{})}
+}
+
+// queued returns how many priority and data packets were ever queued.
+func (q *sendQueue) queued() (prio, data uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.prioIn, q.dataIn
+}
+
+// sent records that the sender finished writing a popped packet
+// (successfully or not).
+func (q *sendQueue) sent(data bool) {
+	q.mu.Lock()
+	if data {
+		q.dataSent++
+	} else {
+		q.prioSent++
+	}
+	close(q.progress)
+	q.progress = make(chan struct{})
+	q.mu.Unlock()
+}
+
+// waitSent waits until prio priority and data data packets have been
+// written, or until deadline; it reports whether they were.
+func (q *sendQueue) waitSent(prio, data uint64, deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		done := q.prioSent >= prio && q.dataSent >= data
+		progress := q.progress
+		q.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-progress:
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 func (q *sendQueue) signal() {
@@ -369,6 +503,7 @@ func (q *sendQueue) pushPriority(p outPacket) {
 		return
 	}
 	q.prio = append(q.prio, p)
+	q.prioIn++
 	q.signal()
 }
 
@@ -397,6 +532,7 @@ func (q *sendQueue) reserve(ctx context.Context, n int, closed <-chan struct{}) 
 func (q *sendQueue) pushData(ps []outPacket, extra int) {
 	q.mu.Lock()
 	q.data = append(q.data, ps...)
+	q.dataIn += uint64(len(ps))
 	q.signal()
 	q.mu.Unlock()
 	if extra != 0 {

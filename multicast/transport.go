@@ -109,4 +109,5 @@ type Stats struct {
 	SendQueueLen      int               // gauge
 	RecvBufferBytes   int               // gauge: receive buffer granted by the kernel
 	RecvBufferClamped bool              // the kernel granted less than asked
+	SendErrors        uint64            // datagrams the socket failed to send (not in PacketsSent; not in Rejected, which counts inbound drops only)
 }

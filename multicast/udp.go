@@ -1,11 +1,16 @@
 package multicast
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/net/ipv4"
 )
 
 // ErrNoInterface is returned by Listen when Config.Interface is empty or
@@ -37,15 +42,162 @@ func Listen(cfg Config) (Transport, error) {
 		return nil, err
 	}
 	rt := newRuntime(cfg, l)
+	log := rt.cfg.Logger // derived once by newRuntime
 	rt.recvBuffer, rt.recvClamped = l.granted, l.granted < cfg.RecvBuffer
 	if rt.recvClamped {
-		cfg.Logger.Warn("multicast: kernel granted a smaller receive buffer than asked; raise net.core.rmem_max",
-			"subsystem", "multicast", "asked", cfg.RecvBuffer, "granted", l.granted)
+		log.Warn("multicast: kernel granted a smaller receive buffer than asked; raise net.core.rmem_max",
+			"asked", cfg.RecvBuffer, "granted", l.granted)
 	}
-	cfg.Logger.Info("multicast: joined group", "subsystem", "multicast", "group", cfg.Group, "interface", ifi.Name,
+	log.Info("multicast: joined group", "group", cfg.Group, "interface", ifi.Name,
 		"unicast", l.local, "member", rt.eng.id)
 	rt.start()
 	return rt, nil
+}
+
+// readBufferBytes is the read buffer of each socket: one more than the
+// largest UDP payload, so that an oversized datagram reaches the engine
+// (and is rejected there) instead of being truncated.
+const readBufferBytes = MaxUDPPayload + 1
+
+// udpLink is the UDP implementation of link: a group socket and a unicast
+// socket, set up with golang.org/x/net/ipv4. The options that package does
+// not cover (port sharing, IP_MULTICAST_ALL, reading back the receive
+// buffer) are in the platform files.
+type udpLink struct {
+	group   netip.AddrPort
+	ifIndex int
+	gconn   *net.UDPConn // bound to the group
+	uconn   *net.UDPConn // bound to the interface address
+	local   netip.AddrPort
+	granted int
+	wg      sync.WaitGroup
+	once    sync.Once
+	closed  atomic.Bool
+	other   atomic.Uint64 // datagrams for other groups
+	otherIf atomic.Uint64 // group datagrams that arrived on another interface
+}
+
+func openUDP(cfg Config, ifi *net.Interface, ifAddr netip.Addr) (*udpLink, error) {
+	if err := udpSupported(); err != nil {
+		return nil, err
+	}
+	group := cfg.Group
+	lc := net.ListenConfig{Control: groupSocketControl}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	if err != nil {
+		return nil, fmt.Errorf("multicast: bind group socket %s: %w", group, err)
+	}
+	gconn := pc.(*net.UDPConn)
+	fail := func(err error) (*udpLink, error) {
+		gconn.Close()
+		return nil, err
+	}
+	gp := ipv4.NewPacketConn(gconn)
+	if err := gp.JoinGroup(ifi, &net.UDPAddr{IP: net.IP(group.Addr().AsSlice())}); err != nil {
+		return fail(fmt.Errorf("multicast: join %s on %s: %w", group.Addr(), ifi.Name, err))
+	}
+	// The destination address (and arrival interface) of each datagram,
+	// to drop other groups on the same port.
+	if err := gp.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		return fail(fmt.Errorf("multicast: IP_PKTINFO: %w", err))
+	}
+	if err := gconn.SetReadBuffer(cfg.RecvBuffer); err != nil {
+		return fail(fmt.Errorf("multicast: set receive buffer: %w", err))
+	}
+	granted, _ := grantedRecvBuffer(gconn)
+
+	uconn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ifAddr, cfg.UnicastPort)))
+	if err != nil {
+		return fail(fmt.Errorf("multicast: bind unicast socket on %s: %w", ifAddr, err))
+	}
+	up := ipv4.NewPacketConn(uconn)
+	err = up.SetMulticastInterface(ifi)
+	if err != nil {
+		err = fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
+	} else if err = up.SetMulticastTTL(cfg.TTL); err != nil {
+		err = fmt.Errorf("IP_MULTICAST_TTL: %w", err)
+	} else if err = up.SetMulticastLoopback(cfg.Loopback); err != nil {
+		err = fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
+	} else {
+		err = uconn.SetReadBuffer(cfg.RecvBuffer)
+	}
+	if err != nil {
+		uconn.Close()
+		return fail(fmt.Errorf("multicast: %w", err))
+	}
+	return &udpLink{
+		group:   group,
+		ifIndex: ifi.Index,
+		gconn:   gconn,
+		uconn:   uconn,
+		local:   uconn.LocalAddr().(*net.UDPAddr).AddrPort(),
+		granted: granted,
+	}, nil
+}
+
+func (l *udpLink) send(b []byte, to netip.AddrPort) error {
+	if !to.IsValid() {
+		to = l.group
+	}
+	_, err := l.uconn.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+func (l *udpLink) start(recv func([]byte, netip.AddrPort) bool) {
+	l.wg.Add(2)
+	go l.read(l.gconn, true, recv)
+	go l.read(l.uconn, false, recv)
+}
+
+func (l *udpLink) read(c *net.UDPConn, filter bool, recv func([]byte, netip.AddrPort) bool) {
+	defer l.wg.Done()
+	buf := make([]byte, readBufferBytes)
+	var oob []byte
+	var cm ipv4.ControlMessage
+	if filter {
+		oob = ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface)
+		cm.Dst = make(net.IP, net.IPv4len) // reused: Parse copies into it
+	}
+	want := net.IP(l.group.Addr().AsSlice())
+	for {
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if filter {
+			clear(cm.Dst) // no IP_PKTINFO: 0.0.0.0, dropped
+			cm.IfIndex = 0
+			if cm.Parse(oob[:oobn]) != nil || !cm.Dst.Equal(want) {
+				l.other.Add(1)
+				continue
+			}
+			if cm.IfIndex != 0 && cm.IfIndex != l.ifIndex {
+				l.otherIf.Add(1)
+				continue
+			}
+		}
+		if !recv(append([]byte(nil), buf[:n]...), netip.AddrPortFrom(from.Addr().Unmap(), from.Port())) {
+			return
+		}
+	}
+}
+
+func (l *udpLink) close() error {
+	var err error
+	l.once.Do(func() {
+		l.closed.Store(true)
+		err = errors.Join(l.gconn.Close(), l.uconn.Close())
+	})
+	l.wg.Wait()
+	return err
+}
+
+// extraRejected reports drops made below the engine.
+func (l *udpLink) extraRejected() map[string]uint64 {
+	return map[string]uint64{"other_group": l.other.Load(), "other_interface": l.otherIf.Load()}
 }
 
 // resolveInterface finds the interface named by s (a name or one of its

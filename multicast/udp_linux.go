@@ -1,204 +1,52 @@
 package multicast
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/netip"
-	"sync"
-	"sync/atomic"
 	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// Socket options not exported by package syscall on every architecture.
-const (
-	soReusePort     = 0xf // SO_REUSEPORT
-	ipMulticastAll  = 49  // IP_MULTICAST_ALL
-	readBufferBytes = MaxUDPPayload + 1
-)
+// Linux parts of the UDP link that golang.org/x/net/ipv4 does not cover.
 
-// udpLink is the Linux UDP implementation of link.
-type udpLink struct {
-	group   netip.AddrPort
-	gconn   *net.UDPConn // bound to the group
-	uconn   *net.UDPConn // bound to the interface address
-	local   netip.AddrPort
-	granted int
-	wg      sync.WaitGroup
-	once    sync.Once
-	closed  atomic.Bool
-	other   atomic.Uint64 // datagrams for other groups
-}
+func udpSupported() error { return nil }
 
-func sockopt(c syscall.RawConn, f func(fd int) error) error {
+// groupSocketControl runs before the group socket is bound: port sharing
+// (SO_REUSEADDR and SO_REUSEPORT, so several processes on one host can
+// bind the group and port), and IP_MULTICAST_ALL 0 so the socket receives
+// only the groups it joined itself, not those joined by other sockets
+// bound to the same port.
+func groupSocketControl(_, _ string, c syscall.RawConn) error {
 	var serr error
-	if err := c.Control(func(fd uintptr) { serr = f(int(fd)) }); err != nil {
+	err := c.Control(func(fd uintptr) {
+		s := int(fd)
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			serr = fmt.Errorf("SO_REUSEADDR: %w", err)
+		} else if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			serr = fmt.Errorf("SO_REUSEPORT: %w", err)
+		} else if err := unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
+			serr = fmt.Errorf("IP_MULTICAST_ALL: %w", err)
+		}
+	})
+	if err != nil {
 		return err
 	}
 	return serr
 }
 
-func openUDP(cfg Config, ifi *net.Interface, ifAddr netip.Addr) (*udpLink, error) {
-	group := cfg.Group
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return sockopt(c, func(fd int) error {
-			if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-				return fmt.Errorf("SO_REUSEADDR: %w", err)
-			}
-			if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, soReusePort, 1); err != nil {
-				return fmt.Errorf("SO_REUSEPORT: %w", err)
-			}
-			return nil
-		})
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+// grantedRecvBuffer reads back the receive buffer the kernel granted,
+// which net.core.rmem_max may have clamped. Linux reports twice the
+// usable size (it counts its bookkeeping overhead).
+func grantedRecvBuffer(c *net.UDPConn) (int, error) {
+	raw, err := c.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("multicast: bind group socket %s: %w", group, err)
+		return 0, err
 	}
-	gconn := pc.(*net.UDPConn)
-	fail := func(err error) (*udpLink, error) {
-		gconn.Close()
-		return nil, err
+	var v int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) }); err != nil {
+		return 0, err
 	}
-	graw, err := gconn.SyscallConn()
-	if err != nil {
-		return fail(err)
-	}
-	mreq := &syscall.IPMreqn{Multiaddr: group.Addr().As4(), Address: ifAddr.As4(), Ifindex: int32(ifi.Index)}
-	err = sockopt(graw, func(fd int) error {
-		if err := syscall.SetsockoptIPMreqn(fd, syscall.IPPROTO_IP, syscall.IP_ADD_MEMBERSHIP, mreq); err != nil {
-			return fmt.Errorf("join %s on %s: %w", group.Addr(), ifi.Name, err)
-		}
-		// Only the groups this socket joined, not those of other sockets.
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, ipMulticastAll, 0); err != nil {
-			return fmt.Errorf("IP_MULTICAST_ALL: %w", err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_PKTINFO, 1); err != nil {
-			return fmt.Errorf("IP_PKTINFO: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fail(fmt.Errorf("multicast: %w", err))
-	}
-	if err := gconn.SetReadBuffer(cfg.RecvBuffer); err != nil {
-		return fail(fmt.Errorf("multicast: set receive buffer: %w", err))
-	}
-	granted := 0
-	_ = sockopt(graw, func(fd int) error {
-		v, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
-		granted = v / 2 // Linux reports twice the usable size
-		return err
-	})
-
-	uconn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ifAddr, cfg.UnicastPort)))
-	if err != nil {
-		return fail(fmt.Errorf("multicast: bind unicast socket on %s: %w", ifAddr, err))
-	}
-	uraw, err := uconn.SyscallConn()
-	if err != nil {
-		uconn.Close()
-		return fail(err)
-	}
-	loop := 0
-	if cfg.Loopback {
-		loop = 1
-	}
-	err = sockopt(uraw, func(fd int) error {
-		ifreq := &syscall.IPMreqn{Address: ifAddr.As4(), Ifindex: int32(ifi.Index)}
-		if err := syscall.SetsockoptIPMreqn(fd, syscall.IPPROTO_IP, syscall.IP_MULTICAST_IF, ifreq); err != nil {
-			return fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_MULTICAST_TTL, cfg.TTL); err != nil {
-			return fmt.Errorf("IP_MULTICAST_TTL: %w", err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_MULTICAST_LOOP, loop); err != nil {
-			return fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
-		}
-		return nil
-	})
-	if err == nil {
-		err = uconn.SetReadBuffer(cfg.RecvBuffer)
-	}
-	if err != nil {
-		uconn.Close()
-		return fail(fmt.Errorf("multicast: %w", err))
-	}
-	return &udpLink{
-		group:   group,
-		gconn:   gconn,
-		uconn:   uconn,
-		local:   uconn.LocalAddr().(*net.UDPAddr).AddrPort(),
-		granted: granted,
-	}, nil
-}
-
-func (l *udpLink) send(b []byte, to netip.AddrPort) error {
-	if !to.IsValid() {
-		to = l.group
-	}
-	_, err := l.uconn.WriteToUDPAddrPort(b, to)
-	return err
-}
-
-func (l *udpLink) start(recv func([]byte, netip.AddrPort) bool) {
-	l.wg.Add(2)
-	go l.read(l.gconn, true, recv)
-	go l.read(l.uconn, false, recv)
-}
-
-func (l *udpLink) read(c *net.UDPConn, filter bool, recv func([]byte, netip.AddrPort) bool) {
-	defer l.wg.Done()
-	buf := make([]byte, readBufferBytes)
-	oob := make([]byte, 128)
-	want := l.group.Addr().As4()
-	for {
-		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
-		if err != nil {
-			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		if filter && !dstIs(oob[:oobn], want) {
-			l.other.Add(1)
-			continue
-		}
-		if !recv(append([]byte(nil), buf[:n]...), netip.AddrPortFrom(from.Addr().Unmap(), from.Port())) {
-			return
-		}
-	}
-}
-
-// dstIs reports whether the IP_PKTINFO control message names dst as the
-// datagram's destination address.
-func dstIs(oob []byte, dst [4]byte) bool {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == syscall.IPPROTO_IP && m.Header.Type == syscall.IP_PKTINFO && len(m.Data) >= int(unsafe.Sizeof(syscall.Inet4Pktinfo{})) {
-			info := (*syscall.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
-			return info.Addr == dst
-		}
-	}
-	return false
-}
-
-func (l *udpLink) close() error {
-	var err error
-	l.once.Do(func() {
-		l.closed.Store(true)
-		err = errors.Join(l.gconn.Close(), l.uconn.Close())
-	})
-	l.wg.Wait()
-	return err
-}
-
-// extraRejected reports drops made below the engine.
-func (l *udpLink) extraRejected() map[string]uint64 {
-	return map[string]uint64{"other_group": l.other.Load()}
+	return v / 2, gerr
 }

@@ -2,11 +2,14 @@ package multicast
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -167,5 +170,78 @@ func TestListenRequiresInterface(t *testing.T) {
 	c.Interface = "0.0.0.0"
 	if _, err := Listen(c); err == nil {
 		t.Fatal("Listen on the wildcard address succeeded")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger used from goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestUDPCloseFlushes: messages broadcast right before Close reach the
+// peer over real sockets, and the transport's log lines repeat no key of
+// the caller's logger.
+func TestUDPCloseFlushes(t *testing.T) {
+	requireLoopbackMulticast(t)
+	const group = "239.255.42.101:45601"
+	b, err := Listen(udpConfig(group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var logs syncBuffer
+	ca := flushConfig(udpConfig(group))
+	ca.Logger = slog.New(slog.NewJSONHandler(&logs, nil)).With("subsystem", "cluster")
+	a, err := Listen(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case ev := <-b.Events():
+			seen = ev.Kind == EventNewSender && ev.From == a.LocalID()
+		case <-deadline:
+			t.Fatal("b did not see a")
+		}
+	}
+	go func() {
+		for range a.Messages() {
+		}
+	}()
+	broadcastThenClose(t, a)
+	var got []Message
+	for len(got) < flushMessages {
+		m, ok := recvOne(t, b, 5*time.Second)
+		if !ok {
+			t.Fatalf("b received %d of %d messages broadcast before Close", len(got), flushMessages)
+		}
+		if m.From == a.LocalID() && !m.Control {
+			got = append(got, m)
+		}
+	}
+	checkInOrder(t, "b", got, flushMessages, flushSize)
+	if st := a.Stats(); st.SendErrors != 0 {
+		t.Errorf("send errors: %d", st.SendErrors)
+	}
+	out := strings.TrimSpace(logs.String())
+	if !strings.Contains(out, "joined group") {
+		t.Fatalf("no join log line: %q", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		checkUniqueKeys(t, line)
 	}
 }

@@ -17,21 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 )
-
-const ipMulticastAll = 49 // IP_MULTICAST_ALL
-
-func setsockopt(c *net.UDPConn, f func(fd int) error) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) { serr = f(int(fd)) }); err != nil {
-		return err
-	}
-	return serr
-}
 
 // probeOpenGroup binds a socket to group (SO_REUSEADDR, so that several
 // probes, or a probe and other software, can share it), joins the group
@@ -39,30 +28,23 @@ func setsockopt(c *net.UDPConn, f func(fd int) error) error {
 // groups it joined (IP_MULTICAST_ALL 0) and asks for each datagram's
 // destination (IP_PKTINFO), and asks for hanode's receive buffer.
 //
-// It uses package syscall like the multicast package: golang.org/x/net/ipv4
-// would do the same, but needs golang.org/x/sys, which go.sum lacks.
+// Joining and IP_PKTINFO go through golang.org/x/net/ipv4 like the
+// multicast package; SO_REUSEADDR and IP_MULTICAST_ALL, which it does not
+// cover, are set with golang.org/x/sys/unix before the bind.
 func probeOpenGroup(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr) (*net.UDPConn, error) {
-	pc, err := reuseAddrListen().ListenPacket(context.Background(), "udp4", group.String())
+	pc, err := reuseAddrListen(true).ListenPacket(context.Background(), "udp4", group.String())
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", group, err)
 	}
 	c := pc.(*net.UDPConn)
-	mreq := &syscall.IPMreqn{Multiaddr: group.Addr().As4(), Address: ifAddr.As4(), Ifindex: int32(ifi.Index)}
-	err = setsockopt(c, func(fd int) error {
-		if err := syscall.SetsockoptIPMreqn(fd, syscall.IPPROTO_IP, syscall.IP_ADD_MEMBERSHIP, mreq); err != nil {
-			return fmt.Errorf("join %s on %s: %w", group.Addr(), ifi.Name, err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, ipMulticastAll, 0); err != nil {
-			return fmt.Errorf("IP_MULTICAST_ALL: %w", err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_PKTINFO, 1); err != nil {
-			return fmt.Errorf("IP_PKTINFO: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
+	p := ipv4.NewPacketConn(c)
+	if err := p.JoinGroup(ifi, &net.UDPAddr{IP: net.IP(group.Addr().AsSlice())}); err != nil {
 		c.Close()
-		return nil, err
+		return nil, fmt.Errorf("join %s on %s: %w", group.Addr(), ifi.Name, err)
+	}
+	if err := p.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("IP_PKTINFO: %w", err)
 	}
 	_ = c.SetReadBuffer(probeRecvAsk)
 	return c, nil
@@ -73,7 +55,7 @@ func probeOpenGroup(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr)
 // one bound to the interface address on the same port for a conflict
 // unless both set SO_REUSEADDR.
 func probeOpenUnicast(addr netip.AddrPort) (*net.UDPConn, error) {
-	pc, err := reuseAddrListen().ListenPacket(context.Background(), "udp4", addr.String())
+	pc, err := reuseAddrListen(false).ListenPacket(context.Background(), "udp4", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
 	}
@@ -82,11 +64,19 @@ func probeOpenUnicast(addr netip.AddrPort) (*net.UDPConn, error) {
 	return c, nil
 }
 
-func reuseAddrListen() *net.ListenConfig {
+// reuseAddrListen sets SO_REUSEADDR before the bind, and for a group
+// socket IP_MULTICAST_ALL 0 (only the groups this socket joined).
+func reuseAddrListen(group bool) *net.ListenConfig {
 	return &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+				serr = fmt.Errorf("SO_REUSEADDR: %w", err)
+			} else if group {
+				if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
+					serr = fmt.Errorf("IP_MULTICAST_ALL: %w", err)
+				}
+			}
 		}); err != nil {
 			return err
 		}
@@ -96,38 +86,28 @@ func reuseAddrListen() *net.ListenConfig {
 
 // probeSetSender makes c send multicast out of ifi with ttl.
 func probeSetSender(c *net.UDPConn, ifi *net.Interface, ifAddr netip.Addr, ttl int, loop bool) error {
-	l := 0
-	if loop {
-		l = 1
+	p := ipv4.NewPacketConn(c)
+	if err := p.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
 	}
-	return setsockopt(c, func(fd int) error {
-		ifreq := &syscall.IPMreqn{Address: ifAddr.As4(), Ifindex: int32(ifi.Index)}
-		if err := syscall.SetsockoptIPMreqn(fd, syscall.IPPROTO_IP, syscall.IP_MULTICAST_IF, ifreq); err != nil {
-			return fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_MULTICAST_TTL, ttl); err != nil {
-			return fmt.Errorf("IP_MULTICAST_TTL: %w", err)
-		}
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, syscall.IP_MULTICAST_LOOP, l); err != nil {
-			return fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
-		}
-		return nil
-	})
+	if err := p.SetMulticastTTL(ttl); err != nil {
+		return fmt.Errorf("IP_MULTICAST_TTL: %w", err)
+	}
+	if err := p.SetMulticastLoopback(loop); err != nil {
+		return fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
+	}
+	return nil
 }
 
-// probePktDst returns the destination address from an IP_PKTINFO control
-// message (struct in_pktinfo: ifindex, spec_dst, addr).
+// probePktDst returns the destination address from the IP_PKTINFO control
+// message of a datagram read from a probeOpenGroup socket.
 func probePktDst(oob []byte) (netip.Addr, bool) {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
+	var cm ipv4.ControlMessage
+	if err := cm.Parse(oob); err != nil || cm.Dst == nil {
 		return netip.Addr{}, false
 	}
-	for _, m := range msgs {
-		if m.Header.Level == syscall.IPPROTO_IP && m.Header.Type == syscall.IP_PKTINFO && len(m.Data) >= 12 {
-			return netip.AddrFrom4([4]byte(m.Data[8:12])), true
-		}
-	}
-	return netip.Addr{}, false
+	a, ok := netip.AddrFromSlice(cm.Dst.To4())
+	return a, ok
 }
 
 // procRoute is one line of /proc/net/route (the main table).
@@ -287,7 +267,7 @@ func probeRcvbufCheck(c *net.UDPConn, asked int) probeCheck {
 	}
 	got := 0
 	var gerr error
-	_ = raw.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+	_ = raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) })
 	if gerr != nil {
 		ch.Level, ch.Detail = "skip", "SO_RCVBUF: "+gerr.Error()
 		return ch

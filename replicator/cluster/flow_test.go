@@ -34,10 +34,13 @@ func (s *stuckTransport) Broadcast(ctx context.Context, p []byte, o multicast.Se
 // the shed delta to the peer.
 func TestFullSendQueueShedsToAntiEntropy(t *testing.T) {
 	l := newLab(t, 31)
-	n2 := l.start("n2", nil)
+	// Anti-entropy only when the test asks for it, so that what arrives
+	// shows what the transport carried.
+	n2 := l.start("n2", func(c *Config) { c.AntiEntropyInterval = time.Hour })
 	waitReady(t, n2)
 
 	cfg := testConfig("n1", l.kr)
+	cfg.AntiEntropyInterval = time.Hour
 	n1, err := newNode(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +90,19 @@ func TestFullSendQueueShedsToAntiEntropy(t *testing.T) {
 		t.Fatalf("pending %d bytes, over the bound %d", pending, maxPending)
 	}
 	close(st.release)
+	// The 8 MiB that waited go out as several messages, each within the
+	// transport's limit.
+	eventually(t, 15*time.Second, "queued deltas broadcast", func() error {
+		if e := n1.stats.broadcastErrors.Load(); e != 0 {
+			return fmt.Errorf("%d broadcasts refused by the transport", e)
+		}
+		if sent := n1.stats.deltasSent.Load(); sent < uint64(shedAt) {
+			return fmt.Errorf("%d deltas broadcast, want %d", sent, shedAt)
+		}
+		return nil
+	})
 	shedID := fmt.Sprintf("flow%04dxxxxxxxxxxxxxxxxxxx", shedAt)
+	n2.requestRepair(n1.ID())
 	eventually(t, 15*time.Second, "shed delta repaired by anti-entropy", func() error {
 		if v, ok := attr(n2, shedID, "blob"); !ok || v != big {
 			return fmt.Errorf("n2 lacks the shed session")

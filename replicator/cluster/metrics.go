@@ -20,6 +20,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.counter("hanode_multicast_messages_delivered_total", "Reliable messages delivered in order.", float64(st.MessagesDelivered))
 	p.counter("hanode_multicast_retransmissions_total", "Packets resent because of a negative acknowledgement.", float64(st.Retransmissions))
 	p.counter("hanode_multicast_naks_sent_total", "Negative acknowledgements sent.", float64(st.NaksSent))
+	p.counter("hanode_multicast_send_errors_total", "Datagrams the kernel refused to send.", float64(st.SendErrors))
 	p.gauge("hanode_multicast_send_queue_length", "Messages waiting in the send queue.", float64(st.SendQueueLen))
 	p.gauge("hanode_multicast_receive_buffer_bytes", "Receive buffer granted by the kernel.", float64(st.RecvBufferBytes))
 	clamped := 0.0
@@ -62,6 +63,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.counter("hanode_commits_total", "Session commits on this node.", float64(n.stats.commits.Load()))
 	p.counter("hanode_commit_errors_total", "Commits refused or not queued.", float64(n.stats.commitErrors.Load()))
 	p.counter("hanode_sync_timeouts_total", "Sync commits served after their acknowledgement wait ran out.", float64(n.stats.syncTimeouts.Load()))
+	p.counter("hanode_replication_broadcast_errors_total", "Delta messages the transport refused; anti-entropy carries them.", float64(n.stats.broadcastErrors.Load()))
 	p.counter("hanode_replication_shed_total", "Deltas not queued because the send queue stayed full; anti-entropy carries them.", float64(n.stats.shed.Load()))
 	p.counter("hanode_replication_deltas_sent_total", "Deltas broadcast.", float64(n.stats.deltasSent.Load()))
 	p.counter("hanode_replication_batches_sent_total", "Delta batches broadcast.", float64(n.stats.batchesSent.Load()))

@@ -61,6 +61,11 @@ type Node struct {
 
 	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
 
+	repairMu      sync.Mutex
+	repairRunning bool      // an anti-entropy round is under way
+	repairNext    uuid.UUID // asked for while one ran: run one more, with this member
+	repairAgain   bool
+
 	transferring atomic.Bool  // a join state transfer is under way
 	xferGot      atomic.Int64 // records received by the join transfer
 	xferTotal    atomic.Int64 // records announced by the donor
@@ -98,6 +103,7 @@ type nodeStats struct {
 	commitErrors     atomic.Uint64
 	syncTimeouts     atomic.Uint64
 	shed             atomic.Uint64
+	broadcastErrors  atomic.Uint64
 	deltasSent       atomic.Uint64
 	deltasApplied    atomic.Uint64
 	deltasRejected   atomic.Uint64
@@ -534,8 +540,8 @@ func (n *Node) eventLoop() {
 			n.lastSender.Store(time.Now().UnixNano())
 		case multicast.EventBehind:
 			n.stats.behind.Add(1)
-			n.log.Warn("fell behind a sender; repairing by full anti-entropy", "peer", ev.From.String()[:8])
-			n.goRun(func() { n.repairFrom(ev.From, true) })
+			n.log.Warn("fell behind a sender; repairing by anti-entropy", "peer", ev.From.String()[:8])
+			n.requestRepair(ev.From)
 		}
 	}
 }
@@ -582,13 +588,8 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 			n.log.Info("member "+ev.Kind.String(), "peer", m.Name, "member", m.ID.String()[:8])
 			// A member that comes back (a healed partition) may hold
 			// writes this node never saw: reconcile at once.
-			if n.ready.Load() && n.ctx.Err() == nil {
-				id := m.ID
-				n.goRun(func() {
-					if n.sleep(jitter(2 * n.cfg.HeartbeatInterval)) {
-						n.repairFrom(id, false)
-					}
-				})
+			if n.ready.Load() {
+				n.requestRepair(m.ID)
 			}
 		case membership.EventDied:
 			// The transport keeps its state: a member declared dead

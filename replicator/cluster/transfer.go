@@ -293,8 +293,44 @@ func (n *Node) joinAndRepair() {
 		if len(peers) == 0 {
 			continue
 		}
-		n.repairFrom(peers[rand.N(len(peers))].ID, false)
+		n.requestRepair(peers[rand.N(len(peers))].ID)
 	}
+}
+
+// requestRepair runs an anti-entropy round with member id, one round at a
+// time: a request made while a round runs is folded into one more round
+// after it (with the latest member asked for), so that a node that falls
+// behind under load does not start a digest and a transfer per event.
+func (n *Node) requestRepair(id uuid.UUID) {
+	n.repairMu.Lock()
+	if n.repairRunning {
+		n.repairNext, n.repairAgain = id, true
+		n.repairMu.Unlock()
+		return
+	}
+	if n.ctx.Err() != nil {
+		n.repairMu.Unlock()
+		return
+	}
+	n.repairRunning = true
+	n.repairMu.Unlock()
+	n.goRun(func() {
+		delay := jitter(2 * n.cfg.HeartbeatInterval)
+		for {
+			if n.sleep(delay) {
+				n.repairFrom(id)
+			}
+			n.repairMu.Lock()
+			if !n.repairAgain || n.ctx.Err() != nil {
+				n.repairRunning, n.repairAgain = false, false
+				n.repairMu.Unlock()
+				return
+			}
+			id, n.repairAgain = n.repairNext, false
+			n.repairMu.Unlock()
+			delay = time.Second
+		}
+	})
 }
 
 // transferFrom pulls the full state from the first donor that succeeds.
@@ -332,8 +368,9 @@ func (n *Node) transferFrom(donors []membership.Member) error {
 }
 
 // repairFrom runs one anti-entropy round with a member: it pulls the
-// sessions of every bucket whose digest differs (or everything, when full).
-func (n *Node) repairFrom(id uuid.UUID, full bool) {
+// sessions of every bucket whose digest differs. Callers go through
+// requestRepair.
+func (n *Node) repairFrom(id uuid.UUID) {
 	if n.ctx.Err() != nil {
 		return
 	}
@@ -354,7 +391,7 @@ func (n *Node) repairFrom(id uuid.UUID, full bool) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*n.cfg.TransferTimeout)
 	defer cancel()
-	got, changed, err := n.fetch(ctx, addr, full, nil)
+	got, changed, err := n.fetch(ctx, addr, false, nil)
 	n.stats.aeRounds.Add(1)
 	n.stats.aeRepaired.Add(uint64(changed))
 	if err != nil {
