@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // KeySize is the size in bytes of a cluster key (AES-256).
@@ -25,11 +28,88 @@ var ErrKeyFilePermissions = errors.New("multicast: key file is accessible by gro
 var ErrKeyring = errors.New("multicast: invalid keyring")
 
 // Keyring holds the cluster keys. Several keys are accepted on receive;
-// exactly one, the primary, is used to send. A Keyring is immutable after
-// construction and safe for concurrent use.
+// exactly one, the primary, is used to send. A Keyring is safe for
+// concurrent use. Its keys change only through Replace, which swaps them
+// all at once: every holder of the *Keyring (the transport, the state
+// transfer) sees the new keys from its next packet or stream on, so a key
+// can be rotated across a running cluster (install, promote, retire).
 type Keyring struct {
+	cur atomic.Pointer[keySet]
+}
+
+// keySet is the immutable key material of a Keyring at one moment.
+type keySet struct {
 	keys    map[uint8][KeySize]byte
 	primary uint8
+	gen     uint64 // unique per keySet: derived-key caches are flushed when it changes
+}
+
+var keySetGen atomic.Uint64
+
+func newKeyringOf(keys map[uint8][KeySize]byte, primary uint8) *Keyring {
+	k := &Keyring{}
+	k.cur.Store(&keySet{keys: keys, primary: primary, gen: keySetGen.Add(1)})
+	return k
+}
+
+var emptyKeySet = &keySet{}
+
+// set returns the current keys (none for a zero Keyring).
+func (k *Keyring) set() *keySet {
+	if s := k.cur.Load(); s != nil {
+		return s
+	}
+	return emptyKeySet
+}
+
+// Replace makes k hold the keys and primary of other, atomically; other
+// is left as it was. Packets and streams already being opened finish
+// with the keys they started with.
+func (k *Keyring) Replace(other *Keyring) {
+	o := other.set()
+	k.cur.Store(&keySet{keys: o.keys, primary: o.primary, gen: keySetGen.Add(1)})
+}
+
+// Equal reports whether k and other hold the same keys and primary.
+func (k *Keyring) Equal(other *Keyring) bool {
+	a, b := k.set(), other.set()
+	if a.primary != b.primary || len(a.keys) != len(b.keys) {
+		return false
+	}
+	for id, key := range a.keys {
+		if bk, ok := b.keys[id]; !ok || bk != key {
+			return false
+		}
+	}
+	return true
+}
+
+// Describe summarises k for logs, never showing key material: the key
+// ids, the primary, and for each key an 8-hex-digit fingerprint (a hash),
+// e.g. "1:3fa4c2d1 2:9b0e77aa (primary 2)".
+func (k *Keyring) Describe() string {
+	s := k.set()
+	ids := make([]uint8, 0, len(s.keys))
+	for id := range s.keys {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d:%s", id, KeyFingerprint(s.keys[id]))
+	}
+	fmt.Fprintf(&b, " (primary %d)", s.primary)
+	return b.String()
+}
+
+// KeyFingerprint is a short, non-secret identifier of a key for logs: the
+// first 4 bytes, in hex, of SHA-256("hanode key fingerprint" | key).
+func KeyFingerprint(key [KeySize]byte) string {
+	sum := sha256.Sum256(append([]byte("hanode key fingerprint\x00"), key[:]...))
+	return hex.EncodeToString(sum[:4])
 }
 
 // NewKeyring builds a keyring from keys by id; primary must be one of them.
@@ -40,28 +120,45 @@ func NewKeyring(keys map[uint8][KeySize]byte, primary uint8) (*Keyring, error) {
 	if _, ok := keys[primary]; !ok {
 		return nil, fmt.Errorf("%w: primary key %d not in keyring", ErrKeyring, primary)
 	}
-	k := &Keyring{keys: make(map[uint8][KeySize]byte, len(keys)), primary: primary}
+	m := make(map[uint8][KeySize]byte, len(keys))
 	for id, key := range keys {
 		if id == 0 {
 			return nil, fmt.Errorf("%w: key id 0 is reserved", ErrKeyring)
 		}
-		k.keys[id] = key
+		m[id] = key
 	}
-	return k, nil
+	return newKeyringOf(m, primary), nil
 }
 
 // GenerateKeyFile returns a new key file holding one random 32-byte key
 // with id 1, marked primary.
 func GenerateKeyFile() (string, error) {
-	var key [KeySize]byte
-	if _, err := rand.Read(key[:]); err != nil {
-		return "", fmt.Errorf("multicast: generate key: %w", err)
+	line, err := GenerateKeyLine(1, true)
+	if err != nil {
+		return "", err
 	}
 	var b strings.Builder
 	b.WriteString("# hanode cluster key file: keep it secret (chmod 600) and identical on every node.\n")
 	b.WriteString("# Format: key <id 1-255> <base64 of 32 bytes> [primary]\n")
-	fmt.Fprintf(&b, "key 1 %s primary\n", base64.StdEncoding.EncodeToString(key[:]))
+	b.WriteString(line)
 	return b.String(), nil
+}
+
+// GenerateKeyLine returns one key-file line ("key <id> <base64> [primary]\n")
+// holding a new random key, to add to an existing key file when rotating.
+func GenerateKeyLine(id uint8, primary bool) (string, error) {
+	if id == 0 {
+		return "", fmt.Errorf("%w: key id 0 is reserved", ErrKeyring)
+	}
+	var key [KeySize]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return "", fmt.Errorf("multicast: generate key: %w", err)
+	}
+	line := fmt.Sprintf("key %d %s", id, base64.StdEncoding.EncodeToString(key[:]))
+	if primary {
+		line += " primary"
+	}
+	return line + "\n", nil
 }
 
 // ParseKeyring parses the key-file format described in the package
@@ -124,7 +221,7 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 	case len(primaries) == 0:
 		return nil, fmt.Errorf("%w: several keys and none marked primary", ErrKeyring)
 	}
-	return &Keyring{keys: keys, primary: primaries[0]}, nil
+	return newKeyringOf(keys, primaries[0]), nil
 }
 
 // LoadKeyFile reads and parses a key file. It refuses (ErrKeyFilePermissions)
@@ -169,20 +266,22 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 
 // Primary returns the id and key used to seal outgoing packets.
 func (k *Keyring) Primary() (id uint8, key [KeySize]byte) {
-	return k.primary, k.keys[k.primary]
+	s := k.set()
+	return s.primary, s.keys[s.primary]
 }
 
 // Lookup returns the key with the given id; ok is false when the keyring
 // has no such key.
 func (k *Keyring) Lookup(id uint8) (key [KeySize]byte, ok bool) {
-	key, ok = k.keys[id]
+	key, ok = k.set().keys[id]
 	return key, ok
 }
 
 // IDs returns the key ids in ascending order.
 func (k *Keyring) IDs() []uint8 {
-	ids := make([]uint8, 0, len(k.keys))
-	for id := range k.keys {
+	s := k.set()
+	ids := make([]uint8, 0, len(s.keys))
+	for id := range s.keys {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)

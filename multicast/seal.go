@@ -73,11 +73,25 @@ type aeadKey struct {
 const maxAEADCache = 4096
 
 // sealer seals and opens packets of one cluster. Not safe for concurrent
-// use (the engine owns it).
+// use (the engine owns it). It reads the keyring afresh for every packet,
+// so a Keyring.Replace takes effect at the next packet; the derived-key
+// cache is flushed then (a key id may now name other key bytes).
 type sealer struct {
 	kr      *Keyring
 	cluster [8]byte
 	cache   map[aeadKey]cipher.AEAD
+	gen     uint64 // keySet generation the cache was built from
+}
+
+// keys returns the keyring's current key set, flushing the cache when
+// the keyring was replaced since the last call.
+func (s *sealer) keys() *keySet {
+	ks := s.kr.set()
+	if ks.gen != s.gen {
+		clear(s.cache)
+		s.gen = ks.gen
+	}
+	return ks
 }
 
 func newSealer(kr *Keyring, cluster [8]byte) *sealer {
@@ -100,7 +114,8 @@ func (s *sealer) aead(sender uuid.UUID, id uint8, key [KeySize]byte) cipher.AEAD
 // seal completes h (version, key id, cluster, length) and returns the
 // sealed datagram, appended to dst.
 func (s *sealer) seal(dst []byte, h *Header, plaintext []byte) []byte {
-	id, key := s.kr.Primary()
+	ks := s.keys()
+	id, key := ks.primary, ks.keys[ks.primary]
 	h.Version = WireVersion
 	h.KeyID = id
 	h.Cluster = s.cluster
@@ -148,7 +163,7 @@ func (s *sealer) open(b, scratch []byte) (Header, []byte, string) {
 	if h.Cluster != s.cluster {
 		return h, nil, reasonCluster
 	}
-	key, ok := s.kr.Lookup(h.KeyID)
+	key, ok := s.keys().keys[h.KeyID]
 	if !ok {
 		return h, nil, reasonUnknownKey
 	}

@@ -62,7 +62,9 @@ type sealedWriter struct {
 // with the keyring's primary key, in chunks of at most 64 KiB, and writes
 // it to w. label binds the stream to its purpose (both ends must agree).
 // Close writes the end-of-stream chunk (it does not close w); without it
-// the reader reports truncation.
+// the reader reports truncation. The key is chosen when the stream starts:
+// a Keyring.Replace during the stream does not affect it, and the next
+// stream uses the new primary.
 func NewSealedWriter(kr *Keyring, w io.Writer, label string) (io.WriteCloser, error) {
 	id, key := kr.Primary()
 	hdr := make([]byte, 0, 5+streamSaltLen)

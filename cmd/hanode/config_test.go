@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -189,16 +190,17 @@ func TestConfigCheckCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+	// Columns are aligned to the longest setting name: match any spacing.
 	for _, w := range []string{
-		`node             = "n7"`, "# flag --node",
-		"listen           = 127.0.0.1:6001", "# env HANODE_LISTEN",
-		"consistency      = sync", "# file " + file + ":1",
-		"group            = 239.255.42.99:45588", "# default",
-		"admin-token      = (set, hidden)",
-		"configuration OK",
+		`(?m)^node +=\s"n7" +# flag --node$`,
+		`(?m)^listen +=\s127\.0\.0\.1:6001 +# env HANODE_LISTEN$`,
+		`(?m)^consistency +=\ssync +# file ` + regexp.QuoteMeta(file) + `:1$`,
+		`(?m)^group +=\s239\.255\.42\.99:45588 +# default$`,
+		`(?m)^admin-token +=\s\(set, hidden\)`,
+		`configuration OK`,
 	} {
-		if !strings.Contains(out, w) {
-			t.Errorf("config check output lacks %q:\n%s", w, out)
+		if !regexp.MustCompile(w).MatchString(out) {
+			t.Errorf("config check output does not match %q:\n%s", w, out)
 		}
 	}
 	if strings.Contains(out, "s3cret") {

@@ -104,6 +104,7 @@ type nodeStats struct {
 	syncTimeouts     atomic.Uint64
 	shed             atomic.Uint64
 	broadcastErrors  atomic.Uint64
+	transferRejected atomic.Uint64
 	deltasSent       atomic.Uint64
 	deltasApplied    atomic.Uint64
 	deltasRejected   atomic.Uint64

@@ -73,6 +73,7 @@ func (n *Node) serveTransfers() {
 		n.goRun(func() {
 			defer c.Close()
 			if err := n.serveOne(progressConn{c, n.cfg.TransferTimeout}); err != nil {
+				n.stats.transferRejected.Add(1)
 				n.log.Warn("state-transfer request failed", "remote", c.RemoteAddr().String(), "err", err)
 			}
 		})
