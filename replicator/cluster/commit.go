@@ -36,7 +36,7 @@ var errShed = errors.New("cluster: send queue full")
 // Commit applies d locally and queues it for replication; with Sync or
 // SyncAll it waits, bounded by Config.SyncTimeout, for acknowledgements.
 func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Consistency) (replicator.CommitResult, error) {
-	if n.closing.Load() && n.tr == nil {
+	if n.ctx.Err() != nil {
 		return replicator.CommitResult{}, replicator.ErrClosed
 	}
 	if err := n.replica.Commit(d, n.clock, time.Now().UnixNano()); err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -342,4 +343,21 @@ func TestMetricsExposition(t *testing.T) {
 		}
 	}
 	n1.WriteMetrics(io.Discard)
+}
+
+func TestCommitAfterCloseIsRefused(t *testing.T) {
+	l := newLab(t, 8)
+	n := l.start("n1", nil)
+	waitReady(t, n)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.Commit(context.Background(), &replicator.Delta{ID: "closedxxxxxxxxxxxxxxxxxxxx", Owner: "n1", Epoch: 1,
+		Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("v")}}}, replicator.Async)
+	if !errors.Is(err, replicator.ErrClosed) {
+		t.Fatalf("commit after Close: %v, want ErrClosed", err)
+	}
+	if n.Get("closedxxxxxxxxxxxxxxxxxxxx") != nil {
+		t.Fatal("a refused commit was applied")
+	}
 }
