@@ -12,7 +12,8 @@
 # use it too, and nothing touches a real interface. Redis is stopped by
 # its PID when the run ends.
 set -euo pipefail
-cd "$(dirname "$0")"
+self=$(realpath "$0")
+cd "$(dirname "$self")"
 
 if [ "${HANODE_BENCH_IN_NETNS:-}" != 1 ]; then
 	command -v go >/dev/null || { echo "run.sh: go not found (Go 1.26 needed)" >&2; exit 1; }
@@ -37,7 +38,7 @@ if [ "${HANODE_BENCH_IN_NETNS:-}" != 1 ]; then
 		exit 1
 	fi
 	rc=0
-	HANODE_BENCH_IN_NETNS=1 HANODE_BENCH_BIN="$bin" unshare -rn bash "$0" "$@" || rc=$?
+	HANODE_BENCH_IN_NETNS=1 HANODE_BENCH_BIN="$bin" unshare -rn bash "$self" "$@" || rc=$?
 	rm -rf "$(dirname "$bin")"
 	exit "$rc"
 fi
