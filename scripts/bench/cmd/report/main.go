@@ -427,7 +427,9 @@ func scaleSection() {
 			}
 			h2 := bench.HeapAlloc()
 			clone = nil
-			per := (float64(h1-h0) - float64(h2-h1)) / float64(n)
+			// Signed arithmetic: the heap can shrink between two reads
+			// when the previous variant's memory is only freed now.
+			per := ((float64(h1) - float64(h0)) - (float64(h2) - float64(h1))) / float64(n)
 			if ha {
 				per /= 3
 			}
