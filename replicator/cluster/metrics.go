@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync/atomic"
+	"time"
 )
 
 // WriteMetrics writes the node's metrics in the Prometheus text format.
@@ -70,7 +72,8 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.counter("hanode_replication_touches_sent_total", "Batched last-access updates broadcast.", float64(n.stats.touchesSent.Load()))
 	p.counter("hanode_replication_deltas_applied_total", "Deltas from peers applied.", float64(n.stats.deltasApplied.Load()))
 	p.counter("hanode_replication_deltas_rejected_total", "Deltas from peers that could not be decoded or applied.", float64(n.stats.deltasRejected.Load()))
-	p.gauge("hanode_replication_lag_seconds", "Commit-to-apply delay of the last delta received from a peer.", float64(n.stats.lagNanos.Load())/1e9)
+	p.gauge("hanode_replication_last_lag_seconds", "Commit-to-receipt delay of the last delta received from a peer.", float64(n.stats.lagNanos.Load())/1e9)
+	n.stats.lag.write(p, "hanode_replication_lag_seconds", "Commit-to-receipt delay of deltas received from peers (the writer's hybrid logical clock against this node's clock: exact on one host, plus the clock skew between hosts).")
 	p.counter("hanode_replication_behind_total", "Times this node fell behind a sender and repaired by anti-entropy.", float64(n.stats.behind.Load()))
 	p.counter("hanode_state_transfers_total", "Completed state transfers into this node.", float64(n.stats.transfers.Load()))
 	p.counter("hanode_state_transfer_failures_total", "Failed state-transfer attempts.", float64(n.stats.transferFailures.Load()))
@@ -104,4 +107,39 @@ func (p promWriter) counter(name, help string, v float64) {
 func (p promWriter) gauge(name, help string, v float64) {
 	p.header(name, help, "gauge")
 	p.sample(name, "", v)
+}
+
+// lagBounds are the upper bounds of the lag histogram's buckets.
+var lagBounds = []time.Duration{
+	250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond,
+	5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+}
+
+// histogram is a fixed-bucket Prometheus histogram safe for concurrent use.
+type histogram struct {
+	counts [13]atomic.Uint64 // one per bound, then +Inf
+	sum    atomic.Int64      // nanoseconds
+}
+
+func (h *histogram) observe(d time.Duration) {
+	if d < 0 {
+		d = 0 // the writer's clock ran ahead
+	}
+	i := sort.Search(len(lagBounds), func(i int) bool { return d <= lagBounds[i] })
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+func (h *histogram) write(p promWriter, name, help string) {
+	p.header(name, help, "histogram")
+	var cum uint64
+	for i, b := range lagBounds {
+		cum += h.counts[i].Load()
+		p.sample(name+"_bucket", fmt.Sprintf("le=%q", fmt.Sprint(b.Seconds())), float64(cum))
+	}
+	cum += h.counts[len(lagBounds)].Load()
+	p.sample(name+"_bucket", `le="+Inf"`, float64(cum))
+	p.sample(name+"_sum", "", float64(h.sum.Load())/1e9)
+	p.sample(name+"_count", "", float64(cum))
 }

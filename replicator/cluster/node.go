@@ -118,6 +118,7 @@ type nodeStats struct {
 	aeRepaired       atomic.Uint64
 	behind           atomic.Uint64
 	lagNanos         atomic.Int64 // last observed replication lag (commit HLC to apply), nanoseconds
+	lag              histogram    // replication lag of every delta received
 	expired          atomic.Uint64
 	noPeersWarned    atomic.Bool
 	aloneSince       atomic.Int64
@@ -527,8 +528,11 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 			continue
 		}
 		n.stats.deltasApplied.Add(1)
-		if ts := int64(d.HLC >> 16 << 16); ts > 0 {
+		// Touches are batched for a second by design: they say nothing
+		// of replication lag.
+		if ts := replicator.HLCWall(d.HLC); ts > 0 && !touchOnly(d) {
 			n.stats.lagNanos.Store(wall - ts)
+			n.stats.lag.observe(time.Duration(wall - ts))
 		}
 	}
 }

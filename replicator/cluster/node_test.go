@@ -361,3 +361,34 @@ func TestCommitAfterCloseIsRefused(t *testing.T) {
 		t.Fatal("a refused commit was applied")
 	}
 }
+
+// Every delta received lands in the lag histogram; touches do not.
+func TestLagHistogram(t *testing.T) {
+	l := newLab(t, 9)
+	n1, n2 := l.start("n1", nil), l.start("n2", nil)
+	waitReady(t, n1, n2)
+	for i := range 20 {
+		put(t, n1, "lagsessionxxxxxxxxxxxxxxxxx", "k", fmt.Sprint(i), replicator.Async)
+	}
+	eventually(t, 5*time.Second, "deltas applied", func() error {
+		if got, _ := attr(n2, "lagsessionxxxxxxxxxxxxxxxxx", "k"); got != "19" {
+			return fmt.Errorf("n2 has %q", got)
+		}
+		return nil
+	})
+	n1.Touch("lagsessionxxxxxxxxxxxxxxxxx", time.Now().UnixNano())
+	applied := n2.stats.deltasApplied.Load()
+	var b strings.Builder
+	n2.WriteMetrics(&b)
+	var count, inf float64
+	for _, line := range strings.Split(b.String(), "\n") {
+		fmt.Sscanf(line, "hanode_replication_lag_seconds_count %g", &count)
+		fmt.Sscanf(line, `hanode_replication_lag_seconds_bucket{le="+Inf"} %g`, &inf)
+	}
+	if count < 1 || count > float64(applied) || inf != count {
+		t.Fatalf("lag histogram count %g, +Inf bucket %g, deltas applied %d:\n%s", count, inf, applied, b.String())
+	}
+	if !strings.Contains(b.String(), `hanode_replication_lag_seconds_bucket{le="0.002"}`) {
+		t.Fatal("no 2 ms bucket")
+	}
+}
