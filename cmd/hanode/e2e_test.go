@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -416,6 +417,20 @@ func TestHAOff(t *testing.T) {
 	}
 	if r := routeOf(c.token); r != "solo" {
 		t.Errorf("cookie route %q", r)
+	}
+	// SIGHUP has nothing to reload with HA off: it is logged and the node
+	// goes on serving the same session.
+	if err := n.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "SIGHUP logged", func() (bool, string) {
+		return strings.Contains(n.proc.Logs(), "nothing to reload"), "no log line"
+	})
+	if n.proc.Exited() {
+		t.Fatal("SIGHUP ended the process")
+	}
+	if cj := c.counter(t, http.MethodGet, n.app); cj.N != 3 {
+		t.Fatalf("after SIGHUP: %+v, want n 3", cj)
 	}
 	id := cj0(c.token)
 	if code, body, _ := c.do(t, http.MethodPut, n.app+"/attrs/color", "blue\nand green"); code/100 != 2 {

@@ -138,6 +138,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					if err := cfg.Validate(); err != nil {
 						return err
 					}
+					// SIGHUP reloads the key file (HA on) or is logged (HA
+					// off); until that handler is in place it is ignored, so
+					// that it never ends the process.
+					signal.Ignore(syscall.SIGHUP)
 					ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 					defer stop()
 					return run(ctx, cfg, stderr)

@@ -20,6 +20,19 @@ import (
 // add the new key (not primary) and SIGHUP; mark it primary and SIGHUP;
 // remove the old key and SIGHUP.
 
+// logHangups answers SIGHUP when there is nothing to reload (HA off) with
+// a log line instead of the default action, which would end the process:
+// operators send SIGHUP out of habit (log rotation, reload scripts).
+func logHangups(log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	go func() {
+		for range ch {
+			log.Info("SIGHUP: nothing to reload with HA off (the key file is reloaded on SIGHUP when HA is on)")
+		}
+	}()
+}
+
 // startKeyReload reloads path into keys on every SIGHUP until stop is
 // called.
 func startKeyReload(path string, keys *multicast.Keyring, log *slog.Logger) (stop func()) {

@@ -42,6 +42,7 @@ func newBaseLogger(cfg *Config, w io.Writer) *slog.Logger {
 // log is the base logger (without the node field: the runtime adds it).
 func openStore(cfg *Config, log *slog.Logger) (backend, error) {
 	if !cfg.HA {
+		logHangups(log.With("node", cfg.NodeName()))
 		return newLocalBackend(cfg.NodeName()), nil
 	}
 	keys, err := multicast.LoadKeyFile(cfg.KeyFile)
