@@ -211,33 +211,36 @@ func TestScenarioLastMessageLost(t *testing.T) {
 
 // ---------------------------------------------------------------------
 
-// loadSessions commits count sessions of size bytes on n with 4 workers.
-func loadSessions(t *testing.T, n *Node, prefix string, count, size int) {
-	t.Helper()
-	var failed atomic.Int64
+// parallel runs f(i) for every i in [0, n) on workers goroutines.
+func parallel(n, workers int, f func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range 4 {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, size)
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= count {
-					return
-				}
-				r := rand.New(rand.NewPCG(uint64(i), 1))
-				for k := range buf {
-					buf[k] = byte(r.Uint32())
-				}
-				if _, err := write(n, sid(prefix, i), replicator.Async, set("blob", string(buf))); err != nil {
-					failed.Add(1)
-				}
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// loadSessions commits count sessions of size bytes on n with 4 workers.
+func loadSessions(t *testing.T, n *Node, prefix string, count, size int) {
+	t.Helper()
+	var failed atomic.Int64
+	parallel(count, 4, func(i int) {
+		buf := make([]byte, size)
+		r := rand.New(rand.NewPCG(uint64(i), 1))
+		for k := range buf {
+			buf[k] = byte(r.Uint32())
+		}
+		if _, err := write(n, sid(prefix, i), replicator.Async, set("blob", string(buf))); err != nil {
+			failed.Add(1)
+		}
+	})
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("%d commits failed", f)
 	}
@@ -574,22 +577,9 @@ func TestScenarioSyncKill(t *testing.T) {
 	}
 	results := make([]replicator.CommitResult, sessions)
 	errs := make([]error, sessions)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= sessions {
-					return
-				}
-				results[i], errs[i] = write(n1, ids[i], replicator.Sync, set("v", fmt.Sprintf("w1-%d", i)))
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(sessions, workers, func(i int) {
+		results[i], errs[i] = write(n1, ids[i], replicator.Sync, set("v", fmt.Sprintf("w1-%d", i)))
+	})
 	n1.crash()
 
 	acked, timedOut := 0, 0
