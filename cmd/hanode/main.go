@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/hanode/hanode/httpsession/hanode"
 	"github.com/hanode/hanode/multicast"
 	"github.com/urfave/cli/v2"
 )
@@ -50,7 +51,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "hanode: %v\n", err)
-		if errors.Is(err, ErrConfig) || errors.Is(err, errUsage) {
+		if errors.Is(err, hanode.ErrConfig) || errors.Is(err, errUsage) {
 			return 2
 		}
 		return 1
@@ -60,26 +61,33 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 var errUsage = errors.New("usage")
 
+// Config is the effective configuration of a node: the settings of
+// `hanode run`, resolved by the embedding package.
+type Config = hanode.Config
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = hanode.ErrConfig
+
 func configFlag() cli.Flag {
-	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"HANODE_CONFIG"}, Usage: "config file of `key = value` lines (keys are the flag names)"}
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"HANODE_CONFIG"}, Usage: "config `file` (TOML: key = value lines, keys are the flag names)"}
 }
 
-// settingFlags returns one flag per option. They have no EnvVars: the
-// environment is read by loadConfig so that `config check` can tell a
+// settingFlags returns one flag per setting. They have no EnvVars: the
+// environment is read by hanode.Load so that `config check` can tell a
 // flag from an environment variable.
 func settingFlags(only ...string) []cli.Flag {
 	var fs []cli.Flag
-	for _, o := range options {
-		if len(only) > 0 && !contains(only, o.name) {
+	for _, o := range hanode.Settings() {
+		if len(only) > 0 && !contains(only, o.Name) {
 			continue
 		}
-		usage := o.usage + " [" + envName(o.name) + "]"
-		if o.kind == kindBool {
-			def, _ := strconv.ParseBool(o.def)
-			fs = append(fs, &cli.BoolFlag{Name: o.name, Usage: usage, Value: def})
+		usage := o.Usage + " [" + o.Env + "]"
+		if o.Bool {
+			def, _ := strconv.ParseBool(o.Default)
+			fs = append(fs, &cli.BoolFlag{Name: o.Name, Usage: usage, Value: def})
 			continue
 		}
-		fs = append(fs, &cli.StringFlag{Name: o.name, Usage: usage, DefaultText: o.def})
+		fs = append(fs, &cli.StringFlag{Name: o.Name, Usage: usage, DefaultText: o.Default})
 	}
 	return fs
 }
@@ -95,18 +103,18 @@ func contains(list []string, s string) bool {
 
 // configFromCLI resolves the settings of a command.
 func configFromCLI(c *cli.Context) (*Config, error) {
-	flags := flagSource{}
-	for _, o := range options {
-		if !c.IsSet(o.name) {
+	flags := map[string]string{}
+	for _, o := range hanode.Settings() {
+		if !c.IsSet(o.Name) {
 			continue
 		}
-		if o.kind == kindBool {
-			flags[o.name] = strconv.FormatBool(c.Bool(o.name))
+		if o.Bool {
+			flags[o.Name] = strconv.FormatBool(c.Bool(o.Name))
 		} else {
-			flags[o.name] = c.String(o.name)
+			flags[o.Name] = c.String(o.Name)
 		}
 	}
-	return loadConfig(flags, os.Getenv, c.String("config"))
+	return hanode.Load(hanode.Sources{Flags: flags, Getenv: os.Getenv, File: c.String("config")})
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -165,7 +173,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 						}
 						if cfg.HA {
 							if _, err := multicast.LoadKeyFile(cfg.KeyFile); err != nil {
-								return fmt.Errorf("%w: key-file (%s): %v", ErrConfig, cfg.values["key-file"].where, err)
+								_, where := cfg.Source("key-file")
+								return fmt.Errorf("%w: key-file (%s): %v", ErrConfig, where, err)
 							}
 						}
 						if !cfg.AdminIsLoopback() && cfg.AdminToken == "" {

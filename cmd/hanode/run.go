@@ -47,7 +47,8 @@ func openStore(cfg *Config, log *slog.Logger) (backend, error) {
 	}
 	keys, err := multicast.LoadKeyFile(cfg.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: key-file (%s): %v", ErrConfig, cfg.values["key-file"].where, err)
+		_, where := cfg.Source("key-file")
+		return nil, fmt.Errorf("%w: key-file (%s): %v", ErrConfig, where, err)
 	}
 	stopReload := startKeyReload(cfg.KeyFile, keys, log.With("node", cfg.NodeName(), "subsystem", "keys")) // SIGHUP: reload.go
 	node, err := cluster.Start(cluster.Config{

@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"errors"
@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -34,7 +33,7 @@ func FuzzParseConfigFile(f *testing.F) {
 		}
 		var b strings.Builder
 		for _, k := range slices.Sorted(maps.Keys(entries)) {
-			fmt.Fprintf(&b, "%s = %s\n", k, strconv.Quote(entries[k].raw))
+			fmt.Fprintf(&b, "%s = %s\n", tomlQuote(k), tomlQuote(entries[k].raw))
 		}
 		again, err := parseConfigFile("g.toml", strings.NewReader(b.String()))
 		if err != nil {

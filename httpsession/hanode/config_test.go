@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 )
 
@@ -175,96 +174,126 @@ func TestConfigValidateHA(t *testing.T) {
 	}
 }
 
-func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	var o, e bytes.Buffer
-	code = runMain(append([]string{"hanode"}, args...), &o, &e)
-	return o.String(), e.String(), code
+// withListOption adds a list setting for the length of a test (the
+// table has none of its own yet).
+func withListOption(t *testing.T) {
+	saved := options
+	options = append(append([]option(nil), options...), option{name: "test-peers", kind: kindList, usage: "test"})
+	t.Cleanup(func() { options = saved })
 }
 
-func TestConfigCheckCommand(t *testing.T) {
-	t.Setenv("HANODE_LISTEN", "127.0.0.1:6001")
-	t.Setenv("HANODE_ADMIN_TOKEN", "s3cret")
-	file := writeFile(t, "hanode.conf", "consistency = \"sync\"\n", 0o644)
-	out, errOut, code := runCLI(t, "config", "check", "-c", file, "--node", "n7")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	// Columns are aligned to the longest setting name: match any spacing.
-	for _, w := range []string{
-		`(?m)^node +=\s"n7" +# flag --node$`,
-		`(?m)^listen +=\s127\.0\.0\.1:6001 +# env HANODE_LISTEN$`,
-		`(?m)^consistency +=\ssync +# file ` + regexp.QuoteMeta(file) + `:1$`,
-		`(?m)^group +=\s239\.255\.42\.99:45588 +# default$`,
-		`(?m)^admin-token +=\s\(set, hidden\)`,
-		`configuration OK`,
-	} {
-		if !regexp.MustCompile(w).MatchString(out) {
-			t.Errorf("config check output does not match %q:\n%s", w, out)
-		}
-	}
-	if strings.Contains(out, "s3cret") {
-		t.Error("config check printed the admin token")
-	}
-	_, errOut, code = runCLI(t, "config", "check", "--ha")
-	if code != 2 || !strings.Contains(errOut, "node is required") {
-		t.Errorf("HA without node: exit %d, %s", code, errOut)
-	}
-	bad := writeFile(t, "bad.conf", "nodes = \"x\"\n", 0o644)
-	_, errOut, code = runCLI(t, "config", "check", "-c", bad)
-	if code != 2 || !strings.Contains(errOut, bad+":1") {
-		t.Errorf("bad file: exit %d, %s", code, errOut)
-	}
-}
-
-func TestKeygenOutputParsesAndPermissions(t *testing.T) {
-	out, errOut, code := runCLI(t, "keygen")
-	if code != 0 {
-		t.Fatalf("keygen exit %d: %s", code, errOut)
-	}
-	if _, err := multicast.ParseKeyring([]byte(out)); err != nil {
-		t.Fatalf("keygen output does not parse: %v\n%s", err, out)
-	}
-	out2, _, _ := runCLI(t, "keygen")
-	if out == out2 {
-		t.Fatal("two keygen runs printed the same key")
-	}
-	good := writeFile(t, "key", out, 0o600)
-	if _, err := multicast.LoadKeyFile(good); err != nil {
-		t.Fatalf("mode 600 key file refused: %v", err)
-	}
-	loose := writeFile(t, "loose", out, 0o644)
-	if err := os.Chmod(loose, 0o644); err != nil {
+func TestConfigFileTOML(t *testing.T) {
+	withListOption(t)
+	file := writeFile(t, "hanode.toml", "\ufeff"+`# TOML
+"node" = "n\u0031"
+ttl = 1_0
+listen = 0.0.0.0:8080   # a bare word, as files of earlier versions have
+sync-timeout = 2s
+admin = '127.0.0.1:9091' # literal string
+cookie-secure = true
+test-peers = [
+  "10.0.0.1:7946",   # comments inside arrays
+  "10.0.0.2:7946",
+]
+`, 0o644)
+	entries, err := parseConfigFile(file, strings.NewReader(readFile(t, file)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, errOut, code = runCLI(t, "config", "check", "--ha", "--node", "n1", "--interface", "lo", "--key-file", loose)
-	if code == 0 || !strings.Contains(errOut, "chmod 600") {
-		t.Errorf("loose key file: exit %d, %s", code, errOut)
+	want := map[string]fileEntry{
+		"node":          {raw: "n1", line: 2},
+		"ttl":           {raw: "10", line: 3},
+		"listen":        {raw: "0.0.0.0:8080", line: 4},
+		"sync-timeout":  {raw: "2s", line: 5},
+		"admin":         {raw: "127.0.0.1:9091", line: 6},
+		"cookie-secure": {raw: "true", line: 7},
+		"test-peers":    {raw: "10.0.0.1:7946,10.0.0.2:7946", list: true, line: 8},
 	}
-	_, errOut, code = runCLI(t, "config", "check", "--ha", "--node", "n1", "--interface", "lo", "--key-file", good)
-	if code != 0 {
-		t.Errorf("good key file: exit %d, %s", code, errOut)
-	}
-}
-
-func TestVersionCommand(t *testing.T) {
-	out, _, code := runCLI(t, "version")
-	if code != 0 || !strings.HasPrefix(out, "hanode ") {
-		t.Errorf("version: exit %d, %q", code, out)
-	}
-}
-
-func TestAdminURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:9090":  "http://127.0.0.1:9090",
-		":9090":           "http://127.0.0.1:9090",
-		"0.0.0.0:9090":    "http://127.0.0.1:9090",
-		"10.0.0.5:9090":   "http://10.0.0.5:9090",
-		"http://h:1/":     "http://h:1",
-		"localhost:19090": "http://localhost:19090",
-	} {
-		if got := adminURL(in); got != want {
-			t.Errorf("adminURL(%q) = %q, want %q", in, got, want)
+	for k, w := range want {
+		if entries[k] != w {
+			t.Errorf("%s = %+v, want %+v", k, entries[k], w)
 		}
 	}
+	if len(entries) != len(want) {
+		t.Errorf("entries %v", entries)
+	}
+	cfg, err := loadConfig(nil, env(nil), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TTL != 10 || cfg.Node != "n1" || cfg.Listen != "0.0.0.0:8080" || cfg.SyncTimeout != 2*time.Second || !cfg.CookieSecure {
+		t.Errorf("config %+v", cfg)
+	}
+	var out bytes.Buffer
+	cfg.WriteEffective(&out)
+	if !regexp.MustCompile(`(?m)^test-peers += \["10\.0\.0\.1:7946", "10\.0\.0\.2:7946"\] +# file .*:8$`).MatchString(out.String()) {
+		t.Errorf("config check output:\n%s", out.String())
+	}
+
+	// A list setting also takes a comma-separated string, in the file and
+	// in the environment.
+	for _, src := range []struct {
+		file string
+		env  map[string]string
+	}{
+		{"test-peers = \"a:1, b:2\"\n", nil},
+		{"", map[string]string{"HANODE_TEST_PEERS": "a:1,b:2"}},
+		{"test-peers = ['a:1', 'b:2']\n", nil},
+	} {
+		f := ""
+		if src.file != "" {
+			f = writeFile(t, "l.toml", src.file, 0o644)
+		}
+		cfg, err := loadConfig(nil, env(src.env), f)
+		if err != nil {
+			t.Fatalf("%+v: %v", src, err)
+		}
+		raw := cfg.values["test-peers"].raw
+		if got := parseList(raw); len(got) != 2 || got[0] != "a:1" || got[1] != "b:2" {
+			t.Errorf("%+v: list %q", src, got)
+		}
+	}
+}
+
+func TestConfigFileTOMLErrors(t *testing.T) {
+	withListOption(t)
+	for _, c := range []struct {
+		content string
+		want    []string
+	}{
+		{"ttl = 3\nnode = [\"a\", \"b\"]\n", []string{":2:", "node", "one value, not a list"}},
+		{"node = { a = 1 }\n", []string{":1:", "node", "table is not a setting value"}},
+		{"a.b = 1\n", []string{":1:", `unknown key "a.b"`}},
+		{"\n[[servers]]\n", []string{":2:", "tables are not supported"}},
+		{"test-peers = [[\"a\"]]\n", []string{":1:", "nested list"}},
+		{"test-peers = [\"a,b\"]\n", []string{":1:", "contains a comma"}},
+		{"ttl = 1\nnode = a b\n", []string{":2:", "quote strings"}},
+		{"node = \"a\\qb\"\n", []string{":1:", "escape"}},
+		{"x = [1,\n", []string{":1:"}},
+		{"node = \"\"\"\nx\n\"\"\"\nlisten = :1 :2\n", []string{":4:"}},
+	} {
+		file := writeFile(t, "bad.toml", c.content, 0o644)
+		_, err := loadConfig(nil, env(nil), file)
+		if err == nil {
+			t.Errorf("%q: no error", c.content)
+			continue
+		}
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), file) {
+			t.Errorf("%q: %v", c.content, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q lacks %q", c.content, err, w)
+			}
+		}
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,7 +1,6 @@
-package main
+package hanode
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +40,7 @@ const (
 	kindSecret    // string never printed
 	kindPath      // file name
 	kindNonNegDur // duration >= 0
+	kindList      // list of strings: "a,b" in a flag, env or file, or ["a", "b"] in the file
 )
 
 // option describes one setting: its flag name (also the config-file key
@@ -51,10 +51,12 @@ type option struct {
 	def     string
 	usage   string
 	choices []string
+	daemon  bool // a setting of `hanode run` only: AddFlags leaves it out
 }
 
-// options lists every setting of `hanode run`, in the order `config check`
-// prints them.
+// options lists every setting of `hanode run` and of every application
+// built on this package, in the order `config check` prints them. A new
+// setting is a row here, a field of Config and a case in Config.set.
 var options = []option{
 	{name: "node", kind: kindNodeName, usage: "node name, the session cookie's route suffix (required when HA is on)"},
 	{name: "ha", kind: kindBool, def: "false", usage: "replicate sessions to the other nodes (false: local sessions, no network)"},
@@ -80,7 +82,7 @@ var options = []option{
 	{name: "log-format", kind: kindEnum, def: "text", choices: []string{"text", "json"}, usage: "log output format"},
 	{name: "log-level", kind: kindEnum, def: "info", choices: []string{"debug", "info", "warn", "error"}, usage: "minimum log level"},
 	{name: "pprof", kind: kindBool, def: "false", usage: "serve /debug/pprof/ on the admin address (requires the admin token when not loopback)"},
-	{name: "demo-debug", kind: kindBool, def: "false", usage: "add GET /debug/sleep?ms=N to the demo application (a slow request, for shutdown tests); never in production"},
+	{name: "demo-debug", kind: kindBool, def: "false", daemon: true, usage: "add GET /debug/sleep?ms=N to the demo application (a slow request, for shutdown tests); never in production"},
 }
 
 func lookupOption(name string) (option, bool) {
@@ -105,7 +107,10 @@ type value struct {
 	where  string // --key-file, HANODE_KEY_FILE, /etc/hanode.toml:12
 }
 
-// Config is the effective configuration of `hanode run`.
+// Config is the effective configuration of a node: of `hanode run` or of
+// an application embedding hanode. Get it from Load, FromFlags or FromEnv,
+// which fill every field from the settings; the field comments name the
+// setting (see Settings for the defaults).
 type Config struct {
 	Node            string
 	HA              bool
@@ -138,129 +143,10 @@ type Config struct {
 	values     map[string]value
 }
 
-// ErrConfig is wrapped by every configuration error.
+// ErrConfig is wrapped by every configuration error: a bad flag,
+// environment variable or config file line, a missing setting, an
+// unreadable key file.
 var ErrConfig = errors.New("invalid configuration")
-
-// fileEntry is one key = value line of a config file.
-type fileEntry struct {
-	raw  string
-	line int
-}
-
-// parseConfigFile reads the `key = value` format: one setting a line,
-// `#` starts a comment, strings may be quoted ("..." with Go/TOML escapes
-// or '...' literally), keys are the flag names. It is a subset of TOML.
-func parseConfigFile(path string, r io.Reader) (map[string]fileEntry, error) {
-	out := make(map[string]fileEntry)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if n == 1 {
-			line = strings.TrimPrefix(line, "\ufeff")
-		}
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if line[0] == '[' {
-			return nil, fmt.Errorf("%w: %s:%d: tables are not supported; write key = value lines", ErrConfig, path, n)
-		}
-		eq := strings.IndexByte(line, '=')
-		if eq < 0 {
-			return nil, fmt.Errorf("%w: %s:%d: expected key = value", ErrConfig, path, n)
-		}
-		key := strings.TrimSpace(line[:eq])
-		if k, err := unquoteKey(key); err == nil {
-			key = k
-		}
-		rest := strings.TrimSpace(line[eq+1:])
-		val, err := parseFileValue(rest)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s:%d: %s: %v", ErrConfig, path, n, key, err)
-		}
-		if _, ok := lookupOption(key); !ok {
-			hint := ""
-			if s := suggest(key); s != "" {
-				hint = fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			return nil, fmt.Errorf("%w: %s:%d: unknown key %q%s", ErrConfig, path, n, key, hint)
-		}
-		if prev, dup := out[key]; dup {
-			return nil, fmt.Errorf("%w: %s:%d: %s is already set on line %d", ErrConfig, path, n, key, prev.line)
-		}
-		out[key] = fileEntry{raw: val, line: n}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, err)
-	}
-	return out, nil
-}
-
-func unquoteKey(k string) (string, error) {
-	if len(k) >= 2 && (k[0] == '"' || k[0] == '\'') {
-		return parseFileValue(k)
-	}
-	return k, errors.New("bare")
-}
-
-// parseFileValue parses the right-hand side of a line: a quoted string
-// optionally followed by a comment, or a bare word (bool, number,
-// duration, address) up to a comment.
-func parseFileValue(s string) (string, error) {
-	if s == "" {
-		return "", errors.New("missing value")
-	}
-	switch s[0] {
-	case '"':
-		// Find the closing quote, honouring backslash escapes.
-		for i := 1; i < len(s); i++ {
-			if s[i] == '\\' {
-				i++
-				continue
-			}
-			if s[i] == '"' {
-				v, err := strconv.Unquote(s[:i+1])
-				if err != nil {
-					return "", fmt.Errorf("bad quoted string %s", s[:i+1])
-				}
-				if err := trailingComment(s[i+1:]); err != nil {
-					return "", err
-				}
-				return v, nil
-			}
-		}
-		return "", errors.New("unterminated string")
-	case '\'':
-		end := strings.IndexByte(s[1:], '\'')
-		if end < 0 {
-			return "", errors.New("unterminated string")
-		}
-		if err := trailingComment(s[end+2:]); err != nil {
-			return "", err
-		}
-		return s[1 : end+1], nil
-	}
-	if i := strings.IndexByte(s, '#'); i >= 0 {
-		s = strings.TrimSpace(s[:i])
-	}
-	if s == "" {
-		return "", errors.New("missing value")
-	}
-	if strings.ContainsAny(s, " \t") {
-		return "", fmt.Errorf("value %q contains spaces; quote it", s)
-	}
-	return s, nil
-}
-
-func trailingComment(rest string) error {
-	rest = strings.TrimSpace(rest)
-	if rest != "" && rest[0] != '#' {
-		return fmt.Errorf("unexpected %q after the value", rest)
-	}
-	return nil
-}
 
 // suggest returns the option name closest to an unknown key, if any is
 // close enough to be a typo.
@@ -323,6 +209,10 @@ func loadConfig(flags flagSource, getenv func(string) string, configFile string)
 			v = value{raw: raw, source: sourceEnv, where: envName(o.name)}
 		} else if e, ok := file[o.name]; ok {
 			v = value{raw: e.raw, source: sourceFile, where: fmt.Sprintf("%s:%d", configFile, e.line)}
+			if e.list && o.kind != kindList {
+				errs = append(errs, fmt.Errorf("%w: %s: %s: takes one value, not a list", ErrConfig, v.where, o.name))
+				continue
+			}
 		} else {
 			v = value{raw: o.def, source: sourceDefault, where: "default"}
 		}
@@ -441,6 +331,11 @@ func (c *Config) set(o option, raw string) error {
 			return fmt.Errorf("%q is not a valid node name (1-64 of A-Z a-z 0-9 _ -; no dots, it becomes the cookie's route suffix)", raw)
 		}
 		c.Node = raw
+	case kindList:
+		items := parseList(raw)
+		switch o.name { // one case per list setting: c.Field = items
+		}
+		_ = items
 	case kindString, kindSecret, kindPath:
 		switch o.name {
 		case "admin-token":
@@ -464,6 +359,18 @@ func (c *Config) set(o option, raw string) error {
 		}
 	}
 	return nil
+}
+
+// parseList splits a list setting: comma-separated, blanks around items
+// and empty items dropped.
+func parseList(raw string) []string {
+	var out []string
+	for _, it := range strings.Split(raw, ",") {
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 func parseBool(raw string) (bool, error) {
@@ -565,6 +472,12 @@ func (c *Config) WriteEffective(w io.Writer) {
 		switch {
 		case o.kind == kindSecret && shown != "":
 			shown = "(set, hidden)"
+		case o.kind == kindList:
+			items := parseList(shown)
+			for i, it := range items {
+				items[i] = tomlQuote(it)
+			}
+			shown = "[" + strings.Join(items, ", ") + "]"
 		case shown == "":
 			shown = `""`
 		case o.kind == kindString || o.kind == kindPath || o.kind == kindNodeName:
