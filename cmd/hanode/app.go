@@ -17,7 +17,7 @@ import (
 type demoApp struct {
 	node   string
 	mgr    *httpsession.Manager
-	store  backend
+	store  clusterView
 	cookie string // session cookie name, to show the route a request came with
 	debug  bool   // --demo-debug: GET /debug/sleep?ms=N
 }

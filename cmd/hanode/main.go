@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"syscall"
 
@@ -27,18 +26,7 @@ func buildVersion() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 && (v == "" || v == "(devel)") {
-				v = "devel-" + s.Value[:12]
-			}
-		}
-		if v != "" && v != "(devel)" {
-			return v
-		}
-	}
-	return "devel"
+	return hanode.BuildVersion()
 }
 
 func main() {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hanode/hanode/httpsession"
 	"github.com/hanode/hanode/replicator"
 )
 
@@ -141,6 +143,27 @@ type Config struct {
 	// ConfigFile is the file the settings were read from, if any.
 	ConfigFile string
 	values     map[string]value
+
+	// The fields below are not settings: an application sets them in code
+	// before Start.
+
+	// Sessions configures the session manager Start creates. The settings
+	// set its Lifetime (lifetime), IdleTimeout (idle-timeout),
+	// Cookie.Name (cookie-name), Cookie.Secure (cookie-secure) and
+	// Consistency (consistency), and its Logger when nil; every other
+	// field (ErrorFunc, Codec, Cookie.Path, MaxActive, OnEvent, ...) is the
+	// application's. Default: the zero httpsession.Config.
+	Sessions httpsession.Config
+	// Logger receives the node's log lines; the node adds its name to
+	// each. Default: a text or JSON logger (log-format) at log-level
+	// writing to LogOutput.
+	Logger *slog.Logger
+	// LogOutput is where the default logger writes. Default: os.Stderr.
+	LogOutput io.Writer
+	// Version is the application's version, shown by GET /status and the
+	// hanode_build_info metric. Default: the main module's version from
+	// the program's build info (BuildVersion).
+	Version string
 }
 
 // ErrConfig is wrapped by every configuration error: a bad flag,

@@ -3,6 +3,7 @@ package hanode
 import (
 	"flag"
 	"os"
+	"runtime/debug"
 	"strconv"
 )
 
@@ -157,4 +158,30 @@ func (f *boolFlag) Set(s string) error {
 	}
 	f.s = s
 	return nil
+}
+
+// version returns Version or, unset, the build's.
+func (c *Config) version() string {
+	if c.Version != "" {
+		return c.Version
+	}
+	return BuildVersion()
+}
+
+// BuildVersion returns the main module's version from the program's build
+// info: a release tag, "devel-" and the commit for a build from a
+// checkout, or "devel".
+func BuildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && (v == "" || v == "(devel)") {
+				v = "devel-" + s.Value[:12]
+			}
+		}
+		if v != "" && v != "(devel)" {
+			return v
+		}
+	}
+	return "devel"
 }

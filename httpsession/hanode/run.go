@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"context"
@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/hanode/hanode/httpsession"
@@ -25,6 +27,12 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 // newBaseLogger is newLogger without the node field, for the cluster
 // runtime, which adds it itself (a field twice is a duplicate JSON key).
 func newBaseLogger(cfg *Config, w io.Writer) *slog.Logger {
+	if cfg.Logger != nil {
+		return cfg.Logger
+	}
+	if w == nil {
+		w = os.Stderr
+	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
@@ -38,17 +46,18 @@ func newBaseLogger(cfg *Config, w io.Writer) *slog.Logger {
 }
 
 // openStore returns the session store: the cluster runtime when HA is on,
-// a local-only replica (no network at all) when it is off.
+// a local-only replica (no network at all) when it is off, and the
+// function that stops its SIGHUP handler.
 // log is the base logger (without the node field: the runtime adds it).
-func openStore(cfg *Config, log *slog.Logger) (backend, error) {
+func openStore(cfg *Config, log *slog.Logger) (backend, func(), error) {
 	if !cfg.HA {
-		logHangups(log.With("node", cfg.NodeName()))
-		return newLocalBackend(cfg.NodeName()), nil
+		stop := logHangups(log.With("node", cfg.NodeName()))
+		return newLocalBackend(cfg.NodeName()), stop, nil
 	}
 	keys, err := multicast.LoadKeyFile(cfg.KeyFile)
 	if err != nil {
 		_, where := cfg.Source("key-file")
-		return nil, fmt.Errorf("%w: key-file (%s): %v", ErrConfig, where, err)
+		return nil, nil, fmt.Errorf("%w: key-file (%s): %v", ErrConfig, where, err)
 	}
 	stopReload := startKeyReload(cfg.KeyFile, keys, log.With("node", cfg.NodeName(), "subsystem", "keys")) // SIGHUP: reload.go
 	node, err := cluster.Start(cluster.Config{
@@ -67,16 +76,33 @@ func openStore(cfg *Config, log *slog.Logger) (backend, error) {
 	})
 	if err != nil {
 		stopReload()
-		return nil, fmt.Errorf("join the cluster: %w", err)
+		return nil, nil, fmt.Errorf("join the cluster: %w", err)
 	}
-	return node, nil
+	return node, stopReload, nil
 }
 
-// run serves until ctx ends (SIGTERM, SIGINT), then shuts down in order:
-// readiness goes 503, the app stops accepting and finishes in-flight
-// requests (bounded by shutdown-timeout), the store flushes and leaves.
-func run(ctx context.Context, cfg *Config, logw io.Writer) error {
-	base := newBaseLogger(cfg, logw)
+// Start validates cfg and starts the node: it binds the listen and admin
+// addresses (a port in use fails before the node joins), answers SIGHUP
+// (HA on: reloads the key file; HA off: logs it), opens the store (HA on:
+// joins the cluster; the node is ready once it holds the cluster's
+// sessions, see Ready) and creates the session manager. Serve then serves
+// the application; Close stops a node that Serve did not run.
+//
+// An error wraps ErrConfig when the settings are wrong (missing node,
+// interface or key-file with HA on, an unreadable key file, ...).
+func Start(cfg *Config) (*Node, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: nil Config (use Load, FromFlags or FromEnv)", ErrConfig)
+	}
+	if cfg.values == nil {
+		return nil, fmt.Errorf("%w: Config not made by Load, FromFlags or FromEnv", ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// SIGHUP must never end the process, even before its handler is in place.
+	signal.Ignore(syscall.SIGHUP)
+	base := newBaseLogger(cfg, cfg.LogOutput)
 	log := base.With("node", cfg.NodeName())
 	if cfg.HA && !cfg.AdminIsLoopback() && cfg.AdminToken == "" {
 		log.Warn("admin address is not loopback and no admin-token is set: session listing and kill are refused", "admin", cfg.Admin)
@@ -84,49 +110,68 @@ func run(ctx context.Context, cfg *Config, logw io.Writer) error {
 	// Bind both listeners first: a port in use fails before joining.
 	adminLn, err := net.Listen("tcp", cfg.Admin)
 	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	defer adminLn.Close()
 	appLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("app listener: %w", err)
+		adminLn.Close()
+		return nil, fmt.Errorf("app listener: %w", err)
 	}
-	defer appLn.Close()
 
-	store, err := openStore(cfg, base)
+	store, stopReload, err := openStore(cfg, base)
 	if err != nil {
-		return err
+		adminLn.Close()
+		appLn.Close()
+		return nil, err
 	}
 	idle := cfg.IdleTimeout
 	if idle == 0 {
 		idle = -1 // httpsession: negative means no idle timeout
 	}
-	mgr, err := httpsession.New(store, httpsession.Config{
-		Lifetime:    cfg.Lifetime,
-		IdleTimeout: idle,
-		Cookie:      httpsession.CookieConfig{Name: cfg.CookieName, Secure: cfg.CookieSecure},
-		Consistency: cfg.Consistency,
-		Logger:      log.With("subsystem", "httpsession"),
-	})
+	mgr, err := httpsession.New(store, sessionConfig(cfg, idle, log))
 	if err != nil {
+		stopReload()
 		_ = store.Close()
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+		adminLn.Close()
+		appLn.Close()
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 
-	var draining atomic.Bool
-	appMetrics, adminMetrics := newHTTPMetrics("app"), newHTTPMetrics("admin")
-	adm := &admin{cfg: cfg, store: store, log: log, draining: &draining, metrics: []*httpMetrics{appMetrics, adminMetrics}, started: time.Now()}
-	app := &demoApp{node: cfg.NodeName(), mgr: mgr, store: store, cookie: cfg.CookieName, debug: cfg.DemoDebug}
+	n := &Node{cfg: cfg, log: log, store: store, mgr: mgr, adminLn: adminLn, appLn: appLn, stopReload: stopReload,
+		appMetrics: newHTTPMetrics("app"), adminMetrics: newHTTPMetrics("admin")}
+	n.adm = &admin{cfg: cfg, store: store, log: log, draining: &n.draining, metrics: []*httpMetrics{n.appMetrics, n.adminMetrics}, started: time.Now()}
+	return n, nil
+}
+
+// Serve serves app on the listen address and the admin API on the admin
+// address until ctx ends or the process gets SIGTERM or SIGINT, then
+// shuts down in order: readiness goes 503 at once and the node keeps
+// serving for drain-delay; the application listener closes and in-flight
+// requests finish (bounded by shutdown-timeout); the store flushes its
+// deltas and leaves the cluster (bounded); the admin listener closes.
+// app is served as given: wrap it with Sessions().LoadAndSave. Serve
+// returns nil after a clean shutdown and closes the node; it may be
+// called once.
+func (n *Node) Serve(ctx context.Context, app http.Handler) error {
+	if !n.serving.CompareAndSwap(false, true) {
+		return errors.New("hanode: Serve called twice")
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cfg, log := n.cfg, n.log
+	defer n.stopReload()
+	defer n.adminLn.Close()
+	defer n.appLn.Close()
 
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	adminSrv := &http.Server{Handler: adminMetrics.wrap(adm.handler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	appSrv := &http.Server{Handler: appMetrics.wrap(app.handler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	adminSrv := &http.Server{Handler: n.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	appSrv := &http.Server{Handler: n.Instrument(app), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- serve(adminSrv, adminLn) }()
-	go func() { serveErr <- serve(appSrv, appLn) }()
-	log.Info("hanode running", "version", buildVersion(), "ha", cfg.HA, "listen", appLn.Addr().String(),
-		"admin", adminLn.Addr().String(), "group", cfg.Group.String(), "interface", cfg.Interface, "consistency", cfg.Consistency.String())
+	go func() { serveErr <- serve(adminSrv, n.adminLn) }()
+	go func() { serveErr <- serve(appSrv, n.appLn) }()
+	log.Info("hanode running", "version", cfg.version(), "ha", cfg.HA, "listen", n.appLn.Addr().String(),
+		"admin", n.adminLn.Addr().String(), "group", cfg.Group.String(), "interface", cfg.Interface, "consistency", cfg.Consistency.String())
 
 	var runErr error
 	select {
@@ -139,8 +184,7 @@ func run(ctx context.Context, cfg *Config, logw io.Writer) error {
 	// 1. Readiness 503 at once, so the load balancer stops sending users;
 	// keep serving for drain-delay so that its health checks see it.
 	stopping := time.Now()
-	draining.Store(true)
-	store.Drain()
+	n.Drain()
 	log.Info("shutdown: /readyz answers 503", "drain_delay", cfg.DrainDelay, "shutdown_timeout", cfg.ShutdownTimeout)
 	if cfg.DrainDelay > 0 && runErr == nil {
 		time.Sleep(cfg.DrainDelay)
@@ -156,20 +200,8 @@ func run(ctx context.Context, cfg *Config, logw io.Writer) error {
 	cancel()
 	// 3. Flush deltas, announce the leave, stop. Sessions are not expired.
 	// Bounded: a stuck store must not keep the process (and systemd) waiting.
-	closed := make(chan error, 1)
-	go func() { closed <- store.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			log.Warn("shutdown: store close", "err", err)
-		} else {
-			log.Info("shutdown: deltas flushed, leave announced", "elapsed", time.Since(stopping).Round(time.Millisecond).String())
-		}
-	case <-time.After(storeCloseTimeout):
-		log.Error("shutdown: the store did not close in time; exiting anyway (peers will see this node as failed)", "timeout", storeCloseTimeout)
-		if runErr == nil {
-			runErr = fmt.Errorf("store did not close within %s", storeCloseTimeout)
-		}
+	if err := n.closeStore(stopping); err != nil && runErr == nil {
+		runErr = err
 	}
 	actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = adminSrv.Shutdown(actx)

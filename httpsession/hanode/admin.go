@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"crypto/subtle"
@@ -83,7 +83,7 @@ func (a *admin) handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"node":     a.cfg.NodeName(),
 			"id":       st.ID,
-			"version":  buildVersion(),
+			"version":  a.cfg.version(),
 			"ha":       a.cfg.HA,
 			"cluster":  a.cfg.Cluster,
 			"ready":    a.ready(),
@@ -103,7 +103,7 @@ func (a *admin) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		writeDaemonMetrics(w, a.cfg.NodeName(), a.ready(), a.draining.Load(), a.store.Len(), a.metrics...)
+		writeDaemonMetrics(w, a.cfg.version(), a.cfg.NodeName(), a.ready(), a.draining.Load(), a.store.Len(), a.metrics...)
 		a.store.WriteMetrics(w)
 	})
 	mux.Handle("GET /sessions", a.protect(http.HandlerFunc(a.listSessions)))
@@ -156,7 +156,9 @@ func (a *admin) protect(h http.Handler) http.Handler {
 	})
 }
 
-type sessionJSON struct {
+// SessionJSON is one session as GET /sessions and GET /sessions/{id} of
+// the admin API describe it.
+type SessionJSON struct {
 	Hash       string    `json:"hash"`
 	ID         string    `json:"id,omitempty"` // only for requests authenticated with the admin token
 	Owner      string    `json:"owner"`
@@ -167,11 +169,17 @@ type sessionJSON struct {
 	LastAccess time.Time `json:"last_access"`
 }
 
-type sessionList struct {
+// SessionList is the answer of GET /sessions.
+type SessionList struct {
 	Node     string        `json:"node"`
 	Count    int           `json:"count"`
 	Sessions []sessionJSON `json:"sessions"`
 }
+
+type (
+	sessionJSON = SessionJSON
+	sessionList = SessionList
+)
 
 func liveAttrs(s *replicator.Session) int {
 	n := 0

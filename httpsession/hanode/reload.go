@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
 
 	"github.com/hanode/hanode/multicast"
@@ -23,14 +24,24 @@ import (
 // logHangups answers SIGHUP when there is nothing to reload (HA off) with
 // a log line instead of the default action, which would end the process:
 // operators send SIGHUP out of habit (log rotation, reload scripts).
-func logHangups(log *slog.Logger) {
+func logHangups(log *slog.Logger) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
+	done := make(chan struct{})
 	go func() {
-		for range ch {
-			log.Info("SIGHUP: nothing to reload with HA off (the key file is reloaded on SIGHUP when HA is on)")
+		for {
+			select {
+			case <-done:
+				return
+			case <-ch:
+				log.Info("SIGHUP: nothing to reload with HA off (the key file is reloaded on SIGHUP when HA is on)")
+			}
 		}
 	}()
+	return sync.OnceFunc(func() {
+		signal.Stop(ch)
+		close(done)
+	})
 }
 
 // startKeyReload reloads path into keys on every SIGHUP until stop is
@@ -49,10 +60,10 @@ func startKeyReload(path string, keys *multicast.Keyring, log *slog.Logger) (sto
 			}
 		}
 	}()
-	return func() {
+	return sync.OnceFunc(func() {
 		signal.Stop(ch)
 		close(done)
-	}
+	})
 }
 
 // reloadKeys loads path and, when it loads, replaces the keys of kr with

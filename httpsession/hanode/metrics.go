@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"fmt"
@@ -101,9 +101,9 @@ var processStart = time.Now()
 
 // writeDaemonMetrics writes the daemon's own metrics in Prometheus text
 // format: build, process and HTTP servers. The store appends its own.
-func writeDaemonMetrics(w io.Writer, node string, ready, draining bool, sessions int, servers ...*httpMetrics) {
+func writeDaemonMetrics(w io.Writer, version, node string, ready, draining bool, sessions int, servers ...*httpMetrics) {
 	fmt.Fprintf(w, "# HELP hanode_build_info Build information; the value is always 1.\n# TYPE hanode_build_info gauge\n")
-	fmt.Fprintf(w, "hanode_build_info{version=%q,go_version=%q,node=%q} 1\n", buildVersion(), runtime.Version(), node)
+	fmt.Fprintf(w, "hanode_build_info{version=%q,go_version=%q,node=%q} 1\n", version, runtime.Version(), node)
 	fmt.Fprintf(w, "# HELP hanode_process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE hanode_process_start_time_seconds gauge\n")
 	fmt.Fprintf(w, "hanode_process_start_time_seconds %d\n", processStart.Unix())
 	var ms runtime.MemStats
