@@ -167,7 +167,8 @@ func (m *Manager) SetConsistency(ctx context.Context, c replicator.Consistency) 
 	}
 }
 
-// Flush commits the session now, before the response starts.
+// Flush commits the session now, before the response starts. On an error
+// the handler answers (see Session.Flush), for example with ErrorStatus.
 func (m *Manager) Flush(ctx context.Context) (replicator.CommitResult, error) {
 	if s := m.session(ctx); s != nil {
 		return s.Flush()

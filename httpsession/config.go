@@ -130,8 +130,16 @@ type Config struct {
 	// Dirty is the dirty-tracking policy. Default WrittenKeys.
 	Dirty DirtyPolicy
 	// ErrorFunc answers a request whose session could not be committed
-	// before the response started. Default: 503 for ErrTooManySessions,
-	// 500 otherwise. The handler's later writes are then discarded.
+	// when the response started (the handler's first write, or its
+	// return without writing). The handler's later writes are then
+	// discarded. It answers only when the handler did not: a handler
+	// that called Flush and got the error answers itself (ErrorStatus
+	// gives the code), and ErrorFunc is called for that error only if the
+	// handler returns without writing anything. Default: http.Error with
+	// ErrorStatus(err): 503 for replicator.ErrNotReplicated (a sync commit
+	// no peer acknowledged: indeterminate, retry on another node),
+	// ErrTooManySessions and replicator.ErrClosed; 413 for
+	// replicator.ErrTooLarge; 500 otherwise.
 	ErrorFunc func(w http.ResponseWriter, r *http.Request, err error)
 	// OnEvent, when set, is called synchronously for each lifecycle
 	// event this Manager causes or observes. Keep it fast.
@@ -215,12 +223,39 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func defaultErrorFunc(w http.ResponseWriter, _ *http.Request, err error) {
-	if errors.Is(err, ErrTooManySessions) {
-		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
-		return
+// ErrorStatus returns the HTTP status code for a commit error, as the
+// default ErrorFunc answers it:
+//   - 503 Service Unavailable for replicator.ErrNotReplicated (a Sync or
+//     SyncAll commit that no peer, or not every live peer, acknowledged in
+//     time, or that a node alone refused): the change may or may not have
+//     been applied, like any failed request; a client or load balancer
+//     retries on another node, where the retry wins over it;
+//   - 503 for ErrTooManySessions and replicator.ErrClosed (the node is
+//     shutting down);
+//   - 413 Content Too Large for replicator.ErrTooLarge: the session would
+//     exceed the store's size limits; retrying does not help;
+//   - 500 Internal Server Error otherwise.
+func ErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, replicator.ErrNotReplicated), errors.Is(err, ErrTooManySessions), errors.Is(err, replicator.ErrClosed):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, replicator.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
 	}
-	http.Error(w, "internal server error", http.StatusInternalServerError)
+	return http.StatusInternalServerError
+}
+
+func defaultErrorFunc(w http.ResponseWriter, _ *http.Request, err error) {
+	code := ErrorStatus(err)
+	msg := http.StatusText(code)
+	switch {
+	case errors.Is(err, replicator.ErrNotReplicated):
+		msg = "service unavailable: the session change could not be replicated; retry the request"
+		w.Header().Set("Retry-After", "1")
+	case code == http.StatusRequestEntityTooLarge:
+		msg = "session too large"
+	}
+	http.Error(w, msg, code)
 }
 
 // validToken reports whether s is a non-empty RFC 7230 token, as cookie

@@ -102,8 +102,14 @@
 //
 // Commits are asynchronous by default (applied locally, replicated in the
 // background). Config.Consistency, ConsistencyContext or SetConsistency
-// ask for an acknowledgement from one or all peers; LastCommit and
-// OnCommit tell whether it was met.
+// ask for an acknowledgement from one or all peers. A sync commit that is
+// not acknowledged in time fails with replicator.ErrNotReplicated: the
+// middleware answers 503 through Config.ErrorFunc (ErrorStatus maps
+// commit errors to status codes: 503, 413 for an oversized session, 500),
+// or a handler that called Flush gets the error and answers itself. After
+// a 503 the change may or may not be applied (indeterminate, like any
+// failed request); the node rebinds the cookie to itself, so that a retry
+// on another node commits above it and wins.
 //
 // # API clients
 //

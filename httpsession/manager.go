@@ -92,7 +92,7 @@ func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 		s.w = &st.w
 		ctx := context.WithValue(r.Context(), ctxKey{}, s)
 		next.ServeHTTP(&st.w, r.WithContext(ctx))
-		st.w.begin()
+		st.w.finish()
 	})
 }
 
@@ -182,6 +182,15 @@ func (m *Manager) load(s *Session, r *http.Request) {
 	}
 	if route != m.node {
 		s.reissue = true
+		// The token names a third node: it answered this client last
+		// and may hold a change of this session that never reached this
+		// node, such as a takeover whose sync commit failed there (the
+		// client got a 503 and retries here). Commit two epochs above
+		// the session's so that this retry wins over it whenever it
+		// surfaces.
+		if route != "" && route != snap.Owner {
+			s.fence = true
+		}
 	}
 }
 

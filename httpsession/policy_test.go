@@ -303,7 +303,7 @@ func TestCommitFailureAnswersError(t *testing.T) {
 	n := startApp(t, st, nil)
 	st.FailCommits(replicator.ErrTooLarge)
 	resp, body := newClient(t).get(n, "/?op=put&k=a&v=1")
-	if resp.StatusCode != 500 || strings.Contains(body, "<nil>") {
+	if resp.StatusCode != 413 || strings.Contains(body, "<nil>") { // ErrorStatus: too large
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 	if n.m.Stats().CommitErrors != 1 {

@@ -94,6 +94,13 @@ type Session struct {
 	committed bool
 	lastRes   replicator.CommitResult
 	lastErr   error
+	// handedErr is the commit error Flush returned to the handler, until
+	// the next change: the handler answers for it, not ErrorFunc.
+	handedErr error
+	// fence: the token's route names a node other than this one and the
+	// session's owner here; commit with the epoch raised by two (see
+	// Manager.load).
+	fence bool
 }
 
 // loadAttrs decodes every attribute of snap. Decoding at load means a
@@ -137,6 +144,7 @@ func (s *Session) writable() error {
 			s.cookieDirty = true
 		}
 	}
+	s.handedErr = nil
 	return nil
 }
 
@@ -454,6 +462,15 @@ func (s *Session) LastCommit() (res replicator.CommitResult, ok bool) {
 // session stays writable until the response starts; later changes are
 // committed again then. After the response started it returns the last
 // commit's result.
+//
+// When the commit fails, the handler answers: LoadAndSave does not call
+// Config.ErrorFunc for this error once the handler writes its response,
+// nor commit the same changes again (a change made after the failed Flush
+// is committed when the response starts, as usual). ErrorStatus gives the
+// status code to answer with; replicator.ErrNotReplicated means 503, the
+// outcome is indeterminate and the client may retry on another node. A
+// handler that returns without writing anything after a failed Flush is
+// answered by ErrorFunc.
 func (s *Session) Flush() (replicator.CommitResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -461,7 +478,8 @@ func (s *Session) Flush() (replicator.CommitResult, error) {
 		return s.lastRes, s.lastErr
 	}
 	res, err := s.commitLocked()
-	if err == nil && s.w != nil {
+	s.handedErr = err
+	if s.w != nil && rebindOnError(err) {
 		s.writeCookieLocked(s.w.rw.Header())
 	}
 	return res, err
@@ -515,6 +533,9 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		d.Epoch++
 		ops = slices.Insert(ops, 0, replicator.Op{Kind: replicator.OpTakeover})
 	}
+	if s.fence {
+		d.Epoch = s.epoch + 2
+	}
 	if s.renameFrom != "" {
 		d.ID = s.renameFrom
 		ops = append(ops, replicator.Op{Kind: replicator.OpRename, Key: s.id})
@@ -543,6 +564,10 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		m.track(s.id)
 		s.cookieDirty = true
 		m.emit(Event{Kind: EventCreated, Session: hash, Principal: s.principal})
+	}
+	if s.fence {
+		s.fence = false
+		s.epoch = d.Epoch
 	}
 	if s.takeover {
 		s.takeover = false

@@ -2,10 +2,13 @@ package httpsession
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+
+	"github.com/hanode/hanode/replicator"
 )
 
 // responseWriter commits the session before the first byte of the response.
@@ -19,9 +22,18 @@ type responseWriter struct {
 	failErr error
 }
 
-// begin commits the session and writes the cookie headers, once. After it,
-// the session refuses changes.
-func (w *responseWriter) begin() {
+// begin commits the session and writes the cookie headers, once, when the
+// handler starts its response. After it, the session refuses changes.
+func (w *responseWriter) begin() { w.start(false) }
+
+// finish is begin when the handler has returned: a handler that returns
+// without writing after a failed Flush did not answer, so ErrorFunc does.
+func (w *responseWriter) finish() { w.start(true) }
+
+// start commits and, when the commit fails, lets ErrorFunc answer, unless
+// the handler learned of the failure from Flush, changed nothing since and
+// writes its own answer: then nothing is committed again.
+func (w *responseWriter) start(handlerReturned bool) {
 	if w.began {
 		return
 	}
@@ -29,16 +41,36 @@ func (w *responseWriter) begin() {
 	s := w.s
 	s.mu.Lock()
 	s.started = true
-	_, err := s.commitLocked()
-	if err == nil {
-		s.writeCookieLocked(w.rw.Header())
+	var err error
+	handed := s.handedErr
+	switch {
+	case handed != nil && !handlerReturned:
+		s.mu.Unlock()
+		return
+	case handed != nil:
+		err = handed
+	default:
+		_, err = s.commitLocked()
+		if err == nil || rebindOnError(err) {
+			s.writeCookieLocked(w.rw.Header())
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {
-		s.m.cfg.Logger.Warn("httpsession: commit failed", "session", s.Hash(), "err", err)
+		if handed == nil {
+			s.m.cfg.Logger.Warn("httpsession: commit failed", "session", s.Hash(), "err", err)
+		}
 		w.failErr = fmt.Errorf("httpsession: session commit failed: %w", err)
 		s.m.cfg.ErrorFunc(w.rw, w.r, err)
 	}
+}
+
+// rebindOnError reports whether a failed commit still rebinds the cookie
+// to this node: a commit that was not replicated may be applied here, so
+// the client's next request must tell the node it reaches that this node
+// may hold a change it lacks (see Manager.load's fence).
+func rebindOnError(err error) bool {
+	return err == nil || errors.Is(err, replicator.ErrNotReplicated)
 }
 
 func (w *responseWriter) Header() http.Header { return w.rw.Header() }

@@ -172,7 +172,7 @@ func ParseConsistency(s string) (Consistency, error) {
 type CommitResult struct {
 	Replicated bool // true when peers acknowledged as the consistency asked (Sync, SyncAll); false for Async (queued only) and for local-only stores
 	Acks       int  // peers that acknowledged (Sync and SyncAll only)
-	TimedOut   bool // a sync wait ran out; the commit is applied locally and still queued
+	TimedOut   bool // a sync wait ran out; the commit is applied locally and still queued (Commit returns ErrNotReplicated with it)
 }
 
 // Store is what the httpsession package needs of a session store: the
@@ -186,7 +186,10 @@ type Store interface {
 	// Commit assigns d.HLC and d.Version, applies d locally, then
 	// replicates it as c asks. The caller sets every other field and must
 	// not touch d afterwards. An error means nothing was applied (e.g.
-	// ErrTooLarge, ErrDestroyed).
+	// ErrTooLarge, ErrDestroyed), except ErrNotReplicated: the sync or
+	// sync-all wait failed, and d may be applied here (and on some peers)
+	// or not at all; the outcome is indeterminate, like that of any
+	// request that failed.
 	Commit(ctx context.Context, d *Delta, c Consistency) (CommitResult, error)
 	// Touch records an access at now (unix nanoseconds) without changes;
 	// implementations batch it.
@@ -205,6 +208,12 @@ var (
 	ErrDestroyed = errors.New("replicator: session destroyed")
 	ErrCorrupt   = errors.New("replicator: corrupt data")
 	ErrClosed    = errors.New("replicator: closed")
+	// ErrNotReplicated: a Sync (SyncAll) commit that no peer (not every
+	// live peer) acknowledged in time, or that was refused because no
+	// peer could acknowledge it. The change may be applied locally; a
+	// client should treat the request as failed and retry it, on another
+	// node if it can.
+	ErrNotReplicated = errors.New("replicator: commit not replicated")
 )
 
 // ShortID returns a short, stable hash of a session ID for logs and admin

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hanode/hanode/httpsession"
+	"github.com/hanode/hanode/replicator"
 )
 
 // demoApp is the application `hanode run` serves on --listen when it has
@@ -83,6 +85,31 @@ func (a *demoApp) sessionID(r *http.Request) string {
 	return tok
 }
 
+// commit commits the request's session before the answer, so that the
+// answer can tell: a sync write that no peer acknowledged gets 503 (the
+// write may or may not be applied; retry it, on another node if need be),
+// an oversized session 413, another failure 500 (httpsession.ErrorStatus).
+// It reports whether the commit succeeded; if not, it has answered.
+func (a *demoApp) commit(w http.ResponseWriter, r *http.Request) bool {
+	_, err := a.mgr.Flush(r.Context())
+	if err == nil {
+		return true
+	}
+	a.answerError(w, err)
+	return false
+}
+
+// answerError answers a session error with httpsession.ErrorStatus.
+func (a *demoApp) answerError(w http.ResponseWriter, err error) {
+	code := httpsession.ErrorStatus(err)
+	msg := err.Error()
+	if errors.Is(err, replicator.ErrNotReplicated) {
+		w.Header().Set("Retry-After", "1")
+		msg = "not replicated: " + err.Error() + "; the write may or may not have been applied: retry it (another node will serve it)"
+	}
+	http.Error(w, msg, code)
+}
+
 type counterJSON struct {
 	Node    string `json:"node"`
 	Session string `json:"session"`
@@ -99,9 +126,12 @@ func (a *demoApp) counter(increment bool) http.HandlerFunc {
 		if increment || !a.mgr.Exists(ctx, "n") {
 			// Creates the session when there is none.
 			if err := a.mgr.Put(ctx, "n", n); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+				a.answerError(w, err)
 				return
 			}
+		}
+		if !a.commit(w, r) {
+			return
 		}
 		writeJSON(w, http.StatusOK, counterJSON{Node: a.node, Session: a.sessionID(r), N: n})
 	}
@@ -125,7 +155,10 @@ func (a *demoApp) putAttr(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.mgr.Put(r.Context(), r.PathValue("key"), string(body)); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		a.answerError(w, err)
+		return
+	}
+	if !a.commit(w, r) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -133,7 +166,10 @@ func (a *demoApp) putAttr(w http.ResponseWriter, r *http.Request) {
 
 func (a *demoApp) deleteAttr(w http.ResponseWriter, r *http.Request) {
 	if err := a.mgr.Remove(r.Context(), r.PathValue("key")); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		a.answerError(w, err)
+		return
+	}
+	if !a.commit(w, r) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -170,7 +206,7 @@ func (a *demoApp) index(w http.ResponseWriter, r *http.Request) {
 	fresh := !a.mgr.Exists(ctx, "n")
 	if fresh {
 		if err := a.mgr.Put(ctx, "n", 0); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			a.answerError(w, err)
 			return
 		}
 	}
@@ -179,9 +215,12 @@ func (a *demoApp) index(w http.ResponseWriter, r *http.Request) {
 	prev := a.mgr.GetString(ctx, "served_by")
 	if prev != a.node {
 		if err := a.mgr.Put(ctx, "served_by", a.node); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			a.answerError(w, err)
 			return
 		}
+	}
+	if !a.commit(w, r) {
+		return
 	}
 	routeIn := a.routeIn(r)
 	var event string

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hanode/hanode/replicator"
+	"github.com/hanode/hanode/replicator/cluster"
 )
 
 // admin serves the operator API on --admin.
@@ -51,6 +52,28 @@ func (a *admin) appInFlight() int64 {
 
 func (a *admin) ready() bool { return a.store.Ready() && !a.draining.Load() }
 
+// replicationOf is /status's "replication": the store's, or "off" when HA
+// is off (a local store replicates nothing).
+func replicationOf(cfg *Config, st cluster.Status) string {
+	if !cfg.HA {
+		return "off"
+	}
+	return st.Replication
+}
+
+// notReadyReason is /status's "not_ready_reason": "" when ready.
+func notReadyReason(a *admin, st cluster.Status) string {
+	switch {
+	case a.ready():
+		return ""
+	case a.draining.Load() || st.Draining:
+		return "draining"
+	case st.NotReadyReason != "":
+		return st.NotReadyReason
+	}
+	return "joining or receiving the cluster's sessions"
+}
+
 func (a *admin) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
@@ -65,8 +88,12 @@ func (a *admin) handler() http.Handler {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("draining\n"))
 		case !a.store.Ready():
+			reason := a.store.Status().NotReadyReason
+			if reason == "" {
+				reason = "joining or receiving the cluster's sessions"
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: joining or receiving the cluster's sessions\n"))
+			_, _ = w.Write([]byte("not ready: " + reason + "\n"))
 		default:
 			_, _ = w.Write([]byte("ready\n"))
 		}
@@ -99,6 +126,14 @@ func (a *admin) handler() http.Handler {
 			"transfer_total":    st.TransferTotal,
 			"pending_deltas":    st.PendingDeltas,
 			"in_flight":         a.appInFlight(),
+
+			// Replication health: "async", or for sync and sync-all
+			// "ok", "failing" (not ready: no peer acknowledges) or
+			// "lone" (alone, accepting writes unreplicated).
+			"consistency":      a.cfg.Consistency.String(),
+			"lone_survivor":    a.cfg.LoneSurvivor.String(),
+			"replication":      replicationOf(a.cfg, st),
+			"not_ready_reason": notReadyReason(a, st),
 		})
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hanode/hanode/httpsession"
 	"github.com/hanode/hanode/replicator"
+	"github.com/hanode/hanode/replicator/cluster"
 )
 
 // Settings come from four sources; the first that sets a key wins:
@@ -72,7 +73,8 @@ var options = []option{
 	{name: "loopback", kind: kindBool, def: "false", usage: "deliver multicast to other nodes on this host (several nodes on one host)"},
 	{name: "key-file", kind: kindPath, usage: "cluster key file made by `hanode keygen`, mode 600 (required when HA is on)"},
 	{name: "consistency", kind: kindEnum, def: "async", choices: []string{"async", "sync", "sync-all"}, usage: "when a commit counts as done: async, sync (one peer acked) or sync-all"},
-	{name: "sync-timeout", kind: kindNonNegDur, def: "100ms", usage: "bound of a sync wait"},
+	{name: "sync-timeout", kind: kindNonNegDur, def: "100ms", usage: "bound of a sync wait; a sync commit no peer acknowledged in time fails (503)"},
+	{name: "lone-survivor", kind: kindEnum, def: "refuse", choices: []string{"refuse", "accept"}, usage: "with consistency sync or sync-all, what the only live member does with writes: refuse them (503, /readyz 503: no acknowledged write can be lost) or accept them unreplicated (available, but lost if it dies alone)"},
 	{name: "snapshot", kind: kindPath, usage: "file the node's replica is saved to on shutdown and loaded from at start (HA on)"},
 	{name: "snapshot-interval", kind: kindNonNegDur, def: "0s", usage: "also save the snapshot this often (0: only on shutdown)"},
 	{name: "idle-timeout", kind: kindNonNegDur, def: "30m", usage: "sessions end after this long without a request (0: never)"},
@@ -127,6 +129,7 @@ type Config struct {
 	KeyFile         string
 	Consistency     replicator.Consistency
 	SyncTimeout     time.Duration
+	LoneSurvivor    cluster.LoneSurvivorPolicy
 	Snapshot        string
 	SnapshotEvery   time.Duration
 	IdleTimeout     time.Duration
@@ -344,6 +347,12 @@ func (c *Config) set(o option, raw string) error {
 				return err
 			}
 			c.Consistency = cons
+		case "lone-survivor":
+			p, err := cluster.ParseLoneSurvivor(raw)
+			if err != nil {
+				return err
+			}
+			c.LoneSurvivor = p
 		case "log-format":
 			c.LogFormat = raw
 		case "log-level":

@@ -70,6 +70,7 @@ func openStore(cfg *Config, log *slog.Logger) (backend, func(), error) {
 		Keyring:          keys,
 		Consistency:      cfg.Consistency,
 		SyncTimeout:      cfg.SyncTimeout,
+		LoneSurvivor:     cfg.LoneSurvivor,
 		SnapshotFile:     cfg.Snapshot,
 		SnapshotInterval: cfg.SnapshotEvery,
 		Logger:           log.With("subsystem", "cluster"),

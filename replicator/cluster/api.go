@@ -26,6 +26,10 @@ type Config struct {
 	Keyring     *multicast.Keyring     // cluster keys; required
 	Consistency replicator.Consistency // default consistency for commits; default Async
 	SyncTimeout time.Duration          // bound of a sync wait; default 100ms
+	// LoneSurvivor says whether a node with no live peer accepts Sync and
+	// SyncAll commits unreplicated (LoneAccept) or refuses them
+	// (LoneRefuse, the default); see LoneSurvivorPolicy.
+	LoneSurvivor LoneSurvivorPolicy
 
 	// TransferAddr is the TCP address the state-transfer server listens
 	// on; default: the interface's IPv4 address, port 0 (any).
@@ -81,6 +85,13 @@ type Status struct {
 	// PendingDeltas counts deltas committed here and not yet handed to
 	// the network.
 	PendingDeltas int `json:"pending_deltas"`
+	// Replication is "async" for an Async node; for a Sync or SyncAll
+	// node "ok" (peers acknowledge), "failing" (no peer acknowledges:
+	// the node is not ready) or "lone" (no live peer, and LoneAccept
+	// commits unreplicated).
+	Replication string `json:"replication"`
+	// NotReadyReason says why Ready is false; "" when ready.
+	NotReadyReason string `json:"not_ready_reason,omitempty"`
 }
 
 // These declarations document the API the rest of the module codes

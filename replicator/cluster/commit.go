@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/hanode/hanode/multicast"
@@ -36,31 +38,101 @@ const (
 // errShed: the send queue stayed full; the delta is applied locally only.
 var errShed = errors.New("cluster: send queue full")
 
+// LoneSurvivorPolicy says what a Sync or SyncAll commit does on a node that
+// sees no other live member: the others died, left, or are cut off from it
+// (and then suspected). It is the choice between availability and the
+// promise that an acknowledged write survives this node's death.
+type LoneSurvivorPolicy uint8
+
+const (
+	// LoneRefuse (the default) refuses the commit with
+	// replicator.ErrNotReplicated before applying it, and the node is not
+	// Ready while it is alone: no acknowledged write can be lost when it
+	// dies, at the price of refusing writes until a peer is back (like
+	// Kafka's acks=all with min.insync.replicas=2).
+	LoneRefuse LoneSurvivorPolicy = iota
+	// LoneAccept applies the commit locally and reports success with
+	// CommitResult.Replicated false: the node stays available alone, and
+	// whatever it accepts while alone is lost if it dies before a peer
+	// returns (like Tomcat's session replication, which serves on when
+	// no member is left to replicate to).
+	LoneAccept
+)
+
+func (p LoneSurvivorPolicy) String() string {
+	switch p {
+	case LoneRefuse:
+		return "refuse"
+	case LoneAccept:
+		return "accept"
+	}
+	return "unknown"
+}
+
+// ParseLoneSurvivor parses "refuse" or "accept".
+func ParseLoneSurvivor(s string) (LoneSurvivorPolicy, error) {
+	switch s {
+	case "refuse", "":
+		return LoneRefuse, nil
+	case "accept":
+		return LoneAccept, nil
+	}
+	return LoneRefuse, fmt.Errorf("%w: lone-survivor must be refuse or accept, not %q", ErrConfig, s)
+}
+
+// Reasons a sync commit fails, as labels of
+// hanode_sync_commit_failures_total.
+const (
+	failTimeout   = iota // no (not every) peer acknowledged within SyncTimeout
+	failNoPeer           // no live peer and LoneRefuse
+	failQueueFull        // the send queue stayed full: the delta was shed
+	failBroadcast        // the transport refused the message
+	failCanceled         // the request's context ended during the wait
+	numFailReasons
+)
+
+var failReasonNames = [numFailReasons]string{"timeout", "no_peer", "send_queue_full", "broadcast_error", "canceled"}
+
 // Commit applies d locally and queues it for replication; with Sync or
 // SyncAll it waits, bounded by Config.SyncTimeout, for acknowledgements.
+// A Sync (SyncAll) commit that no peer (not every live peer) acknowledged
+// in time returns replicator.ErrNotReplicated (d stays applied here and
+// queued: the outcome is indeterminate). On a node with no live peer it
+// is refused before being applied (LoneRefuse) or applied unreplicated
+// (LoneAccept).
 func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Consistency) (replicator.CommitResult, error) {
 	if n.ctx.Err() != nil {
 		return replicator.CommitResult{}, replicator.ErrClosed
+	}
+	sync := c != replicator.Async
+	if sync && n.cfg.LoneSurvivor == LoneRefuse && len(n.alivePeers()) == 0 {
+		return replicator.CommitResult{}, n.notReplicated(failNoPeer, d.ID, 0, 1, nil)
 	}
 	if err := n.replica.Commit(d, n.clock, time.Now().UnixNano()); err != nil {
 		n.stats.commitErrors.Add(1)
 		return replicator.CommitResult{}, err
 	}
 	n.stats.commits.Add(1)
-	b, err := n.enqueue(ctx, d, c != replicator.Async)
+	b, err := n.enqueue(ctx, d, sync)
 	if errors.Is(err, errShed) {
-		return replicator.CommitResult{TimedOut: c != replicator.Async}, nil
+		if !sync {
+			return replicator.CommitResult{}, nil
+		}
+		return replicator.CommitResult{TimedOut: true}, n.notReplicated(failQueueFull, d.ID, 0, 1, nil)
 	}
 	if err != nil {
 		// Applied locally; replication is late but the delta stays queued
 		// unless the context ended before it could be queued.
 		n.stats.commitErrors.Add(1)
+		if sync {
+			return replicator.CommitResult{}, n.notReplicated(failCanceled, d.ID, 0, 1, err)
+		}
 		return replicator.CommitResult{}, err
 	}
-	if c == replicator.Async {
+	if !sync {
 		return replicator.CommitResult{}, nil
 	}
-	return n.waitAcks(ctx, b, c)
+	return n.waitAcks(ctx, b, c, d.ID)
 }
 
 // enqueue adds d to the open batch, coalescing with a pending delta of the
@@ -139,33 +211,211 @@ func estimate(d *replicator.Delta) int {
 	return s
 }
 
-func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency) (replicator.CommitResult, error) {
+func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency, id string) (replicator.CommitResult, error) {
 	need := 1
 	peers := len(n.alivePeers())
 	if c == replicator.SyncAll {
 		need = peers
 	}
 	if peers == 0 {
-		return replicator.CommitResult{}, nil
+		if n.cfg.LoneSurvivor == LoneAccept {
+			n.stats.loneAccepted.Add(1)
+			n.logLimited(slog.LevelWarn, "sync commit accepted unreplicated: no live peer (lone survivor accepts)", "session", replicator.ShortID(id))
+			return replicator.CommitResult{}, nil
+		}
+		// The last peer went while this commit was applied.
+		return replicator.CommitResult{}, n.notReplicated(failNoPeer, id, 0, 1, nil)
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.SyncTimeout)
 	defer cancel()
 	select {
 	case <-b.done:
 	case <-wctx.Done():
-		n.stats.syncTimeouts.Add(1)
-		return replicator.CommitResult{TimedOut: true}, nil
+		return replicator.CommitResult{TimedOut: true}, n.waitFailed(ctx, id, 0, need)
 	}
 	if b.err != nil {
-		return replicator.CommitResult{}, b.err
+		return replicator.CommitResult{}, n.notReplicated(failBroadcast, id, 0, need, b.err)
 	}
 	acks, err := n.tr.WaitAcked(wctx, b.seq, need)
 	if err != nil {
-		n.stats.syncTimeouts.Add(1)
-		n.log.Warn("sync commit not acknowledged in time", "acks", acks, "need", need, "timeout", n.cfg.SyncTimeout)
-		return replicator.CommitResult{Acks: acks, TimedOut: true}, nil
+		return replicator.CommitResult{Acks: acks, TimedOut: true}, n.waitFailed(ctx, id, acks, need)
 	}
+	n.replicationRestored("commit acknowledged")
 	return replicator.CommitResult{Replicated: true, Acks: acks}, nil
+}
+
+// waitFailed classifies an ack wait that ended early: the request's own
+// context, or the sync timeout.
+func (n *Node) waitFailed(ctx context.Context, id string, acks, need int) error {
+	if err := ctx.Err(); err != nil {
+		return n.notReplicated(failCanceled, id, acks, need, err)
+	}
+	n.stats.syncTimeouts.Add(1)
+	return n.notReplicated(failTimeout, id, acks, need, nil)
+}
+
+// notReplicated counts, logs and returns the error of a sync commit that
+// failed for reason. Every reason but a canceled request marks the node's
+// replication as failing: it is not Ready until a peer acknowledges again.
+func (n *Node) notReplicated(reason int, id string, acks, need int, cause error) error {
+	n.stats.syncFailures[reason].Add(1)
+	var msg string
+	switch reason {
+	case failTimeout:
+		msg = fmt.Sprintf("%d of %d acknowledgements within %s", acks, need, n.cfg.SyncTimeout)
+		n.logLimited(slog.LevelWarn, "sync commit not acknowledged in time: the request fails", "session", replicator.ShortID(id),
+			"acks", acks, "need", need, "timeout", n.cfg.SyncTimeout)
+	case failNoPeer:
+		msg = "no live peer to acknowledge it (lone survivor refuses)"
+		n.logLimited(slog.LevelWarn, "sync commit refused: no live peer can acknowledge it", "session", replicator.ShortID(id))
+	case failQueueFull:
+		msg = "send queue full"
+		n.logLimited(slog.LevelWarn, "sync commit not replicated: send queue full", "session", replicator.ShortID(id))
+	case failBroadcast:
+		msg = "broadcast failed: " + cause.Error()
+		n.logLimited(slog.LevelWarn, "sync commit not replicated: broadcast failed", "session", replicator.ShortID(id), "err", cause)
+	case failCanceled:
+		msg = "request ended before the acknowledgements: " + cause.Error()
+		n.log.Debug("sync commit wait ended with its request", "session", replicator.ShortID(id), "err", cause)
+		return fmt.Errorf("%w: %s", replicator.ErrNotReplicated, msg)
+	}
+	n.replicationFailing(failReasonNames[reason])
+	return fmt.Errorf("%w: %s", replicator.ErrNotReplicated, msg)
+}
+
+// replicationFailing records that sync replication failed. On a node
+// whose configured consistency is Sync or SyncAll, readiness then fails
+// until an acknowledgement arrives (a commit's or a probe's).
+func (n *Node) replicationFailing(reason string) {
+	if n.cfg.Consistency == replicator.Async {
+		return
+	}
+	n.replMu.Lock()
+	defer n.replMu.Unlock()
+	n.replReason = reason
+	if n.replFailingSince.IsZero() {
+		n.replFailingSince = time.Now()
+		n.log.Warn("sync replication failing: not ready until a peer acknowledges again", "reason", reason)
+	}
+}
+
+// replicationRestored clears the failing state after an acknowledgement.
+func (n *Node) replicationRestored(how string) {
+	n.replMu.Lock()
+	defer n.replMu.Unlock()
+	if !n.replFailingSince.IsZero() {
+		n.log.Info("sync replication restored", "by", how, "after", time.Since(n.replFailingSince).Round(time.Millisecond))
+		n.replFailingSince = time.Time{}
+		n.replReason = ""
+	}
+}
+
+// replicationProblem says why this node cannot honour its configured
+// consistency now ("" when it can, and always for Async): it has no live
+// peer and refuses to commit alone, or sync commits went unacknowledged
+// and no acknowledgement arrived since.
+func (n *Node) replicationProblem() string {
+	if n.cfg.Consistency == replicator.Async {
+		return ""
+	}
+	if len(n.alivePeers()) == 0 {
+		if n.cfg.LoneSurvivor == LoneAccept {
+			return ""
+		}
+		return fmt.Sprintf("no live peer can acknowledge %s commits and this node refuses to commit alone (lone survivor: refuse)", n.cfg.Consistency)
+	}
+	n.replMu.Lock()
+	defer n.replMu.Unlock()
+	if !n.replFailingSince.IsZero() {
+		return fmt.Sprintf("%s commits not acknowledged by the peers since %s (last failure: %s); waiting for acknowledgements",
+			n.cfg.Consistency, n.replFailingSince.UTC().Format(time.RFC3339Nano), n.replReason)
+	}
+	return ""
+}
+
+// replicationState is Status.Replication.
+func (n *Node) replicationState() string {
+	if n.cfg.Consistency == replicator.Async {
+		return "async"
+	}
+	if n.replicationProblem() != "" {
+		return "failing"
+	}
+	if len(n.alivePeers()) == 0 {
+		return "lone"
+	}
+	return "ok"
+}
+
+// probeInterval is how often a node whose sync replication fails asks its
+// peers for an acknowledgement, to become ready again.
+const probeInterval = 250 * time.Millisecond
+
+// checkReplication runs on every membership tick. A sync node that is
+// alone counts as failing (it must see an acknowledgement before it is
+// ready again); a failing node with live peers sends a probe: an empty
+// delta batch that asks for acknowledgements.
+func (n *Node) checkReplication(now time.Time) {
+	if n.cfg.Consistency == replicator.Async || !n.ready.Load() {
+		return
+	}
+	peers := len(n.alivePeers())
+	if peers == 0 {
+		if n.cfg.LoneSurvivor == LoneRefuse {
+			n.replicationFailing("no_peer")
+		}
+		return
+	}
+	n.replMu.Lock()
+	failing := !n.replFailingSince.IsZero()
+	due := now.Sub(n.lastProbe) >= probeInterval
+	if failing && due && !n.probing {
+		n.probing = true
+		n.lastProbe = now
+	} else {
+		failing = false
+	}
+	n.replMu.Unlock()
+	if !failing {
+		return
+	}
+	need := 1
+	if n.cfg.Consistency == replicator.SyncAll {
+		need = peers
+	}
+	n.goRun(func() {
+		defer func() {
+			n.replMu.Lock()
+			n.probing = false
+			n.replMu.Unlock()
+		}()
+		n.stats.probes.Add(1)
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SyncTimeout)
+		defer cancel()
+		payload := replicator.AppendBatch([]byte{kindDeltas}, nil)
+		seq, err := n.tr.Broadcast(ctx, payload, multicast.SendOptions{Ack: true})
+		if err != nil {
+			return
+		}
+		if _, err := n.tr.WaitAcked(ctx, seq, need); err == nil {
+			n.replicationRestored("probe acknowledged")
+		}
+	})
+}
+
+// logLimited logs at most one line a second; the lines it drops are
+// counted in the next one.
+func (n *Node) logLimited(level slog.Level, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := n.stats.lastFailLog.Load()
+	if now-last < int64(time.Second) || !n.stats.lastFailLog.CompareAndSwap(last, now) {
+		n.stats.failLogsDropped.Add(1)
+		return
+	}
+	if dropped := n.stats.failLogsDropped.Swap(0); dropped > 0 {
+		args = append(args, "similar_lines_dropped", dropped)
+	}
+	n.log.Log(context.Background(), level, msg, args...)
 }
 
 // Touch records an access; last-access times go out in batches.

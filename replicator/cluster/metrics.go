@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/hanode/hanode/replicator"
 )
 
 // WriteMetrics writes the node's metrics in the Prometheus text format.
@@ -64,7 +66,18 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.gauge("hanode_sessions", "Live sessions in the local replica.", float64(n.replica.Len()))
 	p.counter("hanode_commits_total", "Session commits on this node.", float64(n.stats.commits.Load()))
 	p.counter("hanode_commit_errors_total", "Commits refused or not queued.", float64(n.stats.commitErrors.Load()))
-	p.counter("hanode_sync_timeouts_total", "Sync commits served after their acknowledgement wait ran out.", float64(n.stats.syncTimeouts.Load()))
+	p.counter("hanode_sync_timeouts_total", "Sync commits whose acknowledgement wait ran out (each failed with an error; also counted in hanode_sync_commit_failures_total).", float64(n.stats.syncTimeouts.Load()))
+	p.header("hanode_sync_commit_failures_total", "Sync and sync-all commits that failed with an error because they were not replicated, by reason (timeout, no_peer, send_queue_full, broadcast_error, canceled).", "counter")
+	for i, r := range failReasonNames {
+		p.sample("hanode_sync_commit_failures_total", fmt.Sprintf("reason=%q", r), float64(n.stats.syncFailures[i].Load()))
+	}
+	p.counter("hanode_sync_unreplicated_commits_total", "Sync commits accepted without replication by a node with no live peer (lone survivor: accept).", float64(n.stats.loneAccepted.Load()))
+	p.counter("hanode_sync_probes_total", "Acknowledgement probes sent while sync replication was failing.", float64(n.stats.probes.Load()))
+	failing := 0.0
+	if n.cfg.Consistency != replicator.Async && n.replicationProblem() != "" {
+		failing = 1
+	}
+	p.gauge("hanode_replication_failing", "1 when this sync or sync-all node cannot get its commits acknowledged, which makes it not ready.", failing)
 	p.counter("hanode_replication_broadcast_errors_total", "Delta messages the transport refused; anti-entropy carries them.", float64(n.stats.broadcastErrors.Load()))
 	p.counter("hanode_replication_shed_total", "Deltas not queued because the send queue stayed full; anti-entropy carries them.", float64(n.stats.shed.Load()))
 	p.counter("hanode_replication_deltas_sent_total", "Deltas broadcast.", float64(n.stats.deltasSent.Load()))

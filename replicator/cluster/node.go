@@ -74,6 +74,14 @@ type Node struct {
 	draining atomic.Bool
 	closing  atomic.Bool
 
+	// Sync replication health (commit.go): readiness fails while sync
+	// commits go unacknowledged.
+	replMu           sync.Mutex
+	replFailingSince time.Time // zero: healthy
+	replReason       string    // last failure reason
+	probing          bool      // an acknowledgement probe is in flight
+	lastProbe        time.Time
+
 	stats nodeStats
 
 	ctx    context.Context
@@ -122,6 +130,11 @@ type nodeStats struct {
 	expired          atomic.Uint64
 	noPeersWarned    atomic.Bool
 	aloneSince       atomic.Int64
+	syncFailures     [numFailReasons]atomic.Uint64 // sync commits that failed, by reason
+	loneAccepted     atomic.Uint64                 // sync commits accepted unreplicated by a lone survivor
+	probes           atomic.Uint64                 // acknowledgement probes sent
+	lastFailLog      atomic.Int64                  // unix nanoseconds of the last rate-limited failure log
+	failLogsDropped  atomic.Uint64
 }
 
 func (c *Config) setDefaults() {
@@ -353,9 +366,13 @@ func (n *Node) ID() uuid.UUID { return n.id }
 // Replica exposes the local replica (read-only use).
 func (n *Node) Replica() *replicator.Replica { return n.replica }
 
-// Ready reports whether the node has joined, holds the cluster's sessions
-// and is not draining.
-func (n *Node) Ready() bool { return n.ready.Load() && !n.draining.Load() }
+// Ready reports whether the node has joined, holds the cluster's sessions,
+// is not draining and can honour its configured consistency: a Sync or
+// SyncAll node is not ready while no live peer acknowledges its commits
+// (see Status.NotReadyReason).
+func (n *Node) Ready() bool {
+	return n.ready.Load() && !n.draining.Load() && n.replicationProblem() == ""
+}
 
 // Drain makes readiness fail so that load balancers move traffic away;
 // the node keeps serving and replicating.
@@ -457,7 +474,18 @@ func (n *Node) Status() Status {
 	n.sendMu.Lock()
 	pending := len(n.pending.deltas)
 	n.sendMu.Unlock()
+	reason := ""
+	switch {
+	case n.draining.Load():
+		reason = "draining"
+	case !n.ready.Load():
+		reason = phase + ": the node does not hold the cluster's sessions yet"
+	default:
+		reason = n.replicationProblem()
+	}
 	return Status{
+		Replication:      n.replicationState(),
+		NotReadyReason:   reason,
 		Node:             n.cfg.Node,
 		ID:               n.id.String(),
 		Ready:            n.Ready(),
@@ -567,6 +595,7 @@ func (n *Node) tickLoop() {
 			n.sendMembership(rd)
 			n.handleMemberEvents(rd.Events)
 			n.checkAlone(now)
+			n.checkReplication(now)
 		}
 	}
 }
