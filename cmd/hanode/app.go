@@ -312,7 +312,9 @@ function refresh(){
     fill('members',c.members||[],function(tr,m){cell(tr,m.name+(m.self?' (this node)':''));cell(tr,m.state,m.state);cell(tr,m.ready?'yes':'no');cell(tr,m.addr);});
   }).catch(function(){if(!down){note('no answer: the node (or the load balancer) is down');down=true;}});
 }
-document.getElementById('inc').onclick=function(){fetch('/counter',{method:'POST',credentials:'same-origin'}).then(refresh);};
+document.getElementById('inc').onclick=function(){fetch('/counter',{method:'POST',credentials:'same-origin'}).then(function(r){
+  if(!r.ok){r.text().then(function(t){note('increment failed: '+r.status+' '+t.trim()+(r.status===503?' (retry: the load balancer sends you to a node that can replicate)':''));});}
+  refresh();}).catch(function(){note('increment failed: no answer');});};
 refresh(); setInterval(refresh,1000);
 </script>
 </body>

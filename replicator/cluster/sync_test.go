@@ -99,8 +99,8 @@ func TestSyncCommitCutOffIsAnError(t *testing.T) {
 	if _, err := tryPut(n1, id2, "k", "refused", replicator.Sync); !errors.Is(err, replicator.ErrNotReplicated) {
 		t.Fatalf("commit alone: %v, want ErrNotReplicated", err)
 	}
-	if el := time.Since(start); el > 100*time.Millisecond {
-		t.Fatalf("a refused commit took %s", el)
+	if el := time.Since(start); el >= 200*time.Millisecond {
+		t.Fatalf("a refused commit took %s, as long as the sync timeout: it waited", el)
 	}
 	if n1.Get(id2) != nil {
 		t.Fatal("a refused commit was applied")
@@ -253,8 +253,8 @@ func TestSyncAllNeedsEveryPeer(t *testing.T) {
 	}
 	l.net.Partition([]uuid.UUID{n1.ID(), n2.ID()}, []uuid.UUID{n3.ID()})
 	res, err := tryPut(n1, id, "k", "v2", replicator.SyncAll)
-	if !errors.Is(err, replicator.ErrNotReplicated) || res.Acks != 1 {
-		t.Fatalf("sync-all with a peer cut off: %+v %v, want 1 ack and ErrNotReplicated", res, err)
+	if !errors.Is(err, replicator.ErrNotReplicated) || res.Acks > 1 || !res.TimedOut {
+		t.Fatalf("sync-all with a peer cut off: %+v %v, want at most 1 ack and ErrNotReplicated", res, err)
 	}
 	if n1.Ready() {
 		t.Fatal("sync-all node ready although a live peer does not acknowledge")
