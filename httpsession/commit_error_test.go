@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -120,7 +122,9 @@ func TestFlushErrorHandlerAnswers(t *testing.T) {
 	fs := &failingStore{Store: sessiontest.NewStore("n1")}
 	var m *Manager
 	var errorFuncCalls atomic.Int32
+	var logBuf syncBuffer
 	n := startNode(t, fs, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
 		c.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
 			errorFuncCalls.Add(1)
 			http.Error(w, "from ErrorFunc", 599)
@@ -150,6 +154,26 @@ func TestFlushErrorHandlerAnswers(t *testing.T) {
 	if got := fs.commits.Load(); got != 1 {
 		t.Fatalf("%d commits, want 1 (the failed changes are not committed again)", got)
 	}
+	if l := logBuf.String(); strings.Count(l, "commit failed") != 1 || !strings.Contains(l, "not replicated") {
+		t.Fatalf("the failure is not logged once: %q", l)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // A handler that ignores a failed Flush and returns without writing did

@@ -479,6 +479,9 @@ func (s *Session) Flush() (replicator.CommitResult, error) {
 	}
 	res, err := s.commitLocked()
 	s.handedErr = err
+	if err != nil {
+		s.m.cfg.Logger.Warn("httpsession: commit failed", "session", ShortHash(s.id), "err", err)
+	}
 	if s.w != nil && rebindOnError(err) {
 		s.writeCookieLocked(s.w.rw.Header())
 	}

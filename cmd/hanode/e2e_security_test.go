@@ -691,10 +691,10 @@ func TestSecuritySessionLimits(t *testing.T) {
 		}
 	}
 	// The application gets replicator.ErrTooLarge (httpsession's
-	// ErrorFunc, OnCommit, LastCommit); the demo app uses the default
-	// ErrorFunc, which answers a plain 500.
-	if code != http.StatusInternalServerError {
-		t.Fatalf("over-limit session: %d %q, want 500", code, body)
+	// ErrorFunc, OnCommit, LastCommit, Flush); the demo app answers it
+	// like httpsession.ErrorStatus: 413.
+	if code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("over-limit session: %d %q, want 413", code, body)
 	}
 	t.Logf("answer at the limit: %d %s", code, strings.TrimSpace(body))
 	// One oversized attribute (above the demo's 64 KiB body cap).
