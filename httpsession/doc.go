@@ -90,7 +90,10 @@
 //
 // Sessions end after Config.IdleTimeout without use or Config.Lifetime
 // after creation, whichever comes first; the store's timers expire them
-// and a request that finds an expired session replaces it. OnEvent
+// and a request that finds an expired session replaces it. There is no
+// cleanup step to remember: replicator.Local arms a timer with its first
+// commit (no goroutine while idle; Local.Close stops it) and the cluster
+// runtime runs its own expiry loop until it stops. OnEvent
 // reports creation, destruction (with its reason: invalidated, expired,
 // displaced, evicted), renewal and takeover.
 //
