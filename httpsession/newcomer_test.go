@@ -1,16 +1,67 @@
 package httpsession
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/hanode/hanode/replicator"
 )
+
+// recBrowser drives a handler through httptest.ResponseRecorder, keeping
+// the session cookie like a browser would.
+type recBrowser struct {
+	h      http.Handler
+	cookie *http.Cookie
+}
+
+func (b *recBrowser) do(method, path string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, nil)
+	if b.cookie != nil {
+		req.AddCookie(b.cookie)
+	}
+	w := httptest.NewRecorder()
+	b.h.ServeHTTP(w, req)
+	for _, c := range w.Result().Cookies() {
+		if c.MaxAge < 0 {
+			b.cookie = nil
+		} else {
+			b.cookie = c
+		}
+	}
+	return w
+}
+
+// logBuffer returns a logger writing text lines into the returned buffer.
+func logBuffer() (*slog.Logger, *syncBuffer) {
+	var b syncBuffer
+	return slog.New(slog.NewTextHandler(&b, nil)), &b
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // TestQuickStartExpiresSessions follows the README's quick start
 // (replicator.NewLocal, then New, nothing else): sessions with a 1 s idle
@@ -55,4 +106,162 @@ func TestQuickStartExpiresSessions(t *testing.T) {
 			t.Fatalf("expired events %d, Stats.Expired %d, want 100", expired, mgr.Stats().Expired)
 		}
 	})
+}
+
+// TestPutTooLarge: a value over the attribute limit, or one that would take
+// the session over the session limit, fails at Put with ErrTooLarge naming
+// the limit; nothing is stored, the rest of the session is kept, the
+// warning is logged and the response is the handler's own (200, not 500).
+func TestPutTooLarge(t *testing.T) {
+	store := replicator.NewLocal("n1", replicator.ReplicaConfig{MaxAttrBytes: 600, MaxSessionBytes: 1000})
+	t.Cleanup(func() { store.Close() })
+	logger, logs := logBuffer()
+	mgr, err := New(store, Config{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var putErr error
+	b := &recBrowser{h: mgr.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := r.URL.Query().Get("k")
+		n := len(r.URL.Query().Get("n"))
+		putErr = mgr.Put(r.Context(), k, strings.Repeat("x", n))
+		fmt.Fprint(w, "ok")
+	}))}
+	n := func(size int) string { return strings.Repeat("1", size) }
+
+	w := b.do("POST", "/?k=a&n="+n(500))
+	if putErr != nil || w.Code != 200 {
+		t.Fatalf("first put: %v, status %d", putErr, w.Code)
+	}
+	w = b.do("POST", "/?k=big&n="+n(700))
+	if !errors.Is(putErr, ErrTooLarge) || !errors.Is(putErr, replicator.ErrTooLarge) ||
+		!strings.Contains(putErr.Error(), "limit 600 (replicator.ReplicaConfig.MaxAttrBytes)") || !strings.Contains(putErr.Error(), "MaxAttrBytes") {
+		t.Fatalf("attribute over the limit: %v", putErr)
+	}
+	if w.Code != 200 {
+		t.Fatalf("status %d after a refused Put, want the handler's 200", w.Code)
+	}
+	w = b.do("POST", "/?k=b&n="+n(500))
+	if !errors.Is(putErr, ErrTooLarge) || !strings.Contains(putErr.Error(), "limit 1000 (replicator.ReplicaConfig.MaxSessionBytes)") ||
+		!strings.Contains(putErr.Error(), "MaxSessionBytes") {
+		t.Fatalf("session over the limit: %v", putErr)
+	}
+	if w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	id := idOf(t, b.cookie.Value)
+	s := store.Get(id)
+	if s == nil || len(s.Attrs) != 1 || len(s.Attrs["a"].Value) != 501 {
+		t.Fatalf("stored session: %+v", s)
+	}
+	// Replacing a value counts its new size only.
+	b.do("POST", "/?k=a&n="+n(590))
+	if putErr != nil {
+		t.Fatalf("replacing a value within the limit: %v", putErr)
+	}
+	if got := strings.Count(logs.String(), "value not stored"); got != 2 {
+		t.Fatalf("%d warnings logged, want 2:\n%s", got, logs)
+	}
+	if mgr.Stats().CommitErrors != 0 {
+		t.Fatal("a refused Put reached the commit")
+	}
+}
+
+type withUnexported struct {
+	Name  string
+	items []string
+}
+
+type withFunc struct {
+	Name string
+	Done func()
+}
+
+// selfEncoded has unexported fields but encodes itself.
+type selfEncoded struct{ n int }
+
+func (s selfEncoded) MarshalBinary() ([]byte, error) { return []byte{byte(s.n)}, nil }
+func (s *selfEncoded) UnmarshalBinary(b []byte) error {
+	if len(b) != 1 {
+		return errors.New("bad")
+	}
+	s.n = int(b[0])
+	return nil
+}
+
+type fine struct {
+	Name  string
+	When  time.Time
+	Inner selfEncoded
+	Tags  map[string][]int
+}
+
+// TestPutUnencodable: what gob can never encode (chan, func, also inside an
+// untyped map) and what it would silently lose (unexported fields, func
+// fields) is refused at Put with ErrUnencodable and a message saying why,
+// and logged; self-encoding types and time.Time are accepted.
+func TestPutUnencodable(t *testing.T) {
+	store := replicator.NewLocal("n1", replicator.ReplicaConfig{})
+	t.Cleanup(func() { store.Close() })
+	logger, logs := logBuffer()
+	mgr, err := New(store, Config{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerGob(map[string]any{})
+	registerGob(withUnexported{})
+	registerGob(fine{})
+	cases := []struct {
+		v    any
+		want []string // substrings of the error; nil: accepted
+	}{
+		{make(chan int), []string{"chan int is a chan, which can never be encoded"}},
+		{func() {}, []string{"func() is a func, which can never be encoded"}},
+		{map[string]any{"c": make(chan string)}, []string{"chan string is a chan, which can never be encoded"}},
+		{withUnexported{Name: "x", items: []string{"a"}}, []string{"unexported field items", "silently drop"}},
+		{withFunc{Name: "x"}, []string{"can never be encoded", "at Done"}},
+		{[]*withUnexported{{Name: "x"}}, []string{"unexported field items"}},
+		{fine{Name: "x", When: time.Unix(1, 0), Inner: selfEncoded{n: 3}, Tags: map[string][]int{"a": {1}}}, nil},
+	}
+	for _, c := range cases {
+		var putErr error
+		h := mgr.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			putErr = mgr.Put(r.Context(), "v", c.v)
+		}))
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/", nil))
+		if c.want == nil {
+			if putErr != nil {
+				t.Errorf("%T refused: %v", c.v, putErr)
+			}
+			continue
+		}
+		if !errors.Is(putErr, ErrUnencodable) {
+			t.Errorf("%T: %v, want ErrUnencodable", c.v, putErr)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(putErr.Error(), w) {
+				t.Errorf("%T: %q lacks %q", c.v, putErr, w)
+			}
+		}
+		if strings.Contains(putErr.Error(), "gob.Register") {
+			t.Errorf("%T: %q suggests registering", c.v, putErr)
+		}
+	}
+	if got := strings.Count(logs.String(), "value not stored"); got != len(cases)-1 {
+		t.Fatalf("%d warnings logged, want %d:\n%s", got, len(cases)-1, logs)
+	}
+	if store.Len() != 1 {
+		t.Fatalf("%d sessions stored, want only the accepted value's", store.Len())
+	}
+}
+
+// TestPutUnregisteredHint: a type gob needs registered gets gob's error
+// plus what to do about it.
+func TestPutUnregisteredHint(t *testing.T) {
+	type local struct{ A int }
+	_, err := GobCodec{}.Encode(local{A: 1})
+	if err == nil || !strings.Contains(err.Error(), "gob.Register") || !strings.Contains(err.Error(), "NewKey") {
+		t.Fatalf("%v", err)
+	}
 }

@@ -147,8 +147,22 @@ func (s *Session) context() context.Context {
 	return context.Background()
 }
 
+// ErrTooLarge is returned by Put when the value, or the session with it,
+// would exceed the store's limits (replicator.ReplicaConfig's
+// MaxAttrBytes, default 256 KiB, and MaxSessionBytes, default 1 MiB); the
+// message names the limit. It is replicator.ErrTooLarge itself, so
+// errors.Is matches either name, including for a commit that the store
+// refuses later (a session that grew on another node meanwhile).
+var ErrTooLarge = replicator.ErrTooLarge
+
 // Put stores v under key. v is encoded now: a value that cannot be encoded
-// is an error here, never a silent loss at commit.
+// (ErrUnencodable, or the Codec's error) or that would not fit the store's
+// limits (ErrTooLarge) is an error here, logged as a warning, and nothing
+// is stored; never a silent loss or a failure at commit.
+//
+// A mutable value (a map, a slice, a pointer, a struct holding them) is
+// encoded again at commit, so changes made to v after Put and before the
+// response starts are stored too.
 func (s *Session) Put(key string, v any) error {
 	if strings.HasPrefix(key, reservedPrefix) {
 		return fmt.Errorf("httpsession: key %q is reserved", key)
@@ -160,11 +174,18 @@ func (s *Session) put(key string, v any) error {
 	raw, mutable, err := encodeValue(s.m.cfg.Codec, v)
 	if err != nil {
 		s.m.stats.encodeErrors.Add(1)
-		return fmt.Errorf("httpsession: put %q: %w", key, err)
+		err = fmt.Errorf("httpsession: put %q: %w", key, err)
+		s.m.cfg.Logger.Warn("httpsession: value not stored", "session", s.Hash(), "key", key, "type", fmt.Sprintf("%T", v), "err", err)
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := s.fitsLocked(key, raw); err != nil {
+		err = fmt.Errorf("httpsession: put %q: %w", key, err)
+		s.m.cfg.Logger.Warn("httpsession: value not stored", "session", ShortHash(s.id), "key", key, "err", err)
 		return err
 	}
 	if s.entries == nil {
@@ -172,6 +193,43 @@ func (s *Session) put(key string, v any) error {
 	}
 	s.entries[key] = entry{val: v, raw: raw, dirty: true, mutable: mutable}
 	s.status = Modified
+	return nil
+}
+
+// limiter is implemented by the stores whose limits Put checks in advance
+// (replicator.Local and the cluster runtime).
+type limiter interface {
+	Replica() *replicator.Replica
+}
+
+// fitsLocked returns ErrTooLarge, naming the limit, when storing raw under
+// key would exceed the store's attribute or session size limit, counted
+// as the replica counts them (keys, values and principal of the session
+// as this request sees it).
+func (s *Session) fitsLocked(key string, raw []byte) error {
+	l, ok := s.m.store.(limiter)
+	if !ok {
+		return nil
+	}
+	r := l.Replica()
+	if r == nil {
+		return nil
+	}
+	cfg := r.Config()
+	if cfg.MaxAttrBytes > 0 && len(raw) > cfg.MaxAttrBytes {
+		return fmt.Errorf("%w: attribute %q is %d bytes encoded, limit %d (replicator.ReplicaConfig.MaxAttrBytes)", ErrTooLarge, key, len(raw), cfg.MaxAttrBytes)
+	}
+	if cfg.MaxSessionBytes > 0 {
+		n := len(s.principal) + len(key) + len(raw)
+		for k, e := range s.entries {
+			if k != key && !e.deleted {
+				n += len(k) + len(e.raw)
+			}
+		}
+		if n > cfg.MaxSessionBytes {
+			return fmt.Errorf("%w: session would be %d bytes, limit %d (replicator.ReplicaConfig.MaxSessionBytes)", ErrTooLarge, n, cfg.MaxSessionBytes)
+		}
+	}
 	return nil
 }
 
