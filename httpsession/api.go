@@ -33,7 +33,9 @@ func (m *Manager) Put(ctx context.Context, key string, v any) error {
 	return s.Put(key, v)
 }
 
-// Get returns the value under key, or nil.
+// Get returns the value under key, or nil. A value changed in place after
+// Get is not committed unless it is Put back (or Config.Dirty is
+// DetectMutations): see (*Session).Get for the pattern.
 func (m *Manager) Get(ctx context.Context, key string) any {
 	if s := m.session(ctx); s != nil {
 		return s.Get(key)

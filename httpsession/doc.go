@@ -73,8 +73,17 @@
 // concurrent write.
 //
 // By default (DirtyPolicy WrittenKeys) a value read with Get and mutated in
-// place is not replicated unless Put again; DetectMutations re-encodes
-// such values at commit and replicates those whose encoding changed.
+// place is neither committed nor replicated: the change is lost when the
+// request ends unless the value is Put again. The pattern that works:
+//
+//	cart, _ := cartKey.Get(ctx)
+//	cart.Items = append(cart.Items, item)
+//	err := cartKey.Put(ctx, cart)
+//
+// Config.Dirty = DetectMutations re-encodes, at commit, every mutable
+// value read in the request and replicates those whose encoding changed,
+// at the cost of one encoding per value read. Either way, a value changed
+// after its Put and before the response starts is stored with the change.
 //
 // # Values and codecs
 //

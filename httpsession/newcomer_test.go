@@ -265,3 +265,65 @@ func TestPutUnregisteredHint(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestGetMutateWithoutPut documents what happens to a value read with Get
+// and changed in place: with the default WrittenKeys policy the change is
+// lost unless the value is Put back; Put back (or DetectMutations) keeps
+// it; a value changed after its Put in the same request is kept.
+func TestGetMutateWithoutPut(t *testing.T) {
+	cartKey := NewKey[map[string]int]("cart")
+	for _, tc := range []struct {
+		name   string
+		dirty  DirtyPolicy
+		op     string
+		remain int // the cart's "apple" count on the next request
+	}{
+		{"written-keys/mutate", WrittenKeys, "mutate", 1},
+		{"written-keys/mutate-typed", WrittenKeys, "mutate-typed", 1},
+		{"written-keys/mutate-and-put", WrittenKeys, "mutate-put", 2},
+		{"written-keys/put-then-mutate", WrittenKeys, "put-mutate", 3},
+		{"detect-mutations/mutate", DetectMutations, "mutate", 2},
+		{"detect-mutations/mutate-typed", DetectMutations, "mutate-typed", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := replicator.NewLocal("n1", replicator.ReplicaConfig{})
+			t.Cleanup(func() { store.Close() })
+			mgr, err := New(store, Config{Dirty: tc.dirty, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &recBrowser{h: mgr.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ctx := r.Context()
+				var err error
+				switch r.URL.Query().Get("op") {
+				case "init":
+					err = cartKey.Put(ctx, map[string]int{"apple": 1})
+				case "mutate":
+					mgr.Get(ctx, "cart").(map[string]int)["apple"]++
+				case "mutate-typed":
+					cart, _ := cartKey.Get(ctx)
+					cart["apple"]++
+				case "mutate-put":
+					cart, _ := cartKey.Get(ctx)
+					cart["apple"]++
+					err = cartKey.Put(ctx, cart)
+				case "put-mutate":
+					cart := map[string]int{"apple": 2}
+					err = cartKey.Put(ctx, cart)
+					cart["apple"]++ // before the response starts: kept
+				case "get":
+					cart, _ := cartKey.Get(ctx)
+					fmt.Fprint(w, cart["apple"])
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}))}
+			b.do("POST", "/?op=init")
+			b.do("POST", "/?op="+tc.op)
+			if got := b.do("GET", "/?op=get").Body.String(); got != fmt.Sprint(tc.remain) {
+				t.Fatalf("apple = %s on the next request, want %d", got, tc.remain)
+			}
+		})
+	}
+}

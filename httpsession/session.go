@@ -234,6 +234,21 @@ func (s *Session) fitsLocked(key string, raw []byte) error {
 }
 
 // Get returns the value stored under key, or nil.
+//
+// Changing a value in place (a map, a slice, a struct behind a pointer)
+// after Get does not change the session: with the default Dirty policy,
+// WrittenKeys, only keys written through the API are committed, so the
+// change is lost when the request ends (scs users, beware: scs saves it
+// if anything else in the session changed). Put the value back:
+//
+//	cart := sessions.Get(ctx, "cart").(map[string]int)
+//	cart[item]++
+//	err := sessions.Put(ctx, "cart", cart) // now it is committed and replicated
+//
+// or set Config.Dirty to DetectMutations, which re-encodes every mutable
+// value read in the request at commit and stores those that changed.
+// A value changed after its Put, before the response starts, is stored
+// with the change (the commit encodes it again).
 func (s *Session) Get(key string) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
