@@ -117,6 +117,39 @@
 // ask for an acknowledgement from one or all peers; LastCommit and
 // OnCommit tell whether it was met.
 //
+// # Moving from scs
+//
+// The vocabulary is scs's (github.com/alexedwards/scs/v2), as Manager
+// methods taking the request context: LoadAndSave, Put, Get and the typed
+// getters, Pop..., Remove, Exists, Keys, Clear, Destroy, RenewToken,
+// RememberMe, Deadline, SetDeadline, Token, Status, Iterate, MergeSession,
+// and Load and Commit for sessions outside the middleware. What differs:
+//
+//	scs                           httpsession
+//	SessionManager.IdleTimeout    Config.IdleTimeout: scs's 0 means no idle timeout
+//	  (default 0: none)             (its default); here 0 means the default, 30m, and
+//	                                a negative value means none
+//	Lifetime (default 24h)        Config.Lifetime (default 24h)
+//	Cookie.Name ("session")       Config.Cookie.Name ("hanode_session")
+//	Cookie.HttpOnly (true)        Config.Cookie.AllowScript (false): HttpOnly = !AllowScript
+//	Cookie.Persist (true)         Config.Cookie.BrowserSession (false): Persist = !BrowserSession
+//	Cookie.Secure, SameSite,      Config.Cookie.Secure, SameSite (Lax), Partitioned,
+//	  Partitioned, Domain, Path     Domain, Path: same meaning, same defaults
+//	Store, Codec                  the replicator.Store given to New; Config.Codec
+//	ErrorFunc                     Config.ErrorFunc
+//	token: random string          token: "<id>.<route>", the route naming the node
+//	WriteSessionCookie            none: LoadAndSave writes the cookie; after Load and
+//	                                Commit, send the token Commit returns yourself
+//
+// The two booleans are inverted so that the zero Config is the secure
+// default, as scs's defaults are. Two habits to drop: changing a value
+// read with Get without putting it back (see Get), and relying on a Put
+// that fails silently (Put returns its error here).
+//
+// An scs application that keeps scs can still replicate its sessions
+// with the adapter module github.com/hanode/hanode/httpsession/scsstore
+// (its own go.mod); its limits are in the README.
+//
 // # API clients
 //
 // With Config.HeaderName set, a client may send the token in that header;

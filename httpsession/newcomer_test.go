@@ -327,3 +327,133 @@ func TestGetMutateWithoutPut(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeSession: scs's MergeSession. The values of a lost session are
+// copied into the current one (overwriting shared keys), the other session
+// is destroyed once the request commits, and merging oneself or an unknown
+// token changes nothing.
+func TestMergeSession(t *testing.T) {
+	store := replicator.NewLocal("n1", replicator.ReplicaConfig{MaxSessionBytes: 2000})
+	t.Cleanup(func() { store.Close() })
+	mgr, err := New(store, Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mergeErr error
+	h := mgr.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		q := r.URL.Query()
+		switch q.Get("op") {
+		case "put":
+			if err := mgr.Put(ctx, q.Get("k"), q.Get("v")); err != nil {
+				t.Error(err)
+			}
+		case "merge":
+			mergeErr = mgr.MergeSession(ctx, q.Get("tok"))
+		case "dump":
+			for _, k := range mgr.Keys(ctx) {
+				fmt.Fprintf(w, "%s=%s;", k, mgr.GetString(ctx, k))
+			}
+		}
+	}))
+	lost := &recBrowser{h: h}
+	lost.do("POST", "/?op=put&k=cart&v=apple")
+	lost.do("POST", "/?op=put&k=theme&v=dark")
+	lostTok := lost.cookie.Value
+
+	b := &recBrowser{h: h}
+	b.do("POST", "/?op=put&k=theme&v=light")
+	b.do("POST", "/?op=put&k=user&v=alice")
+	b.do("POST", "/?op=merge&tok="+lostTok)
+	if mergeErr != nil {
+		t.Fatal(mergeErr)
+	}
+	if got := b.do("GET", "/?op=dump").Body.String(); got != "cart=apple;theme=dark;user=alice;" {
+		t.Fatalf("after merge: %q", got)
+	}
+	if store.Get(idOf(t, lostTok)) != nil || store.Len() != 1 {
+		t.Fatalf("merged session not destroyed (%d sessions)", store.Len())
+	}
+	// No-ops: itself, an unknown token, a malformed one, the destroyed one.
+	for _, tok := range []string{b.cookie.Value, newID() + ".n1", "junk", lostTok} {
+		b.do("POST", "/?op=merge&tok="+tok)
+		if mergeErr != nil {
+			t.Fatalf("merge %q: %v", tok, mergeErr)
+		}
+	}
+	if got := b.do("GET", "/?op=dump").Body.String(); got != "cart=apple;theme=dark;user=alice;" || store.Len() != 1 {
+		t.Fatalf("after no-op merges: %q, %d sessions", got, store.Len())
+	}
+
+	// A merge that would not fit changes nothing and keeps the other session.
+	big := &recBrowser{h: h}
+	big.do("POST", "/?op=put&k=blob&v="+strings.Repeat("x", 1500))
+	b.do("POST", "/?op=put&k=more&v="+strings.Repeat("y", 600))
+	b.do("POST", "/?op=merge&tok="+big.cookie.Value)
+	if !errors.Is(mergeErr, ErrTooLarge) {
+		t.Fatalf("oversize merge: %v", mergeErr)
+	}
+	if store.Get(idOf(t, big.cookie.Value)) == nil || strings.Contains(b.do("GET", "/?op=dump").Body.String(), "blob") {
+		t.Fatal("a refused merge changed something")
+	}
+}
+
+// TestLoadCommit: scs's Load and Commit, for sessions outside LoadAndSave.
+func TestLoadCommit(t *testing.T) {
+	store := replicator.NewLocal("n1", replicator.ReplicaConfig{})
+	t.Cleanup(func() { store.Close() })
+	clk := newClock()
+	mgr, err := New(store, Config{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := mgr.Load(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := mgr.Load(ctx, "other"); again != ctx {
+		t.Fatal("Load replaced the session of a context that has one")
+	}
+	if tok, exp, err := mgr.Commit(ctx); tok != "" || !exp.IsZero() || err != nil || store.Len() != 0 {
+		t.Fatalf("empty session committed: %q %v %v", tok, exp, err)
+	}
+	if err := mgr.Put(ctx, "user", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	tok, exp, err := mgr.Commit(ctx)
+	if err != nil || routeOf(tok) != "n1" || store.Get(idOf(t, tok)) == nil {
+		t.Fatalf("Commit: %q %v", tok, err)
+	}
+	if want := clk.Now().Add(30 * time.Minute); !exp.Equal(want) {
+		t.Fatalf("expiry %v, want the idle timeout's end %v", exp, want)
+	}
+	// Still usable: a second change and Commit keep the token.
+	if err := mgr.Put(ctx, "n", 2); err != nil {
+		t.Fatal(err)
+	}
+	if tok2, _, err := mgr.Commit(ctx); tok2 != tok || err != nil {
+		t.Fatalf("second Commit: %q %v", tok2, err)
+	}
+	// Load by token (elsewhere, later) finds both values, and so does a
+	// browser request carrying the token.
+	ctx2, _ := mgr.Load(t.Context(), tok)
+	if mgr.GetString(ctx2, "user") != "alice" || mgr.GetInt(ctx2, "n") != 2 {
+		t.Fatal("Load by token lost values")
+	}
+	b := &recBrowser{h: mgr.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, mgr.GetString(r.Context(), "user"))
+	})), cookie: &http.Cookie{Name: "hanode_session", Value: tok}}
+	if got := b.do("GET", "/").Body.String(); got != "alice" {
+		t.Fatalf("browser with the token sees %q", got)
+	}
+	// IdleTimeout < 0 (none): the expiry is the absolute deadline.
+	m2, _ := New(store, Config{IdleTimeout: -1, Clock: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	ctx3, _ := m2.Load(t.Context(), "")
+	m2.Put(ctx3, "k", "v")
+	if _, exp, _ := m2.Commit(ctx3); !exp.Equal(clk.Now().Add(24 * time.Hour)) {
+		t.Fatalf("expiry without idle timeout %v", exp)
+	}
+	if _, _, err := mgr.Commit(t.Context()); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("Commit without a session: %v", err)
+	}
+}

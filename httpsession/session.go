@@ -90,6 +90,7 @@ type Session struct {
 	destroyOld     *replicator.Session // destroyed in this request, invalidate at commit
 	renameFrom     string              // stored ID to rename from at commit
 	displace       []string            // sessions to displace after commit
+	merged         []string            // sessions merged in (MergeSession), destroyed after commit
 
 	committed bool
 	lastRes   replicator.CommitResult
@@ -207,6 +208,11 @@ type limiter interface {
 // as the replica counts them (keys, values and principal of the session
 // as this request sees it).
 func (s *Session) fitsLocked(key string, raw []byte) error {
+	return s.fitManyLocked(map[string][]byte{key: raw})
+}
+
+// fitManyLocked is fitsLocked for several keys at once.
+func (s *Session) fitManyLocked(add map[string][]byte) error {
 	l, ok := s.m.store.(limiter)
 	if !ok {
 		return nil
@@ -216,13 +222,16 @@ func (s *Session) fitsLocked(key string, raw []byte) error {
 		return nil
 	}
 	cfg := r.Config()
-	if cfg.MaxAttrBytes > 0 && len(raw) > cfg.MaxAttrBytes {
-		return fmt.Errorf("%w: attribute %q is %d bytes encoded, limit %d (replicator.ReplicaConfig.MaxAttrBytes)", ErrTooLarge, key, len(raw), cfg.MaxAttrBytes)
+	n := len(s.principal)
+	for key, raw := range add {
+		if cfg.MaxAttrBytes > 0 && len(raw) > cfg.MaxAttrBytes {
+			return fmt.Errorf("%w: attribute %q is %d bytes encoded, limit %d (replicator.ReplicaConfig.MaxAttrBytes)", ErrTooLarge, key, len(raw), cfg.MaxAttrBytes)
+		}
+		n += len(key) + len(raw)
 	}
 	if cfg.MaxSessionBytes > 0 {
-		n := len(s.principal) + len(key) + len(raw)
 		for k, e := range s.entries {
-			if k != key && !e.deleted {
+			if _, replaced := add[k]; !replaced && !e.deleted {
 				n += len(k) + len(e.raw)
 			}
 		}
@@ -363,8 +372,71 @@ func (s *Session) Destroy() error {
 	s.principal, s.entries = "", nil
 	s.principalDirty, s.metaDirty, s.takeover, s.reissue, s.cookieDirty = false, false, false, false, false
 	s.capChecked, s.touched = false, false
-	s.renameFrom, s.displace = "", nil
+	s.renameFrom, s.displace, s.merged = "", nil, nil
 	s.status = Destroyed
+	return nil
+}
+
+// MergeSession copies the attributes of another session of the same
+// client, named by its token (or bare ID), into this one, overwriting the
+// keys both hold, and destroys the other session on every node once this
+// request commits (not before: a failed commit loses nothing). Use it when
+// a cookie was lost across an OAuth or similar redirect, as with scs's
+// MergeSession; call Clear first to keep none of this session's values.
+// The other session's later deadline carries over; its principal does not
+// (call SetPrincipal). Merging this session itself, or a token the store
+// does not know (or that expired), is a no-op that returns nil. The merged
+// values are checked against the store's limits like Put (ErrTooLarge),
+// and an undecodable one fails the merge, changing nothing.
+func (s *Session) MergeSession(token string) error {
+	id, _, ok := ParseID(token)
+	if !ok {
+		return nil
+	}
+	snap := s.m.store.Get(id)
+	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) || expired(snap, s.m.now()) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return s.writable()
+	}
+	if (s.stored && sameID(s.storedID, id)) || (s.id != "" && sameID(s.id, id)) {
+		return nil
+	}
+	in := make(map[string]entry, len(snap.Attrs))
+	raws := make(map[string][]byte, len(snap.Attrs))
+	for k, a := range snap.Attrs {
+		if a.Deleted || strings.HasPrefix(k, reservedPrefix) {
+			continue
+		}
+		v, err := decodeValue(s.m.cfg.Codec, a.Value)
+		if err != nil {
+			return fmt.Errorf("httpsession: merge session: attribute %q: %w", k, err)
+		}
+		in[k] = entry{val: v, raw: a.Value, dirty: true, mutable: a.Value[0] == tagBytes || a.Value[0] == tagCodec}
+		raws[k] = a.Value
+	}
+	if err := s.fitManyLocked(raws); err != nil {
+		return fmt.Errorf("httpsession: merge session: %w", err)
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if s.entries == nil {
+		s.entries = make(map[string]entry, len(in))
+	}
+	for k, e := range in {
+		s.entries[k] = e
+	}
+	if s.deadline != 0 && snap.Deadline > s.deadline {
+		s.deadline = snap.Deadline
+		s.cookieDirty = true
+	}
+	s.metaDirty = true // commit even when the other session held no values
+	s.merged = append(s.merged, id)
+	s.status = Modified
 	return nil
 }
 
@@ -644,6 +716,14 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		}
 	}
 	s.displace = nil
+	for _, id := range s.merged {
+		if o := m.store.Get(id); o != nil && !o.Destroyed {
+			if err := m.destroyID(ctx, o, replicator.ReasonInvalidated); err != nil {
+				m.cfg.Logger.Warn("httpsession: cannot destroy merged session", "session", ShortHash(id), "err", err)
+			}
+		}
+	}
+	s.merged = nil
 	return s.done(res, nil)
 }
 
