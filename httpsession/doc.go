@@ -112,10 +112,16 @@
 // refuses the new login. Config.MaxActive bounds live sessions, refusing
 // new ones (ErrTooManySessions) or evicting the oldest.
 //
-// Commits are asynchronous by default (applied locally, replicated in the
-// background). Config.Consistency, ConsistencyContext or SetConsistency
-// ask for an acknowledgement from one or all peers; LastCommit and
-// OnCommit tell whether it was met.
+// What "committed before the first byte" guarantees depends on the
+// consistency. Async (the default): the change is applied to this node's
+// replica and queued for the peers; nobody waits for the network.
+// Sync: it is also acknowledged by at least one peer; SyncAll: by every
+// live peer. Config.Consistency, ConsistencyContext or SetConsistency
+// choose it. A sync wait is bounded (the cluster's SyncTimeout, 100 ms by
+// default): when it runs out, or when no peer is alive, the response goes
+// on with the change applied locally and still queued, and LastCommit and
+// OnCommit report Replicated false (TimedOut true after a timeout). With
+// HA off (replicator.Local) nothing is replicated whatever the mode.
 //
 // # Moving from scs
 //
