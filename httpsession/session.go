@@ -208,11 +208,12 @@ type limiter interface {
 // as the replica counts them (keys, values and principal of the session
 // as this request sees it).
 func (s *Session) fitsLocked(key string, raw []byte) error {
-	return s.fitManyLocked(map[string][]byte{key: raw})
+	return s.fitManyLocked(1, func(i int) (string, []byte) { return key, raw })
 }
 
-// fitManyLocked is fitsLocked for several keys at once.
-func (s *Session) fitManyLocked(add map[string][]byte) error {
+// fitManyLocked is fitsLocked for n keys at once; at(i) returns the i-th
+// key and encoding.
+func (s *Session) fitManyLocked(n int, at func(i int) (string, []byte)) error {
 	l, ok := s.m.store.(limiter)
 	if !ok {
 		return nil
@@ -222,22 +223,32 @@ func (s *Session) fitManyLocked(add map[string][]byte) error {
 		return nil
 	}
 	cfg := r.Config()
-	n := len(s.principal)
-	for key, raw := range add {
+	size := len(s.principal)
+	for i := range n {
+		key, raw := at(i)
 		if cfg.MaxAttrBytes > 0 && len(raw) > cfg.MaxAttrBytes {
 			return fmt.Errorf("%w: attribute %q is %d bytes encoded, limit %d (replicator.ReplicaConfig.MaxAttrBytes)", ErrTooLarge, key, len(raw), cfg.MaxAttrBytes)
 		}
-		n += len(key) + len(raw)
+		size += len(key) + len(raw)
 	}
-	if cfg.MaxSessionBytes > 0 {
-		for k, e := range s.entries {
-			if _, replaced := add[k]; !replaced && !e.deleted {
-				n += len(k) + len(e.raw)
-			}
+	if cfg.MaxSessionBytes <= 0 {
+		return nil
+	}
+	for k, e := range s.entries {
+		if e.deleted {
+			continue
 		}
-		if n > cfg.MaxSessionBytes {
-			return fmt.Errorf("%w: session would be %d bytes, limit %d (replicator.ReplicaConfig.MaxSessionBytes)", ErrTooLarge, n, cfg.MaxSessionBytes)
+		replaced := false
+		for i := 0; i < n && !replaced; i++ {
+			key, _ := at(i)
+			replaced = key == k
 		}
+		if !replaced {
+			size += len(k) + len(e.raw)
+		}
+	}
+	if size > cfg.MaxSessionBytes {
+		return fmt.Errorf("%w: session would be %d bytes, limit %d (replicator.ReplicaConfig.MaxSessionBytes)", ErrTooLarge, size, cfg.MaxSessionBytes)
 	}
 	return nil
 }
@@ -406,7 +417,7 @@ func (s *Session) MergeSession(token string) error {
 		return nil
 	}
 	in := make(map[string]entry, len(snap.Attrs))
-	raws := make(map[string][]byte, len(snap.Attrs))
+	var keys []string
 	for k, a := range snap.Attrs {
 		if a.Deleted || strings.HasPrefix(k, reservedPrefix) {
 			continue
@@ -416,9 +427,9 @@ func (s *Session) MergeSession(token string) error {
 			return fmt.Errorf("httpsession: merge session: attribute %q: %w", k, err)
 		}
 		in[k] = entry{val: v, raw: a.Value, dirty: true, mutable: a.Value[0] == tagBytes || a.Value[0] == tagCodec}
-		raws[k] = a.Value
+		keys = append(keys, k)
 	}
-	if err := s.fitManyLocked(raws); err != nil {
+	if err := s.fitManyLocked(len(keys), func(i int) (string, []byte) { return keys[i], in[keys[i]].raw }); err != nil {
 		return fmt.Errorf("httpsession: merge session: %w", err)
 	}
 	if err := s.writable(); err != nil {
