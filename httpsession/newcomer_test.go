@@ -159,8 +159,14 @@ func TestPutTooLarge(t *testing.T) {
 	if putErr != nil {
 		t.Fatalf("replacing a value within the limit: %v", putErr)
 	}
-	if got := strings.Count(logs.String(), "value not stored"); got != 2 {
-		t.Fatalf("%d warnings logged, want 2:\n%s", got, logs)
+	// A new visitor whose first Put is refused gets no session and no cookie.
+	fresh := &recBrowser{h: b.h}
+	w = fresh.do("POST", "/?k=big&n="+n(700))
+	if !errors.Is(putErr, ErrTooLarge) || fresh.cookie != nil || w.Header().Get("Set-Cookie") != "" || store.Len() != 1 {
+		t.Fatalf("refused first Put: %v, cookie %v, %d sessions", putErr, fresh.cookie, store.Len())
+	}
+	if got := strings.Count(logs.String(), "value not stored"); got != 3 {
+		t.Fatalf("%d warnings logged, want 3:\n%s", got, logs)
 	}
 	if mgr.Stats().CommitErrors != 0 {
 		t.Fatal("a refused Put reached the commit")

@@ -181,12 +181,18 @@ func (s *Session) put(key string, v any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.writable(); err != nil {
-		return err
+	if !s.started { // a refused Put has no side effect (no ID minted, nobody evicted)
+		if err := s.fitsLocked(key, raw); err != nil {
+			err = fmt.Errorf("httpsession: put %q: %w", key, err)
+			hash := ""
+			if s.id != "" {
+				hash = ShortHash(s.id)
+			}
+			s.m.cfg.Logger.Warn("httpsession: value not stored", "session", hash, "key", key, "err", err)
+			return err
+		}
 	}
-	if err := s.fitsLocked(key, raw); err != nil {
-		err = fmt.Errorf("httpsession: put %q: %w", key, err)
-		s.m.cfg.Logger.Warn("httpsession: value not stored", "session", ShortHash(s.id), "key", key, "err", err)
+	if err := s.writable(); err != nil {
 		return err
 	}
 	if s.entries == nil {
