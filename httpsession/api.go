@@ -33,7 +33,9 @@ func (m *Manager) Put(ctx context.Context, key string, v any) error {
 	return s.Put(key, v)
 }
 
-// Get returns the value under key, or nil.
+// Get returns the value under key, or nil. A value changed in place after
+// Get is not committed unless it is Put back (or Config.Dirty is
+// DetectMutations): see (*Session).Get for the pattern.
 func (m *Manager) Get(ctx context.Context, key string) any {
 	if s := m.session(ctx); s != nil {
 		return s.Get(key)
@@ -94,6 +96,65 @@ func (m *Manager) Destroy(ctx context.Context) error {
 		return s.Destroy()
 	}
 	return ErrNoSession
+}
+
+// MergeSession copies the attributes of the session of token into the
+// request's session and destroys the other one after the commit; see
+// (*Session).MergeSession.
+func (m *Manager) MergeSession(ctx context.Context, token string) error {
+	if s := m.session(ctx); s != nil {
+		return s.MergeSession(token)
+	}
+	return ErrNoSession
+}
+
+// Load returns a context carrying the session of token, for code that
+// handles a session outside LoadAndSave (a WebSocket read loop, a
+// background job, a gRPC interceptor), as scs's Load does. token is what
+// Token returned; "" or a token the store does not know gives a new,
+// empty session (a fresh ID is minted at its first change). The session
+// works as in a handler, but nothing is committed by itself: call Commit.
+// When ctx already carries a session of this Manager, Load returns ctx as
+// it is. The error is always nil; it is there for scs's signature.
+func (m *Manager) Load(ctx context.Context, token string) (context.Context, error) {
+	if m.session(ctx) != nil {
+		return ctx, nil
+	}
+	s := &Session{}
+	m.loadToken(s, ctx, token)
+	return context.WithValue(ctx, ctxKey{}, s), nil
+}
+
+// Commit commits the session in ctx now, as scs's Commit does, and
+// returns its token and when it expires: its absolute deadline, or the
+// end of its idle timeout when that comes first. For a session with
+// nothing stored (or destroyed) the token is "" and the time zero. Under
+// LoadAndSave it is Flush with the token added (the cookie is set by the
+// middleware); for a session from Load it is the only way to save it, and
+// the session stays usable for more changes and Commits.
+func (m *Manager) Commit(ctx context.Context) (token string, expiry time.Time, err error) {
+	s := m.session(ctx)
+	if s == nil {
+		return "", time.Time{}, ErrNoSession
+	}
+	if _, err := s.Flush(); err != nil {
+		return "", time.Time{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored || s.id == "" {
+		return "", time.Time{}, nil
+	}
+	exp := s.deadline
+	if s.idle > 0 {
+		if e := m.now() + s.idle; exp == 0 || e < exp {
+			exp = e
+		}
+	}
+	if exp != 0 {
+		expiry = time.Unix(0, exp)
+	}
+	return formatToken(s.id, m.node), expiry, nil
 }
 
 // RenewToken gives the session a new ID (call it on login).

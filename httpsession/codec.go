@@ -2,6 +2,7 @@ package httpsession
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/binary"
 	"encoding/gob"
 	"encoding/json"
@@ -9,9 +10,16 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 )
+
+// ErrUnencodable wraps the errors of values that the codec can never
+// encode faithfully, whatever is registered: a chan, a func, an unsafe
+// pointer, or (with GobCodec) a struct with unexported fields that gob
+// would silently drop. Put returns it; nothing is stored.
+var ErrUnencodable = errors.New("httpsession: value cannot be stored")
 
 // Codec turns attribute values into bytes and back. The Manager encodes the
 // common immutable types (string, int, int32, int64, bool, float64, []byte,
@@ -30,15 +38,186 @@ type Codec interface {
 // GobCodec encodes values with encoding/gob. It is the default. Values of
 // your own types stored with the untyped API must be registered with
 // gob.Register (typed keys from NewKey do that for you).
+//
+// GobCodec refuses, with ErrUnencodable, what gob would lose: a chan or
+// func value (gob can never encode one), and a struct type with an
+// unexported field or a chan/func field (gob silently drops those, so the
+// value would come back different on the next request or on another
+// node). Export the fields, or give the type GobEncode/GobDecode (or
+// MarshalBinary/UnmarshalBinary) methods: types with such methods are
+// trusted as they are. The check looks at types, once per type; values
+// held in interface fields are checked when gob reports an error.
 type GobCodec struct{}
 
 // Encode implements Codec.
 func (GobCodec) Encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
+	if err := gobCheck(reflect.TypeOf(v)); err != nil {
 		return nil, err
 	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
+		return nil, explainGobError(v, err)
+	}
 	return buf.Bytes(), nil
+}
+
+var gobChecked sync.Map // reflect.Type -> error (nil stored as errOK)
+
+var errOK = errors.New("ok")
+
+// gobCheck reports why values of type t would not survive gob (see
+// GobCodec), or nil. The result is cached per type.
+func gobCheck(t reflect.Type) error {
+	if t == nil {
+		return nil
+	}
+	if e, ok := gobChecked.Load(t); ok {
+		if e == errOK {
+			return nil
+		}
+		return e.(error)
+	}
+	err := checkGobType(t, "", map[reflect.Type]bool{})
+	if err == nil {
+		gobChecked.Store(t, errOK)
+	} else {
+		gobChecked.Store(t, err)
+	}
+	return err
+}
+
+var (
+	gobEncoderType  = reflect.TypeFor[gob.GobEncoder]()
+	binaryMarshaler = reflect.TypeFor[encoding.BinaryMarshaler]()
+	textMarshaler   = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// encodesItself reports whether gob encodes t through a method of its own
+// rather than field by field.
+func encodesItself(t reflect.Type) bool {
+	for _, i := range []reflect.Type{gobEncoderType, binaryMarshaler, textMarshaler} {
+		if t.Implements(i) || (t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(i)) {
+			return true
+		}
+	}
+	return false
+}
+
+func checkGobType(t reflect.Type, path string, seen map[reflect.Type]bool) error {
+	if seen[t] || encodesItself(t) {
+		return nil
+	}
+	seen[t] = true
+	where := ""
+	if path != "" {
+		where = " (at " + strings.TrimPrefix(path, ".") + ")"
+	}
+	switch t.Kind() {
+	case reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return fmt.Errorf("%w: %s%s is a %s, which can never be encoded (gob has no encoding for it, and registering the type does not help): store the data it refers to instead", ErrUnencodable, t, where, kindName(t.Kind()))
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return checkGobType(t.Elem(), path+"[]", seen)
+	case reflect.Map:
+		if err := checkGobType(t.Key(), path+"[key]", seen); err != nil {
+			return err
+		}
+		return checkGobType(t.Elem(), path+"[]", seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Name == "_" {
+				continue
+			}
+			if !f.IsExported() {
+				return fmt.Errorf("%w: %s has the unexported field %s%s, which gob would silently drop: export it, or give %s GobEncode/GobDecode methods", ErrUnencodable, t, f.Name, where, t)
+			}
+			if err := checkGobType(f.Type, path+"."+f.Name, seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func kindName(k reflect.Kind) string {
+	if k == reflect.UnsafePointer {
+		return "unsafe.Pointer"
+	}
+	return k.String()
+}
+
+// explainGobError turns gob's error for v into one that says what to do.
+// gob reports a chan or func inside an interface as "type not registered",
+// which invites a gob.Register that cannot help; look for one first.
+func explainGobError(v any, err error) error {
+	budget := 10000
+	if e := findUnencodable(reflect.ValueOf(v), &budget); e != nil {
+		return e
+	}
+	if strings.Contains(err.Error(), "type not registered") {
+		return fmt.Errorf("%w (register the type with gob.Register once at start-up, or store it with a typed key from NewKey, which registers it)", err)
+	}
+	return err
+}
+
+// findUnencodable walks v (interfaces, pointers, containers; at most
+// *budget values) and returns gobCheck's error for the first dynamic type
+// that gob cannot encode faithfully.
+func findUnencodable(v reflect.Value, budget *int) error {
+	if !v.IsValid() || *budget <= 0 {
+		return nil
+	}
+	*budget--
+	switch v.Kind() {
+	case reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		e := v.Elem()
+		if err := gobCheck(e.Type()); err != nil {
+			return err
+		}
+		return findUnencodable(e, budget)
+	case reflect.Pointer:
+		if v.IsNil() || encodesItself(v.Type()) {
+			return nil
+		}
+		return findUnencodable(v.Elem(), budget)
+	case reflect.Slice, reflect.Array:
+		if encodesItself(v.Type()) {
+			return nil
+		}
+		for i := range v.Len() {
+			if err := findUnencodable(v.Index(i), budget); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if encodesItself(v.Type()) {
+			return nil
+		}
+		it := v.MapRange()
+		for it.Next() {
+			if err := findUnencodable(it.Key(), budget); err != nil {
+				return err
+			}
+			if err := findUnencodable(it.Value(), budget); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		if encodesItself(v.Type()) {
+			return nil
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				if err := findUnencodable(v.Field(i), budget); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Decode implements Codec.
@@ -56,7 +235,9 @@ func (GobCodec) Decode(data []byte, ptr any) error {
 // JSONCodec encodes values with encoding/json. Untyped Get of a value that
 // is not one of the common types returns what encoding/json produces for
 // an interface (map[string]any, []any, float64...); use typed keys to get
-// your own types back.
+// your own types back. Like encoding/json everywhere, it skips unexported
+// struct fields (and fields tagged `json:"-"`) without an error: such a
+// field comes back as its zero value.
 type JSONCodec struct{}
 
 // Encode implements Codec.

@@ -85,6 +85,7 @@ type CookieConfig struct {
 	Domain string // default "": host-only cookie
 	Path   string // default "/"
 	// AllowScript drops the HttpOnly attribute. Default false: HttpOnly.
+	// It is scs's HttpOnly inverted.
 	AllowScript bool
 	// Secure sends the cookie over HTTPS only. Default false; set it in
 	// production. Required with SameSite=None.
@@ -97,6 +98,7 @@ type CookieConfig struct {
 	// BrowserSession makes the cookie a browser-session cookie (no
 	// Expires) unless the handler calls RememberMe(ctx, true). Default
 	// false: the cookie persists until the session's absolute deadline.
+	// It is scs's Persist inverted.
 	BrowserSession bool
 }
 
@@ -107,7 +109,7 @@ type Config struct {
 	// Default 24h.
 	Lifetime time.Duration
 	// IdleTimeout ends a session not used for this long. Default 30m;
-	// negative means none.
+	// negative means none. (scs differs: its 0 means none.)
 	IdleTimeout time.Duration
 	Cookie      CookieConfig
 	// HeaderName, when set, lets API clients send the token in this

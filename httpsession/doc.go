@@ -73,8 +73,17 @@
 // concurrent write.
 //
 // By default (DirtyPolicy WrittenKeys) a value read with Get and mutated in
-// place is not replicated unless Put again; DetectMutations re-encodes
-// such values at commit and replicates those whose encoding changed.
+// place is neither committed nor replicated: the change is lost when the
+// request ends unless the value is Put again. The pattern that works:
+//
+//	cart, _ := cartKey.Get(ctx)
+//	cart.Items = append(cart.Items, item)
+//	err := cartKey.Put(ctx, cart)
+//
+// Config.Dirty = DetectMutations re-encodes, at commit, every mutable
+// value read in the request and replicates those whose encoding changed,
+// at the cost of one encoding per value read. Either way, a value changed
+// after its Put and before the response starts is stored with the change.
 //
 // # Values and codecs
 //
@@ -90,7 +99,10 @@
 //
 // Sessions end after Config.IdleTimeout without use or Config.Lifetime
 // after creation, whichever comes first; the store's timers expire them
-// and a request that finds an expired session replaces it. OnEvent
+// and a request that finds an expired session replaces it. There is no
+// cleanup step to remember: replicator.Local arms a timer with its first
+// commit (no goroutine while idle; Local.Close stops it) and the cluster
+// runtime runs its own expiry loop until it stops. OnEvent
 // reports creation, destruction (with its reason: invalidated, expired,
 // displaced, evicted), renewal and takeover.
 //
@@ -100,16 +112,54 @@
 // refuses the new login. Config.MaxActive bounds live sessions, refusing
 // new ones (ErrTooManySessions) or evicting the oldest.
 //
-// Commits are asynchronous by default (applied locally, replicated in the
-// background). Config.Consistency, ConsistencyContext or SetConsistency
-// ask for an acknowledgement from one or all peers. A sync commit that is
-// not acknowledged in time fails with replicator.ErrNotReplicated: the
-// middleware answers 503 through Config.ErrorFunc (ErrorStatus maps
-// commit errors to status codes: 503, 413 for an oversized session, 500),
-// or a handler that called Flush gets the error and answers itself. After
-// a 503 the change may or may not be applied (indeterminate, like any
-// failed request); the node rebinds the cookie to itself, so that a retry
-// on another node commits above it and wins.
+// What "committed before the first byte" guarantees depends on the
+// consistency. Async (the default): the change is applied to this node's
+// replica and queued for the peers; nobody waits for the network.
+// Sync: it is also acknowledged by at least one peer; SyncAll: by every
+// live peer. Config.Consistency, ConsistencyContext or SetConsistency
+// choose it. With HA off (replicator.Local) nothing is replicated whatever
+// the mode. A sync commit that is not acknowledged in time (the cluster's
+// SyncTimeout, 100 ms by default), or that finds no live peer, fails with
+// replicator.ErrNotReplicated: the middleware answers 503 through
+// Config.ErrorFunc (ErrorStatus maps commit errors to status codes: 503,
+// 413 for an oversized session, 500), or a handler that called Flush gets
+// the error and answers itself. After a 503 the change may or may not be
+// applied (indeterminate, like any failed request); the node rebinds the
+// cookie to itself, so that a retry on another node commits above it and
+// wins.
+//
+// # Moving from scs
+//
+// The vocabulary is scs's (github.com/alexedwards/scs/v2), as Manager
+// methods taking the request context: LoadAndSave, Put, Get and the typed
+// getters, Pop..., Remove, Exists, Keys, Clear, Destroy, RenewToken,
+// RememberMe, Deadline, SetDeadline, Token, Status, Iterate, MergeSession,
+// and Load and Commit for sessions outside the middleware. What differs:
+//
+//	scs                           httpsession
+//	SessionManager.IdleTimeout    Config.IdleTimeout: scs's 0 means no idle timeout
+//	  (default 0: none)             (its default); here 0 means the default, 30m, and
+//	                                a negative value means none
+//	Lifetime (default 24h)        Config.Lifetime (default 24h)
+//	Cookie.Name ("session")       Config.Cookie.Name ("hanode_session")
+//	Cookie.HttpOnly (true)        Config.Cookie.AllowScript (false): HttpOnly = !AllowScript
+//	Cookie.Persist (true)         Config.Cookie.BrowserSession (false): Persist = !BrowserSession
+//	Cookie.Secure, SameSite,      Config.Cookie.Secure, SameSite (Lax), Partitioned,
+//	  Partitioned, Domain, Path     Domain, Path: same meaning, same defaults
+//	Store, Codec                  the replicator.Store given to New; Config.Codec
+//	ErrorFunc                     Config.ErrorFunc
+//	token: random string          token: "<id>.<route>", the route naming the node
+//	WriteSessionCookie            none: LoadAndSave writes the cookie; after Load and
+//	                                Commit, send the token Commit returns yourself
+//
+// The two booleans are inverted so that the zero Config is the secure
+// default, as scs's defaults are. Two habits to drop: changing a value
+// read with Get without putting it back (see Get), and relying on a Put
+// that fails silently (Put returns its error here).
+//
+// An scs application that keeps scs can still replicate its sessions
+// with the adapter module github.com/hanode/hanode/httpsession/scsstore
+// (its own go.mod); its limits are in the README.
 //
 // # API clients
 //

@@ -1,6 +1,7 @@
 package httpsession_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -111,4 +112,53 @@ func ExampleFromContext() {
 func ExampleShortHash() {
 	fmt.Println(len(httpsession.ShortHash("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.web1")))
 	// Output: 12
+}
+
+// Load and Commit handle a session outside LoadAndSave, for example in a
+// WebSocket read loop or a background job that has the token.
+func ExampleManager_Load() {
+	store := replicator.NewLocal("web1", replicator.DefaultReplicaConfig())
+	defer store.Close()
+	sessions, err := httpsession.New(store, httpsession.DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	ctx, _ := sessions.Load(context.Background(), "") // "" or an unknown token: a new session
+	if err := sessions.Put(ctx, "job", "started"); err != nil {
+		panic(err)
+	}
+	token, expiry, err := sessions.Commit(ctx) // nothing is committed without it
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(strings.HasSuffix(token, ".web1"), !expiry.IsZero())
+
+	later, _ := sessions.Load(context.Background(), token)
+	fmt.Println(sessions.GetString(later, "job"))
+	// Output:
+	// true true
+	// started
+}
+
+// A value changed in place after Get is saved only when it is Put back.
+func ExampleSession_Get() {
+	store := replicator.NewLocal("web1", replicator.DefaultReplicaConfig())
+	defer store.Close()
+	sessions, _ := httpsession.New(store, httpsession.DefaultConfig())
+	cartKey := httpsession.NewKey[[]string]("cart")
+
+	ctx, _ := sessions.Load(context.Background(), "")
+	_ = cartKey.Put(ctx, []string{"apple"})
+	token, _, _ := sessions.Commit(ctx)
+
+	ctx, _ = sessions.Load(context.Background(), token)
+	cart, _ := cartKey.Get(ctx)
+	cart = append(cart, "pear")
+	_ = cartKey.Put(ctx, cart) // without this line the pear is lost
+	_, _, _ = sessions.Commit(ctx)
+
+	ctx, _ = sessions.Load(context.Background(), token)
+	cart, _ = cartKey.Get(ctx)
+	fmt.Println(cart)
+	// Output: [apple pear]
 }

@@ -23,7 +23,9 @@ func NewKey[T any](name string) Key[T] {
 func (k Key[T]) Name() string { return k.name }
 
 // Get returns the value under the key. ok is false when the key is absent
-// or holds a value that is not a T.
+// or holds a value that is not a T. Changing v in place (a map, a slice, a
+// pointer's target) is not committed unless you Put it back (or
+// Config.Dirty is DetectMutations); see (*Session).Get.
 func (k Key[T]) Get(ctx context.Context) (v T, ok bool) {
 	s, found := FromContext(ctx)
 	if !found {

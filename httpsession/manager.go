@@ -139,14 +139,19 @@ func expired(s *replicator.Session, now int64) bool {
 
 // load fills s for request r.
 func (m *Manager) load(s *Session, r *http.Request) {
-	s.m = m
-	s.ctx = r.Context()
-	s.consistency = m.cfg.Consistency
-	if c, ok := r.Context().Value(consistencyKey{}).(replicator.Consistency); ok {
-		s.consistency = c
-	}
 	tok, fromHeader := m.token(r)
 	s.fromHeader = fromHeader
+	m.loadToken(s, r.Context(), tok)
+}
+
+// loadToken fills s with the session of token tok, for a request's ctx.
+func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
+	s.m = m
+	s.ctx = ctx
+	s.consistency = m.cfg.Consistency
+	if c, ok := ctx.Value(consistencyKey{}).(replicator.Consistency); ok {
+		s.consistency = c
+	}
 	id, route, ok := ParseID(tok)
 	if !ok {
 		return
@@ -157,14 +162,14 @@ func (m *Manager) load(s *Session, r *http.Request) {
 	}
 	now := m.now()
 	if expired(snap, now) {
-		m.destroyID(r.Context(), snap, replicator.ReasonExpired)
+		m.destroyID(ctx, snap, replicator.ReasonExpired)
 		return
 	}
 	if err := s.loadAttrs(snap); err != nil {
 		m.stats.undecodable.Add(1)
 		m.cfg.Logger.Warn("httpsession: dropping session with undecodable value",
 			"session", ShortHash(id), "err", err)
-		m.destroyID(r.Context(), snap, replicator.ReasonInvalidated)
+		m.destroyID(ctx, snap, replicator.ReasonInvalidated)
 		s.entries = nil
 		return
 	}

@@ -90,6 +90,7 @@ type Session struct {
 	destroyOld     *replicator.Session // destroyed in this request, invalidate at commit
 	renameFrom     string              // stored ID to rename from at commit
 	displace       []string            // sessions to displace after commit
+	merged         []string            // sessions merged in (MergeSession), destroyed after commit
 
 	committed bool
 	lastRes   replicator.CommitResult
@@ -155,8 +156,22 @@ func (s *Session) context() context.Context {
 	return context.Background()
 }
 
+// ErrTooLarge is returned by Put when the value, or the session with it,
+// would exceed the store's limits (replicator.ReplicaConfig's
+// MaxAttrBytes, default 256 KiB, and MaxSessionBytes, default 1 MiB); the
+// message names the limit. It is replicator.ErrTooLarge itself, so
+// errors.Is matches either name, including for a commit that the store
+// refuses later (a session that grew on another node meanwhile).
+var ErrTooLarge = replicator.ErrTooLarge
+
 // Put stores v under key. v is encoded now: a value that cannot be encoded
-// is an error here, never a silent loss at commit.
+// (ErrUnencodable, or the Codec's error) or that would not fit the store's
+// limits (ErrTooLarge) is an error here, logged as a warning, and nothing
+// is stored; never a silent loss or a failure at commit.
+//
+// A mutable value (a map, a slice, a pointer, a struct holding them) is
+// encoded again at commit, so changes made to v after Put and before the
+// response starts are stored too.
 func (s *Session) Put(key string, v any) error {
 	if strings.HasPrefix(key, reservedPrefix) {
 		return fmt.Errorf("httpsession: key %q is reserved", key)
@@ -168,10 +183,23 @@ func (s *Session) put(key string, v any) error {
 	raw, mutable, err := encodeValue(s.m.cfg.Codec, v)
 	if err != nil {
 		s.m.stats.encodeErrors.Add(1)
-		return fmt.Errorf("httpsession: put %q: %w", key, err)
+		err = fmt.Errorf("httpsession: put %q: %w", key, err)
+		s.m.cfg.Logger.Warn("httpsession: value not stored", "session", s.Hash(), "key", key, "type", fmt.Sprintf("%T", v), "err", err)
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.started { // a refused Put has no side effect (no ID minted, nobody evicted)
+		if err := s.fitsLocked(key, raw); err != nil {
+			err = fmt.Errorf("httpsession: put %q: %w", key, err)
+			hash := ""
+			if s.id != "" {
+				hash = ShortHash(s.id)
+			}
+			s.m.cfg.Logger.Warn("httpsession: value not stored", "session", hash, "key", key, "err", err)
+			return err
+		}
+	}
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -183,7 +211,78 @@ func (s *Session) put(key string, v any) error {
 	return nil
 }
 
+// limiter is implemented by the stores whose limits Put checks in advance
+// (replicator.Local and the cluster runtime).
+type limiter interface {
+	Replica() *replicator.Replica
+}
+
+// fitsLocked returns ErrTooLarge, naming the limit, when storing raw under
+// key would exceed the store's attribute or session size limit, counted
+// as the replica counts them (keys, values and principal of the session
+// as this request sees it).
+func (s *Session) fitsLocked(key string, raw []byte) error {
+	return s.fitManyLocked(1, func(i int) (string, []byte) { return key, raw })
+}
+
+// fitManyLocked is fitsLocked for n keys at once; at(i) returns the i-th
+// key and encoding.
+func (s *Session) fitManyLocked(n int, at func(i int) (string, []byte)) error {
+	l, ok := s.m.store.(limiter)
+	if !ok {
+		return nil
+	}
+	r := l.Replica()
+	if r == nil {
+		return nil
+	}
+	cfg := r.Config()
+	size := len(s.principal)
+	for i := range n {
+		key, raw := at(i)
+		if cfg.MaxAttrBytes > 0 && len(raw) > cfg.MaxAttrBytes {
+			return fmt.Errorf("%w: attribute %q is %d bytes encoded, limit %d (replicator.ReplicaConfig.MaxAttrBytes)", ErrTooLarge, key, len(raw), cfg.MaxAttrBytes)
+		}
+		size += len(key) + len(raw)
+	}
+	if cfg.MaxSessionBytes <= 0 {
+		return nil
+	}
+	for k, e := range s.entries {
+		if e.deleted {
+			continue
+		}
+		replaced := false
+		for i := 0; i < n && !replaced; i++ {
+			key, _ := at(i)
+			replaced = key == k
+		}
+		if !replaced {
+			size += len(k) + len(e.raw)
+		}
+	}
+	if size > cfg.MaxSessionBytes {
+		return fmt.Errorf("%w: session would be %d bytes, limit %d (replicator.ReplicaConfig.MaxSessionBytes)", ErrTooLarge, size, cfg.MaxSessionBytes)
+	}
+	return nil
+}
+
 // Get returns the value stored under key, or nil.
+//
+// Changing a value in place (a map, a slice, a struct behind a pointer)
+// after Get does not change the session: with the default Dirty policy,
+// WrittenKeys, only keys written through the API are committed, so the
+// change is lost when the request ends (scs users, beware: scs saves it
+// if anything else in the session changed). Put the value back:
+//
+//	cart := sessions.Get(ctx, "cart").(map[string]int)
+//	cart[item]++
+//	err := sessions.Put(ctx, "cart", cart) // now it is committed and replicated
+//
+// or set Config.Dirty to DetectMutations, which re-encodes every mutable
+// value read in the request at commit and stores those that changed.
+// A value changed after its Put, before the response starts, is stored
+// with the change (the commit encodes it again).
 func (s *Session) Get(key string) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -298,8 +397,71 @@ func (s *Session) Destroy() error {
 	s.principal, s.entries = "", nil
 	s.principalDirty, s.metaDirty, s.takeover, s.reissue, s.cookieDirty = false, false, false, false, false
 	s.capChecked, s.touched = false, false
-	s.renameFrom, s.displace = "", nil
+	s.renameFrom, s.displace, s.merged = "", nil, nil
 	s.status = Destroyed
+	return nil
+}
+
+// MergeSession copies the attributes of another session of the same
+// client, named by its token (or bare ID), into this one, overwriting the
+// keys both hold, and destroys the other session on every node once this
+// request commits (not before: a failed commit loses nothing). Use it when
+// a cookie was lost across an OAuth or similar redirect, as with scs's
+// MergeSession; call Clear first to keep none of this session's values.
+// The other session's later deadline carries over; its principal does not
+// (call SetPrincipal). Merging this session itself, or a token the store
+// does not know (or that expired), is a no-op that returns nil. The merged
+// values are checked against the store's limits like Put (ErrTooLarge),
+// and an undecodable one fails the merge, changing nothing.
+func (s *Session) MergeSession(token string) error {
+	id, _, ok := ParseID(token)
+	if !ok {
+		return nil
+	}
+	snap := s.m.store.Get(id)
+	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) || expired(snap, s.m.now()) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return s.writable()
+	}
+	if (s.stored && sameID(s.storedID, id)) || (s.id != "" && sameID(s.id, id)) {
+		return nil
+	}
+	in := make(map[string]entry, len(snap.Attrs))
+	var keys []string
+	for k, a := range snap.Attrs {
+		if a.Deleted || strings.HasPrefix(k, reservedPrefix) {
+			continue
+		}
+		v, err := decodeValue(s.m.cfg.Codec, a.Value)
+		if err != nil {
+			return fmt.Errorf("httpsession: merge session: attribute %q: %w", k, err)
+		}
+		in[k] = entry{val: v, raw: a.Value, dirty: true, mutable: a.Value[0] == tagBytes || a.Value[0] == tagCodec}
+		keys = append(keys, k)
+	}
+	if err := s.fitManyLocked(len(keys), func(i int) (string, []byte) { return keys[i], in[keys[i]].raw }); err != nil {
+		return fmt.Errorf("httpsession: merge session: %w", err)
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if s.entries == nil {
+		s.entries = make(map[string]entry, len(in))
+	}
+	for k, e := range in {
+		s.entries[k] = e
+	}
+	if s.deadline != 0 && snap.Deadline > s.deadline {
+		s.deadline = snap.Deadline
+		s.cookieDirty = true
+	}
+	s.metaDirty = true // commit even when the other session held no values
+	s.merged = append(s.merged, id)
+	s.status = Modified
 	return nil
 }
 
@@ -599,6 +761,14 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		}
 	}
 	s.displace = nil
+	for _, id := range s.merged {
+		if o := m.store.Get(id); o != nil && !o.Destroyed {
+			if err := m.destroyID(ctx, o, replicator.ReasonInvalidated); err != nil {
+				m.cfg.Logger.Warn("httpsession: cannot destroy merged session", "session", ShortHash(id), "err", err)
+			}
+		}
+	}
+	s.merged = nil
 	return s.done(res, nil)
 }
 

@@ -6,9 +6,74 @@
 #
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh ./cmd/...  # some packages (go test patterns)
+#
+# It first checks the tools below. Run as root on Debian, it installs the
+# missing ones itself (apt-get update, then apt-get install
+# --no-install-recommends); otherwise it prints the exact apt-get line and
+# fails (for a run of some packages only, it warns and goes on).
 set -euo pipefail
 
+# The tools the tests need: "command:debian-package" (several commands
+# "a|b" when any will do). The one list; add yours here.
+tools=(
+	"unshare:util-linux" "nsenter:util-linux" # the private namespaces
+	"ip:iproute2"                             # scripts/netlab
+	"nft:nftables"                            # loss and partitions
+	"haproxy:haproxy" "nginx:nginx-light"     # cmd/hanode/e2e_lb_test.go
+	"chromium|chromium-browser:chromium"      # cmd/hanode/e2e_browser_test.go
+	"redis-server:redis-server" "redis-cli:redis-tools" # scripts/bench comparisons
+)
+
+# missing_packages prints the packages of the tools not found, once each.
+# HANODE_TOOL_PATH replaces where tools are looked for (tests of this
+# script); by default PATH plus the sbin directories.
+missing_packages() {
+	local search="${HANODE_TOOL_PATH:-$PATH:/usr/local/sbin:/usr/sbin:/sbin}"
+	local t cmds pkg c found out=()
+	for t in "${tools[@]}"; do
+		cmds=${t%%:*} pkg=${t#*:} found=
+		for c in ${cmds//|/ }; do
+			if PATH="$search" command -v "$c" >/dev/null 2>&1; then found=1; fi
+		done
+		if [ -z "$found" ] && [[ " ${out[*]-} " != *" $pkg "* ]]; then out+=("$pkg"); fi
+	done
+	echo "${out[*]-}"
+}
+
+check_tools() {
+	local missing line
+	missing=$(missing_packages)
+	[ -n "$missing" ] || return 0
+	line="apt-get install -y --no-install-recommends $missing"
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "== installing missing test tools: $line"
+		export DEBIAN_FRONTEND=noninteractive
+		# shellcheck disable=SC2086
+		apt-get update && apt-get install -y --no-install-recommends $missing || {
+			echo "scripts/test.sh: installing the test tools failed: $line" >&2
+			exit 1
+		}
+		# nftables inside a user namespace cannot load the kernel module.
+		modprobe nf_tables 2>/dev/null || true
+		missing=$(missing_packages)
+		if [ -n "$missing" ]; then
+			echo "scripts/test.sh: still missing after apt-get: $missing" >&2
+			exit 1
+		fi
+		return 0
+	fi
+	if [ ${#pkgs_given[@]} -gt 0 ]; then
+		echo "scripts/test.sh: warning: test tools missing (tests that need them will fail); as root run:" >&2
+		echo "  $line" >&2
+		return 0
+	fi
+	echo "scripts/test.sh: test tools missing; install them as root (or run this script as root on Debian, which installs them):" >&2
+	echo "  $line" >&2
+	exit 1
+}
+
 cd "$(dirname "$0")/.."
+pkgs_given=("$@")
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 # Modules of their own (their dependencies stay out of hanode's go.mod):
@@ -17,6 +82,9 @@ nested=(httpsession/scsstore httpsession/routertest)
 [ $# -eq 0 ] || nested=()
 
 if [ "${HANODE_IN_NETNS:-}" != 1 ]; then
+	check_tools
+	# HANODE_CHECK_TOOLS_ONLY=1: stop after the check (tests of this script).
+	[ "${HANODE_CHECK_TOOLS_ONLY:-}" != 1 ] || exit 0
 	echo "== go mod download"
 	go mod download
 	for m in "${nested[@]}" scripts/bench; do (cd "$m" && go mod download); done
@@ -37,7 +105,6 @@ if [ "${HANODE_IN_NETNS:-}" != 1 ]; then
 	for tool in unshare nsenter ip; do
 		command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool not found: apt-get install util-linux iproute2" >&2; exit 1; }
 	done
-	command -v nft >/dev/null || echo "scripts/test.sh: warning: nft not found (apt-get install nftables); loss and partition tests will fail" >&2
 	if ! unshare -rn true 2>/dev/null; then
 		echo "scripts/test.sh: cannot create a network namespace with 'unshare -rn'." >&2
 		echo "  Enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1," >&2

@@ -6,8 +6,17 @@
 //	sessionManager.Store = scsstore.New(node) // node is a replicator.Store
 //
 // scs encodes the whole session as one blob, so each commit replicates the
-// whole blob (one attribute) rather than the changed keys; move to the
-// httpsession package for per-key merging, takeover routing and the rest.
+// whole blob (one attribute) rather than the changed keys, and the
+// replica's attribute limit (replicator.ReplicaConfig.MaxAttrBytes, 256
+// KiB by default) caps the whole scs session: over it, Commit returns
+// replicator.ErrTooLarge. scs tokens carry no route suffix, so a sticky
+// load balancer needs a stickiness cookie of its own (or a hash of the
+// token); any node can serve any session. Move to the httpsession package
+// for per-key merging, takeover routing and the rest.
+//
+// This is a module of its own (scs stays out of hanode's go.mod). Until
+// hanode publishes versions, depend on a checkout with two replace
+// directives, the adapter's and hanode's (the README shows the commands).
 package scsstore
 
 import (

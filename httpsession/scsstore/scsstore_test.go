@@ -1,15 +1,22 @@
 package scsstore
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/hanode/hanode/httpsession/sessiontest"
+	"github.com/hanode/hanode/replicator"
 )
 
 var (
@@ -60,5 +67,89 @@ func TestSCSAppFailsOver(t *testing.T) {
 	}
 	if got := get(b.URL + "/get"); got != "" {
 		t.Fatalf("after logout: %q", got)
+	}
+}
+
+// TestWholeSessionIsOneAttribute: scs stores the whole session as one
+// attribute, so the replica's attribute limit (MaxAttrBytes) caps the
+// whole scs session; scs's Commit then fails with replicator.ErrTooLarge.
+func TestWholeSessionIsOneAttribute(t *testing.T) {
+	local := replicator.NewLocal("n1", replicator.ReplicaConfig{MaxAttrBytes: 4 << 10})
+	t.Cleanup(func() { local.Close() })
+	sm := scs.New()
+	sm.Store = New(local)
+	var commitErr error
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		commitErr = err
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}
+	h := sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := range 3 { // three values of 2 KB: each fits, together they do not
+			sm.Put(r.Context(), fmt.Sprint("k", i), strings.Repeat("x", 2<<10))
+		}
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/", nil))
+	if !errors.Is(commitErr, replicator.ErrTooLarge) || w.Code != http.StatusRequestEntityTooLarge || local.Len() != 0 {
+		t.Fatalf("commit error %v, status %d, %d sessions", commitErr, w.Code, local.Len())
+	}
+}
+
+// TestDependFromAnotherModule follows the README: an application module
+// outside this repository requires scsstore and replaces both hanode
+// modules with a local checkout; it builds.
+func TestDependFromAnotherModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a module")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module example.com/app\n\ngo 1.26.0\n",
+		"main.go": `package main
+
+import (
+	"net/http"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/hanode/hanode/httpsession/scsstore"
+	"github.com/hanode/hanode/replicator"
+)
+
+func main() {
+	sm := scs.New()
+	sm.Store = scsstore.New(replicator.NewLocal("n1", replicator.ReplicaConfig{}))
+	_ = http.ListenAndServe("127.0.0.1:8080", sm.LoadAndSave(http.NotFoundHandler()))
+}
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Offline: the module cache already holds scs (this module needs it);
+	// no checksum database is reachable from the test namespace.
+	env := append(os.Environ(), "GOPROXY=off", "GOSUMDB=off", "GOFLAGS=-mod=mod", "GOWORK=off")
+	for _, args := range [][]string{
+		{"mod", "edit",
+			"-require=github.com/hanode/hanode/httpsession/scsstore@v0.0.0",
+			"-replace=github.com/hanode/hanode/httpsession/scsstore=" + filepath.Join(root, "httpsession", "scsstore"),
+			"-replace=github.com/hanode/hanode=" + root},
+		{"mod", "tidy"},
+		{"build", "-o", os.DevNull, "."},
+	} {
+		cmd := exec.Command(gobin, args...)
+		cmd.Dir, cmd.Env = dir, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
