@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -157,23 +156,6 @@ func TestFlushErrorHandlerAnswers(t *testing.T) {
 	if l := logBuf.String(); strings.Count(l, "commit failed") != 1 || !strings.Contains(l, "not replicated") {
 		t.Fatalf("the failure is not logged once: %q", l)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A handler that ignores a failed Flush and returns without writing did
