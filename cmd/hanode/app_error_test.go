@@ -93,3 +93,21 @@ func TestDemoAppAnswersCommitErrors(t *testing.T) {
 		}
 	}
 }
+
+// `hanode status --wait` names why a joined sync node is not ready yet.
+func TestStatusWaitShowsReplicationReason(t *testing.T) {
+	t.Setenv("HANODE_ADMIN", "")
+	addr, _ := fakeAdmin(t, []nodeStatus{
+		{Node: "n1", Phase: "ready", NotReadyReason: "no live peer can acknowledge sync commits"},
+		{Node: "n1", Phase: "ready", Ready: true, Sessions: 3},
+	})
+	var out, errb strings.Builder
+	if code := runMain([]string{"hanode", "status", "--wait", "--poll", "1ms", "--admin", addr}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"n1: not ready: no live peer can acknowledge sync commits", "ready, holding 3 sessions"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

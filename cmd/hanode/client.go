@@ -92,7 +92,7 @@ func printStatus(w io.Writer, body []byte) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, k := range []string{"node", "version", "ha", "ready", "draining", "sessions", "members", "view_id", "uptime"} {
+	for _, k := range []string{"node", "version", "ha", "ready", "not_ready_reason", "draining", "consistency", "replication", "sessions", "members", "view_id", "uptime"} {
 		if v, ok := st[k]; ok {
 			fmt.Fprintf(tw, "%s:\t%v\n", k, v)
 		}

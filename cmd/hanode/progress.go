@@ -30,6 +30,7 @@ type nodeStatus struct {
 	TransferTotal    int64  `json:"transfer_total"`
 	PendingDeltas    int    `json:"pending_deltas"`
 	InFlight         int64  `json:"in_flight"`
+	NotReadyReason   string `json:"not_ready_reason"`
 }
 
 // follow polls /status until done reports true, printing line(st) when it
@@ -74,6 +75,8 @@ func joinProgress(st nodeStatus) string {
 		return fmt.Sprintf("%s: receiving the cluster's sessions", st.Node)
 	case st.Ready:
 		return fmt.Sprintf("%s: ready, holding %d sessions", st.Node, st.Sessions)
+	case st.NotReadyReason != "":
+		return fmt.Sprintf("%s: not ready: %s", st.Node, st.NotReadyReason)
 	}
 	return fmt.Sprintf("%s: %s", st.Node, st.Phase)
 }
