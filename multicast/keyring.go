@@ -180,7 +180,8 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 			continue
 		}
 		if f[0] != "key" {
-			return nil, fmt.Errorf("%w: line %d: expected \"key\", got %q", ErrKeyring, line, f[0])
+			// Never quote the line: it may be a key pasted on its own.
+			return nil, fmt.Errorf("%w: line %d: expected a line \"key <id> <base64> [primary]\" (content not shown)", ErrKeyring, line)
 		}
 		if len(f) != 3 && len(f) != 4 {
 			return nil, fmt.Errorf("%w: line %d: expected \"key <id> <base64> [primary]\"", ErrKeyring, line)
@@ -201,7 +202,7 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 		}
 		if len(f) == 4 {
 			if f[3] != "primary" {
-				return nil, fmt.Errorf("%w: line %d: unexpected %q (only \"primary\" may follow the key)", ErrKeyring, line, f[3])
+				return nil, fmt.Errorf("%w: line %d: unexpected fourth field (only \"primary\" may follow the key; content not shown)", ErrKeyring, line)
 			}
 			primaries = append(primaries, uint8(id))
 		}
@@ -209,7 +210,7 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 		order = append(order, uint8(id))
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKeyring, err)
+		return nil, fmt.Errorf("%w: after line %d: %w", ErrKeyring, line, err)
 	}
 	switch {
 	case len(keys) == 0:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -82,6 +83,52 @@ func TestLoadKeyFilePermissions(t *testing.T) {
 		}
 		if _, err := LoadKeyFile(p); !errors.Is(err, ErrKeyFilePermissions) {
 			t.Errorf("mode %#o: err = %v", mode, err)
+		}
+	}
+}
+
+// TestKeyFileErrorsNeverQuoteContent: a key file that does not parse is
+// refused with an error that names the line but never shows what is on
+// it (a bare key pasted alone, a key in the wrong field): the error is
+// logged at start and on SIGHUP.
+func TestKeyFileErrorsNeverQuoteContent(t *testing.T) {
+	k1 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	k2 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("q", 32)))
+	cases := map[string]string{
+		"bare key":            k1 + "\n",
+		"bare key, primary":   k1 + " primary\n",
+		"key in fourth field": "key 1 " + k1 + " " + k2 + "\n",
+		"two keys on a line":  "key 1 " + k1 + " primary " + k2 + "\n",
+		"other word":          k2 + " 1 " + k1 + "\n",
+		"bad base64":          "key 1 " + k1[:20] + "!" + k1[21:] + "\n",
+		"short key":           "key 1 " + k1[:24] + "\n",
+	}
+	dir := t.TempDir()
+	i := 0
+	for name, text := range cases {
+		_, err := ParseKeyring([]byte(text))
+		if !errors.Is(err, ErrKeyring) {
+			t.Errorf("%s: err = %v, want ErrKeyring", name, err)
+			continue
+		}
+		i++
+		p := filepath.Join(dir, "key"+strconv.Itoa(i))
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, lerr := LoadKeyFile(p)
+		if lerr == nil {
+			t.Fatalf("%s: LoadKeyFile accepted it", name)
+		}
+		for _, msg := range []string{err.Error(), lerr.Error()} {
+			for _, secret := range []string{k1, k2, k1[:12], k2[:12], k1[:24]} {
+				if strings.Contains(msg, secret) {
+					t.Errorf("%s: error quotes key material: %s", name, msg)
+				}
+			}
+			if !strings.Contains(msg, "line 1") {
+				t.Errorf("%s: error does not name the line: %s", name, msg)
+			}
 		}
 	}
 }

@@ -73,16 +73,22 @@ func (a *demoApp) routeIn(r *http.Request) string {
 	return ""
 }
 
-// sessionID returns the current session's ID without the route suffix.
+// sessionID returns how the page and the JSON answers name the current
+// session: the short hash of its ID (as in the admin listing and the
+// logs), never the ID itself, which with the route is the whole cookie
+// (the cookie is HttpOnly: a script on the page must not learn it).
 func (a *demoApp) sessionID(r *http.Request) string {
 	tok := a.mgr.Token(r.Context())
+	if tok == "" {
+		return ""
+	}
 	if id, _, ok := httpsession.ParseID(tok); ok {
-		return id
+		return replicator.ShortID(id)
 	}
 	if i := strings.LastIndexByte(tok, '.'); i > 0 {
-		return tok[:i]
+		tok = tok[:i]
 	}
-	return tok
+	return replicator.ShortID(tok)
 }
 
 // commit commits the request's session before the answer, so that the

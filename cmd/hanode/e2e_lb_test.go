@@ -25,6 +25,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
 
@@ -350,7 +351,7 @@ func startBackground(base, token string) *background {
 	b := &background{stop: make(chan struct{}), done: make(chan struct{}), nodes: map[string]int{}}
 	go func() {
 		defer close(b.done)
-		id := cj0(token)
+		id := replicator.ShortID(cj0(token))
 		for {
 			select {
 			case <-b.stop:

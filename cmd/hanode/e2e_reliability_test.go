@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
 
@@ -1031,7 +1032,7 @@ func TestReliabilityPartition(t *testing.T) {
 		for _, n := range nodes {
 			code, body, _, err := relDo(hc, http.MethodGet, n.app+"/api/cluster", left[i], "")
 			var v relClusterView
-			if err != nil || code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Session != id {
+			if err != nil || code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Session != replicator.ShortID(id) {
 				t.Errorf("session %d on %s: %d %v %.200s", i, n.name, code, err, body)
 				continue
 			}

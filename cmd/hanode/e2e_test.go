@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
 
@@ -288,7 +289,7 @@ func TestFailoverSIGKILL(t *testing.T) {
 			cj := u.c.counter(t, http.MethodPost, n1.app)
 			u.id, u.n = cj.Session, cj.N
 		}
-		if u.n != i%3+1 || cj0(u.c.token) != u.id || routeOf(u.c.token) != "n1" {
+		if u.n != i%3+1 || replicator.ShortID(cj0(u.c.token)) != u.id || routeOf(u.c.token) != "n1" {
 			t.Fatalf("user %d: n=%d id=%s token route %q", i, u.n, u.id, routeOf(u.c.token))
 		}
 		if code, body, _ := u.c.do(t, http.MethodPut, n1.app+"/attrs/user", u.name); code/100 != 2 {
@@ -358,8 +359,9 @@ func TestWrongKeyNode(t *testing.T) {
 	waitReady(t, 60*time.Second, a1, a2, b)
 
 	ca, cb := &client{}, &client{}
-	idA := ca.counter(t, http.MethodPost, a1.app).Session
-	idB := cb.counter(t, http.MethodPost, b.app).Session
+	ca.counter(t, http.MethodPost, a1.app)
+	cb.counter(t, http.MethodPost, b.app)
+	idA, idB := cj0(ca.token), cj0(cb.token)
 	eventually(t, 30*time.Second, "a2 holds a1's session", func() (bool, string) {
 		ids := sessionIDs(t, a2)
 		return ids[idA], fmt.Sprint(len(ids))

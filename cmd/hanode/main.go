@@ -107,7 +107,7 @@ func configFromCLI(c *cli.Context) (*Config, error) {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	runFlags := append([]cli.Flag{configFlag()}, settingFlags()...)
-	clientFlags := append([]cli.Flag{configFlag()}, settingFlags("admin", "admin-token")...)
+	clientFlags := append([]cli.Flag{configFlag()}, settingFlags("admin", "admin-token", "admin-token-file")...)
 	clientFlags = append(clientFlags, &cli.BoolFlag{Name: "json", Usage: "print the raw JSON answer"})
 	return &cli.App{
 		Name:                 "hanode",

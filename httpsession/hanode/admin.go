@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -143,8 +144,8 @@ func (a *admin) handler() http.Handler {
 	})
 	mux.Handle("GET /sessions", a.protect(http.HandlerFunc(a.listSessions)))
 	mux.Handle("GET /sessions/{id}", a.protect(http.HandlerFunc(a.showSession)))
-	mux.Handle("DELETE /sessions/{id}", a.protect(http.HandlerFunc(a.killSession)))
-	mux.Handle("POST /drain", a.protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("DELETE /sessions/{id}", a.protectMutation(http.HandlerFunc(a.killSession)))
+	mux.Handle("POST /drain", a.protectMutation(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.draining.Store(true)
 		a.store.Drain()
 		a.log.Info("draining on request of the admin API", "remote", r.RemoteAddr)
@@ -171,10 +172,21 @@ func (a *admin) authenticated(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(a.cfg.AdminToken)) == 1
 }
 
-// protect guards the endpoints that expose or destroy sessions: with a
-// token configured, the token is required; without one, they answer only
-// on a loopback admin address.
-func (a *admin) protect(h http.Handler) http.Handler {
+// protect guards the endpoints that expose sessions (listing, show,
+// pprof); protectMutation those that change the node or a session
+// (DELETE /sessions/..., POST /drain). With a token configured, the token
+// is required. Without one, they answer only on a loopback admin address,
+// to a loopback peer, for a Host header that names a loopback host (a
+// page that rebinds its DNS name to 127.0.0.1 is refused); a mutation
+// also needs a same-origin request: an Origin header, when present, must
+// be this very address and Sec-Fetch-Site must not say cross-site, so
+// that a web page open in a local browser cannot drain the node or kill
+// sessions.
+func (a *admin) protect(h http.Handler) http.Handler { return a.guard(h, false) }
+
+func (a *admin) protectMutation(h http.Handler) http.Handler { return a.guard(h, true) }
+
+func (a *admin) guard(h http.Handler, mutation bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case a.cfg.AdminToken != "":
@@ -186,9 +198,44 @@ func (a *admin) protect(h http.Handler) http.Handler {
 		case !a.cfg.AdminIsLoopback():
 			http.Error(w, "refused: the admin address is not loopback and no --admin-token is configured", http.StatusForbidden)
 			return
+		default:
+			if why := localRequestProblem(r, mutation); why != "" {
+				if a.log != nil {
+					a.log.Warn("admin request refused", "path", r.URL.Path, "method", r.Method, "remote", r.RemoteAddr, "reason", why)
+				}
+				http.Error(w, "refused: "+why+" (without --admin-token only same-origin requests from this host are served)", http.StatusForbidden)
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// localRequestProblem says why a tokenless request on a loopback admin
+// address is refused, or "" when it is allowed.
+func localRequestProblem(r *http.Request, mutation bool) string {
+	if !isLoopbackAddr(r.RemoteAddr) {
+		return "the peer is not on loopback"
+	}
+	host := r.Host
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, "80")
+	}
+	if !isLoopbackAddr(host) {
+		return "the Host header does not name a loopback address"
+	}
+	if !mutation {
+		return ""
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+		return "cross-origin request"
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return "cross-site request"
+	}
+	return ""
 }
 
 // SessionJSON is one session as GET /sessions and GET /sessions/{id} of

@@ -65,7 +65,8 @@ var options = []option{
 	{name: "ha", kind: kindBool, def: "false", usage: "replicate sessions to the other nodes (false: local sessions, no network)"},
 	{name: "listen", kind: kindAddr, def: "127.0.0.1:8080", usage: "HTTP address of the (demo) application"},
 	{name: "admin", kind: kindAddr, def: "127.0.0.1:9090", usage: "HTTP address of the admin API (/livez /readyz /metrics ...); keep it on loopback or set --admin-token"},
-	{name: "admin-token", kind: kindSecret, usage: "bearer token required by the admin endpoints that list or kill sessions (required for them when --admin is not loopback)"},
+	{name: "admin-token", kind: kindSecret, usage: "bearer token required by the admin endpoints that list or kill sessions (required for them when --admin is not loopback); visible in ps: prefer admin-token-file"},
+	{name: "admin-token-file", kind: kindPath, usage: "file holding the admin token (one line, mode 600), instead of admin-token"},
 	{name: "cluster", kind: kindString, def: "hanode", usage: "cluster name; nodes of other clusters on the same group are ignored"},
 	{name: "group", kind: kindGroup, def: "239.255.42.99:45588", usage: "multicast group IPv4:PORT"},
 	{name: "interface", kind: kindString, usage: "network interface name or IP address to join the group on (required when HA is on)"},
@@ -121,6 +122,7 @@ type Config struct {
 	Listen          string
 	Admin           string
 	AdminToken      string
+	AdminTokenFile  string // the admin token was read from this file (AdminToken holds it)
 	Cluster         string
 	Group           netip.AddrPort
 	Interface       string
@@ -247,10 +249,61 @@ func loadConfig(flags flagSource, getenv func(string) string, configFile string)
 			errs = append(errs, fmt.Errorf("%w: %s: %s: %v", ErrConfig, v.where, o.name, err))
 		}
 	}
+	if len(errs) == 0 && cfg.AdminTokenFile != "" {
+		if cfg.AdminToken != "" {
+			errs = append(errs, fmt.Errorf("%w: admin-token (%s) and admin-token-file (%s) are both set; keep one", ErrConfig, cfg.values["admin-token"].where, cfg.values["admin-token-file"].where))
+		} else if tok, err := readTokenFile(cfg.AdminTokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s: admin-token-file: %w", ErrConfig, cfg.values["admin-token-file"].where, err))
+		} else {
+			cfg.AdminToken = tok
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+// ErrTokenFilePermissions is wrapped when the admin token file can be
+// read or written by its group or by others (fix with chmod 600).
+var ErrTokenFilePermissions = errors.New("admin token file is accessible by group or others (chmod 600)")
+
+// readTokenFile reads the admin token from path: a regular file of mode
+// 600 (like the key file) holding one line of printable characters
+// without spaces. Its errors never show the file's content.
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o066 != 0 {
+		return "", fmt.Errorf("%w: %s has mode %#o", ErrTokenFilePermissions, path, perm)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4097))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > 4096 {
+		return "", fmt.Errorf("%s is larger than 4096 bytes", path)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	for _, r := range tok {
+		if r <= ' ' || r == 0x7f {
+			return "", fmt.Errorf("%s: the token must be one line of printable characters without spaces (content not shown)", path)
+		}
+	}
+	return tok, nil
 }
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -381,6 +434,8 @@ func (c *Config) set(o option, raw string) error {
 			c.Interface = raw
 		case "key-file":
 			c.KeyFile = raw
+		case "admin-token-file":
+			c.AdminTokenFile = raw
 		case "snapshot":
 			c.Snapshot = raw
 		case "cookie-name":

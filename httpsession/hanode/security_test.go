@@ -102,12 +102,17 @@ func TestSecurityAdminProtect(t *testing.T) {
 	} {
 		a := &admin{cfg: &Config{Admin: c.admin, AdminToken: c.token}}
 		for _, m := range []string{http.MethodGet, http.MethodDelete} {
-			req, _ := http.NewRequest(m, "http://x/sessions", nil)
+			req, _ := http.NewRequest(m, "http://127.0.0.1:9090/sessions", nil)
+			req.RemoteAddr = "127.0.0.1:40000"
 			if c.auth != "" {
 				req.Header.Set("Authorization", c.auth)
 			}
 			rec := &statusRecorder{}
-			a.protect(ok).ServeHTTP(rec, req)
+			if m == http.MethodGet {
+				a.protect(ok).ServeHTTP(rec, req)
+			} else {
+				a.protectMutation(ok).ServeHTTP(rec, req)
+			}
 			if rec.code != c.want {
 				t.Errorf("%+v %s: %d, want %d", c, m, rec.code, c.want)
 			}
