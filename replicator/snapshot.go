@@ -231,10 +231,42 @@ func LoadSnapshot(rd io.Reader, r *Replica, clusterName string) (int, error) {
 	return n, nil
 }
 
-// SaveFile writes a snapshot of r to path atomically: to a temporary file
-// in the same directory, fsynced, renamed over path, then the directory
-// fsynced. It returns the number of records.
-func SaveFile(path string, r *Replica, clusterName string) (n int, err error) {
+// Sealer encrypts and authenticates a snapshot file. Snapshot files hold
+// every session ID (with the public route, the whole cookie) and every
+// attribute, so SaveFile and LoadFile never write or read them in clear.
+// multicast.SnapshotSealer seals with the cluster key under a label of its
+// own; its reader must verify the stream's end (a truncated file is an
+// error, not a short read).
+type Sealer interface {
+	// SealWriter returns a writer that seals what is written to w;
+	// Close writes the end of the sealed stream (it does not close w).
+	SealWriter(w io.Writer) (io.WriteCloser, error)
+	// OpenReader returns a reader of what SealWriter wrote to r.
+	OpenReader(r io.Reader) io.Reader
+}
+
+// Errors of snapshot files (LoadFile).
+var (
+	// ErrSnapshotPermissions: the file is readable or writable by its
+	// group or others (chmod 600), like the key file.
+	ErrSnapshotPermissions = errors.New("replicator: snapshot file is accessible by group or others (chmod 600)")
+	// ErrSnapshotFile: the path is a symlink or not a regular file, or no
+	// Sealer was given.
+	ErrSnapshotFile = errors.New("replicator: snapshot file refused")
+	// ErrSnapshotSeal: the file is not sealed with a key of the key ring
+	// (written before snapshots were sealed, with a key since retired, or
+	// tampered with).
+	ErrSnapshotSeal = errors.New("replicator: snapshot file does not open with the cluster keys")
+)
+
+// SaveFile writes a snapshot of r, sealed with s, to path atomically: to
+// a temporary file of mode 600 in the same directory, fsynced, renamed
+// over path, then the directory fsynced. It returns the number of
+// records.
+func SaveFile(path string, r *Replica, clusterName string, s Sealer) (n int, err error) {
+	if s == nil {
+		return 0, fmt.Errorf("%w: no sealer (snapshot files are never written in clear)", ErrSnapshotFile)
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -250,8 +282,18 @@ func SaveFile(path string, r *Replica, clusterName string) (n int, err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if n, err = WriteSnapshot(f, r, clusterName); err != nil {
+	if err = f.Chmod(0o600); err != nil {
+		return 0, fmt.Errorf("replicator: save snapshot: %w", err)
+	}
+	sw, err := s.SealWriter(f)
+	if err != nil {
+		return 0, fmt.Errorf("replicator: save snapshot: %w", err)
+	}
+	if n, err = WriteSnapshot(sw, r, clusterName); err != nil {
 		return 0, err
+	}
+	if err = sw.Close(); err != nil {
+		return 0, fmt.Errorf("replicator: save snapshot: %w", err)
 	}
 	if err = f.Sync(); err != nil {
 		return 0, fmt.Errorf("replicator: save snapshot: %w", err)
@@ -269,18 +311,60 @@ func SaveFile(path string, r *Replica, clusterName string) (n int, err error) {
 	return n, nil
 }
 
-// LoadFile loads the snapshot file at path into r: it reads and verifies
-// the whole file before merging anything, so a truncated, corrupt or
-// foreign file leaves r untouched. It returns the number of records.
-func LoadFile(path string, r *Replica, clusterName string) (int, error) {
+// LoadFile loads the sealed snapshot file at path into r: it reads,
+// opens and verifies the whole file before merging anything, so a
+// truncated, corrupt, foreign or unsealed file leaves r untouched. It
+// refuses a symlink, a file that is not regular and a file its group or
+// others can read or write. It returns the number of records.
+func LoadFile(path string, r *Replica, clusterName string, s Sealer) (int, error) {
+	if s == nil {
+		return 0, fmt.Errorf("%w: no sealer", ErrSnapshotFile)
+	}
+	lst, err := os.Lstat(path)
+	if err != nil {
+		return 0, fmt.Errorf("replicator: load snapshot: %w", err)
+	}
+	if lst.Mode()&os.ModeSymlink != 0 {
+		return 0, fmt.Errorf("%w: %s is a symlink (use the file itself)", ErrSnapshotFile, path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("replicator: load snapshot: %w", err)
 	}
 	defer f.Close()
-	n, err := LoadSnapshot(f, r, clusterName)
+	st, err := f.Stat()
 	if err != nil {
+		return 0, fmt.Errorf("replicator: load snapshot: %w", err)
+	}
+	if !st.Mode().IsRegular() || !os.SameFile(st, lst) {
+		return 0, fmt.Errorf("%w: %s is not a regular file", ErrSnapshotFile, path)
+	}
+	if perm := st.Mode().Perm(); perm&0o066 != 0 {
+		return 0, fmt.Errorf("%w: %s has mode %#o", ErrSnapshotPermissions, path, perm)
+	}
+	br := bufio.NewReaderSize(s.OpenReader(f), 64<<10)
+	var staged []*Session
+	n, err := ReadSnapshot(br, clusterName, func(s *Session) error {
+		staged = append(staged, s)
+		return nil
+	})
+	if err == nil {
+		// The sealed stream must end right after the trailer, with its
+		// authenticated end mark.
+		if _, err = br.ReadByte(); err == io.EOF {
+			err = nil
+		} else if err == nil {
+			err = fmt.Errorf("%w: data after the snapshot trailer", ErrCorrupt)
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrForeignSnapshot) {
+			err = fmt.Errorf("%w: %w", ErrSnapshotSeal, err)
+		}
 		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, s := range staged {
+		r.MergeSession(s)
 	}
 	return n, nil
 }

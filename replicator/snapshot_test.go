@@ -104,21 +104,21 @@ func TestSaveLoadFile(t *testing.T) {
 	path := filepath.Join(dir, "sessions.snap")
 	src := NewReplica(ReplicaConfig{})
 	fill(t, src, 1000, 100)
-	if n, err := SaveFile(path, src, "c"); err != nil || n != 1000 {
+	if n, err := SaveFile(path, src, "c", testSealer(t)); err != nil || n != 1000 {
 		t.Fatal(n, err)
 	}
 	dst := NewReplica(ReplicaConfig{})
-	if n, err := LoadFile(path, dst, "c"); err != nil || n != 1000 || dst.Len() != 1000 {
+	if n, err := LoadFile(path, dst, "c", testSealer(t)); err != nil || n != 1000 || dst.Len() != 1000 {
 		t.Fatal(n, err)
 	}
 	// A half-written file loads nothing.
 	b, _ := os.ReadFile(path)
 	os.WriteFile(path, b[:len(b)*2/3], 0o600)
 	dst = NewReplica(ReplicaConfig{})
-	if _, err := LoadFile(path, dst, "c"); !errors.Is(err, ErrCorrupt) || dst.Len() != 0 {
+	if _, err := LoadFile(path, dst, "c", testSealer(t)); !errors.Is(err, ErrCorrupt) || dst.Len() != 0 {
 		t.Fatal("half file loaded", err)
 	}
-	if _, err := LoadFile(filepath.Join(dir, "absent"), dst, "c"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := LoadFile(filepath.Join(dir, "absent"), dst, "c", testSealer(t)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(dir)

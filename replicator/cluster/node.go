@@ -722,7 +722,7 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) loadSnapshot() error {
-	cnt, err := replicator.LoadFile(n.cfg.SnapshotFile, n.replica, n.cfg.ClusterName)
+	cnt, err := replicator.LoadFile(n.cfg.SnapshotFile, n.replica, n.cfg.ClusterName, multicast.SnapshotSealer{Keyring: n.cfg.Keyring})
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -748,7 +748,7 @@ func (n *Node) snapshotLoop() {
 }
 
 func (n *Node) saveSnapshot() error {
-	if _, err := replicator.SaveFile(n.cfg.SnapshotFile, n.replica, n.cfg.ClusterName); err != nil {
+	if _, err := replicator.SaveFile(n.cfg.SnapshotFile, n.replica, n.cfg.ClusterName, multicast.SnapshotSealer{Keyring: n.cfg.Keyring}); err != nil {
 		return fmt.Errorf("cluster: write snapshot: %w", err)
 	}
 	n.log.Info("snapshot written", "file", n.cfg.SnapshotFile, "sessions", n.replica.Len())
