@@ -17,9 +17,14 @@ import (
 //	then chunks: length (4, of what follows) | AES-256-GCM(ciphertext | tag)
 //
 // The stream key is HKDF-SHA256(cluster key, salt, "hanode stream v1 " +
-// label); the nonce of chunk i is a 4-byte kind (0 data, 1 end) and the
-// 8-byte counter i; the length prefix is associated data. A stream ends
-// with an authenticated empty end chunk, so truncation is detected.
+// label), and for a bound stream (NewBoundSealedWriter) HKDF-SHA256(
+// cluster key, salt, "hanode stream v1 " + label + "\x00bound\x00" +
+// bind): the bind bytes (the other side's fresh nonces in a handshake)
+// never travel in the stream, so a recorded stream does not open in
+// another handshake. The nonce of chunk i is a 4-byte kind (0 data, 1
+// end) and the 8-byte counter i; the length prefix is associated data. A
+// stream ends with an authenticated empty end chunk, so truncation is
+// detected.
 const (
 	// MaxStreamChunk is the largest plaintext of one sealed-stream chunk.
 	MaxStreamChunk = 64 << 10
@@ -31,8 +36,15 @@ const (
 // key, authentication failure, truncation, oversized chunk).
 var ErrStream = errors.New("multicast: sealed stream")
 
-func streamAEAD(key [KeySize]byte, salt []byte, label string) cipher.AEAD {
-	k, err := hkdf.Key(sha256.New, key[:], salt, "hanode stream v1 "+label, KeySize)
+// StreamSaltLen is the length of a sealed stream's salt (Salt).
+const StreamSaltLen = streamSaltLen
+
+func streamAEAD(key [KeySize]byte, salt []byte, label string, bind []byte) cipher.AEAD {
+	info := "hanode stream v1 " + label
+	if bind != nil {
+		info += "\x00bound\x00" + string(bind)
+	}
+	k, err := hkdf.Key(sha256.New, key[:], salt, info, KeySize)
 	if err != nil {
 		panic("multicast: hkdf: " + err.Error())
 	}
@@ -48,7 +60,11 @@ func streamNonce(end bool, i uint64) [12]byte {
 	return n
 }
 
+// SealedWriter is a sealed stream being written (NewBoundSealedWriter).
+type SealedWriter = sealedWriter
+
 type sealedWriter struct {
+	salt   []byte
 	w      io.Writer
 	aead   cipher.AEAD
 	buf    []byte
@@ -66,6 +82,21 @@ type sealedWriter struct {
 // a Keyring.Replace during the stream does not affect it, and the next
 // stream uses the new primary.
 func NewSealedWriter(kr *Keyring, w io.Writer, label string) (io.WriteCloser, error) {
+	return newSealedWriter(kr, w, label, nil)
+}
+
+// NewBoundSealedWriter is NewSealedWriter for one run of a handshake: the
+// stream key also covers bind (e.g. the peer's fresh nonce), which the
+// reader must pass too; bind is not sent. Salt returns the stream's own
+// fresh salt, for the peer to bind its answer to.
+func NewBoundSealedWriter(kr *Keyring, w io.Writer, label string, bind []byte) (*SealedWriter, error) {
+	if bind == nil {
+		bind = []byte{}
+	}
+	return newSealedWriter(kr, w, label, bind)
+}
+
+func newSealedWriter(kr *Keyring, w io.Writer, label string, bind []byte) (*sealedWriter, error) {
 	id, key := kr.Primary()
 	hdr := make([]byte, 0, 5+streamSaltLen)
 	hdr = append(hdr, streamMagic...)
@@ -78,8 +109,11 @@ func NewSealedWriter(kr *Keyring, w io.Writer, label string) (io.WriteCloser, er
 	if _, err := w.Write(hdr); err != nil {
 		return nil, err
 	}
-	return &sealedWriter{w: w, aead: streamAEAD(key, salt, label), buf: make([]byte, 0, MaxStreamChunk)}, nil
+	return &sealedWriter{salt: salt, w: w, aead: streamAEAD(key, salt, label, bind), buf: make([]byte, 0, MaxStreamChunk)}, nil
 }
+
+// Salt returns the stream's random salt (sent in its header).
+func (s *sealedWriter) Salt() []byte { return s.salt }
 
 func (s *sealedWriter) Write(p []byte) (int, error) {
 	if s.closed {
@@ -124,10 +158,15 @@ func (s *sealedWriter) Close() error {
 	return s.err
 }
 
+// SealedReader is a sealed stream being read (NewBoundSealedReader).
+type SealedReader = sealedReader
+
 type sealedReader struct {
 	r        io.Reader
 	kr       *Keyring
 	label    string
+	bind     []byte
+	salt     []byte
 	maxChunk int
 	aead     cipher.AEAD
 	n        uint64
@@ -142,11 +181,31 @@ type sealedReader struct {
 // anything is allocated for them. Errors wrap ErrStream; a stream that
 // ends without its end chunk is an error wrapping io.ErrUnexpectedEOF.
 func NewSealedReader(kr *Keyring, r io.Reader, label string, maxChunk int) io.Reader {
+	return newSealedReader(kr, r, label, maxChunk, nil)
+}
+
+// NewBoundSealedReader reads a stream written by NewBoundSealedWriter
+// with the same label and bind. maxChunk bounds what is read and
+// allocated for one chunk before its tag is checked: a server reading
+// from unauthenticated peers passes the size of the largest message it
+// expects, not 64 KiB.
+func NewBoundSealedReader(kr *Keyring, r io.Reader, label string, maxChunk int, bind []byte) *SealedReader {
+	if bind == nil {
+		bind = []byte{}
+	}
+	return newSealedReader(kr, r, label, maxChunk, bind)
+}
+
+func newSealedReader(kr *Keyring, r io.Reader, label string, maxChunk int, bind []byte) *sealedReader {
 	if maxChunk <= 0 || maxChunk > MaxStreamChunk {
 		maxChunk = MaxStreamChunk
 	}
-	return &sealedReader{r: r, kr: kr, label: label, maxChunk: maxChunk}
+	return &sealedReader{r: r, kr: kr, label: label, bind: bind, maxChunk: maxChunk}
 }
+
+// Salt returns the salt of the stream's header, nil until the first Read
+// has read it.
+func (s *sealedReader) Salt() []byte { return s.salt }
 
 func (s *sealedReader) fail(format string, args ...any) error {
 	s.err = fmt.Errorf("%w: "+format, append([]any{ErrStream}, args...)...)
@@ -189,7 +248,8 @@ func (s *sealedReader) next() {
 			s.fail("unknown key id %d", hdr[4])
 			return
 		}
-		s.aead = streamAEAD(key, hdr[5:], s.label)
+		s.salt = append([]byte(nil), hdr[5:]...)
+		s.aead = streamAEAD(key, s.salt, s.label, s.bind)
 	}
 	var l [4]byte
 	if _, err := io.ReadFull(s.r, l[:]); err != nil {

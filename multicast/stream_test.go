@@ -98,3 +98,37 @@ func FuzzSealedStreamReader(f *testing.F) {
 		}
 	})
 }
+
+// TestBoundSealedStream: a bound stream opens only with the bind it was
+// written for (a recorded handshake stream does not open in another
+// handshake), not as an unbound stream, and a bound reader refuses a
+// chunk above its limit before reading it.
+func TestBoundSealedStream(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewBoundSealedWriter(testKeyring, &buf, "req", []byte("nonce-A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("hello"))
+	w.Close()
+	if len(w.Salt()) != StreamSaltLen {
+		t.Fatalf("salt %d bytes", len(w.Salt()))
+	}
+	r := NewBoundSealedReader(testKeyring, bytes.NewReader(buf.Bytes()), "req", 64, []byte("nonce-A"))
+	if got, err := io.ReadAll(r); err != nil || string(got) != "hello" || !bytes.Equal(r.Salt(), w.Salt()) {
+		t.Fatalf("same bind: %q %v", got, err)
+	}
+	for name, rd := range map[string]io.Reader{
+		"other bind": NewBoundSealedReader(testKeyring, bytes.NewReader(buf.Bytes()), "req", 64, []byte("nonce-B")),
+		"empty bind": NewBoundSealedReader(testKeyring, bytes.NewReader(buf.Bytes()), "req", 64, nil),
+		"unbound":    NewSealedReader(testKeyring, bytes.NewReader(buf.Bytes()), "req", 64),
+	} {
+		if _, err := io.ReadAll(rd); !errors.Is(err, ErrStream) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	big := sealStream(t, testKeyring, make([]byte, 1000), "req")
+	if _, err := io.ReadAll(NewBoundSealedReader(testKeyring, bytes.NewReader(big), "req", 100, nil)); !errors.Is(err, ErrStream) {
+		t.Errorf("chunk above the limit: %v", err)
+	}
+}

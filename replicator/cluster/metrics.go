@@ -93,6 +93,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.gauge("hanode_state_transfer_duration_seconds", "Duration of the last state transfer into this node.", float64(n.stats.transferSeconds.Load())/1e9)
 	p.gauge("hanode_state_transfer_sessions", "Records received by the last state transfer.", float64(n.stats.transferSessions.Load()))
 	p.counter("hanode_state_transfer_requests_failed_total", "State-transfer and anti-entropy requests this node refused or could not answer (bad seal, malformed, cut off).", float64(n.stats.transferRejected.Load()))
+	p.counter("hanode_state_transfer_preauth_evicted_total", "Unauthenticated state-transfer connections closed because too many were waiting.", float64(n.stats.transferEvicted.Load()))
 	p.counter("hanode_anti_entropy_rounds_total", "Anti-entropy rounds run.", float64(n.stats.aeRounds.Load()))
 	p.counter("hanode_anti_entropy_repaired_sessions_total", "Sessions changed by anti-entropy.", float64(n.stats.aeRepaired.Load()))
 	p.counter("hanode_sessions_expired_total", "Sessions expired by this node.", float64(n.stats.expired.Load()))

@@ -50,6 +50,7 @@ type Node struct {
 	subs    replicator.Subscribers
 	tr      multicast.Transport
 	ln      net.Listener // state-transfer server
+	preAuth preAuth      // its connections not authenticated yet
 
 	memMu sync.Mutex
 	mem   *membership.Machine
@@ -113,6 +114,7 @@ type nodeStats struct {
 	shed             atomic.Uint64
 	broadcastErrors  atomic.Uint64
 	transferRejected atomic.Uint64
+	transferEvicted  atomic.Uint64 // unauthenticated transfer connections closed to make room
 	deltasSent       atomic.Uint64
 	deltasApplied    atomic.Uint64
 	deltasRejected   atomic.Uint64

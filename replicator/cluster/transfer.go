@@ -3,13 +3,16 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,27 +22,49 @@ import (
 	"github.com/hanode/hanode/replicator"
 )
 
-// State transfer and anti-entropy run over TCP: the client sends a sealed
-// request, the server answers with a sealed stream of session records.
+// State transfer and anti-entropy run over TCP, in a challenge-response
+// handshake: the server speaks first with a fresh nonce, the client sends
+// a sealed request whose key covers that nonce, the server answers with a
+// sealed stream of session records whose key covers both the server's
+// nonce and the request's salt (the client's fresh nonce).
 //
-//	request:  kind (1 byte) [uvarint buckets, buckets × 8-byte digest]
-//	response: uvarint count, { uvarint length, session record }* uvarint 0
+//	server:   "HNX2" | nonce (32)
+//	client:   sealed stream (label request, bound to the server nonce):
+//	          kind (1 byte) [uvarint buckets, buckets × 8-byte digest]
+//	server:   sealed stream (label response, bound to server nonce |
+//	          request salt): uvarint count, { uvarint length, session
+//	          record }* uvarint 0
 //
-// Both directions are sealed streams under the cluster key, so a stranger
-// can neither read sessions nor feed them in; the sealed stream's end
-// marker makes a truncated transfer an error rather than a short one.
+// Both directions are sealed under the cluster key, so a stranger can
+// neither read sessions nor feed them in; a recorded request does not
+// open under another server nonce and a recorded response does not open
+// for another request, so neither can be replayed; the sealed stream's
+// end marker makes a truncated transfer an error rather than a short one.
+//
+// Before the request is authenticated a connection costs a goroutine and
+// a few hundred bytes: at most maxPreAuth such connections are kept (a
+// new one closes the oldest), each must deliver its whole request within
+// handshakeTimeout (an overall deadline: trickling bytes does not extend
+// it), and a request chunk larger than maxRequest is refused before
+// anything is read or allocated for it. At most maxServing authenticated
+// requests are answered at once.
 const (
 	reqFull    byte = 1 // every session and tombstone
 	reqBuckets byte = 2 // sessions of the buckets whose digest differs
 
-	labelRequest  = "hanode state-transfer request v1"
-	labelResponse = "hanode state-transfer response v1"
+	labelRequest  = "hanode state-transfer request v2"
+	labelResponse = "hanode state-transfer response v2"
+	helloMagic    = "HNX2"
+	nonceLen      = multicast.StreamSaltLen
 
-	aeBuckets    = 256
-	maxRequest   = 16 + aeBuckets*8
-	maxChunk     = 64 << 10
-	dialTimeout  = 3 * time.Second
-	retryBackoff = 500 * time.Millisecond
+	aeBuckets        = 256
+	maxRequest       = 16 + aeBuckets*8
+	maxChunk         = 64 << 10
+	dialTimeout      = 3 * time.Second
+	retryBackoff     = 500 * time.Millisecond
+	maxPreAuth       = 64
+	maxServing       = 8
+	handshakeTimeout = 5 * time.Second
 )
 
 var errNoDonor = errors.New("cluster: no member to transfer state from")
@@ -60,8 +85,44 @@ func (c progressConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// preAuth tracks the connections whose request is not authenticated yet.
+type preAuth struct {
+	mu    sync.Mutex
+	conns []net.Conn // oldest first
+}
+
+// add registers c, closing the oldest connection when maxPreAuth are
+// waiting already. It reports whether one was closed.
+func (p *preAuth) add(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	evicted := false
+	if len(p.conns) >= maxPreAuth {
+		p.conns[0].Close()
+		p.conns = slices.Delete(p.conns, 0, 1)
+		evicted = true
+	}
+	p.conns = append(p.conns, c)
+	return evicted
+}
+
+func (p *preAuth) remove(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.conns, c); i >= 0 {
+		p.conns = slices.Delete(p.conns, i, i+1)
+	}
+}
+
+func (p *preAuth) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
 // serveTransfers answers state-transfer and anti-entropy requests.
 func (n *Node) serveTransfers() {
+	serving := make(chan struct{}, maxServing)
 	for {
 		c, err := n.ln.Accept()
 		if err != nil {
@@ -70,9 +131,12 @@ func (n *Node) serveTransfers() {
 			}
 			return
 		}
+		if n.preAuth.add(c) {
+			n.stats.transferEvicted.Add(1)
+		}
 		n.goRun(func() {
 			defer c.Close()
-			if err := n.serveOne(progressConn{c, n.cfg.TransferTimeout}); err != nil {
+			if err := n.serveOne(c, serving); err != nil {
 				n.stats.transferRejected.Add(1)
 				n.log.Warn("state-transfer request failed", "remote", c.RemoteAddr().String(), "err", err)
 			}
@@ -80,14 +144,52 @@ func (n *Node) serveTransfers() {
 	}
 }
 
-func (n *Node) serveOne(c net.Conn) error {
-	req, err := io.ReadAll(io.LimitReader(multicast.NewSealedReader(n.cfg.Keyring, c, labelRequest, maxChunk), maxRequest+1))
+// handshakeDeadline is the overall time a client has to send its request.
+func (n *Node) handshakeDeadline() time.Duration {
+	return min(handshakeTimeout, n.cfg.TransferTimeout)
+}
+
+// readRequest runs the server's side of the handshake on c: it sends the
+// nonce and reads the sealed request bound to it, within one overall
+// deadline. It returns the request and the request stream's salt.
+func (n *Node) readRequest(c net.Conn) (req, salt, nonce []byte, err error) {
+	c.SetDeadline(time.Now().Add(n.handshakeDeadline()))
+	nonce = make([]byte, nonceLen)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, nil, err
+	}
+	hello := append([]byte(helloMagic), nonce...)
+	if _, err := c.Write(hello); err != nil {
+		return nil, nil, nil, fmt.Errorf("send nonce: %w", err)
+	}
+	sr := multicast.NewBoundSealedReader(n.cfg.Keyring, c, labelRequest, maxRequest, nonce)
+	req, err = io.ReadAll(io.LimitReader(sr, maxRequest+1))
 	if err != nil {
-		return fmt.Errorf("read request: %w", err)
+		return nil, nil, nil, fmt.Errorf("read request: %w", err)
 	}
 	if len(req) == 0 || len(req) > maxRequest {
-		return errors.New("bad request size")
+		return nil, nil, nil, errors.New("bad request size")
 	}
+	return req, sr.Salt(), nonce, nil
+}
+
+func (n *Node) serveOne(c net.Conn, serving chan struct{}) error {
+	req, salt, nonce, err := n.readRequest(c)
+	n.preAuth.remove(c)
+	if err != nil {
+		return err
+	}
+	// Authenticated: wait for a free slot, within the handshake deadline.
+	select {
+	case serving <- struct{}{}:
+		defer func() { <-serving }()
+	case <-time.After(n.handshakeDeadline()):
+		return errors.New("too many state transfers under way")
+	case <-n.ctx.Done():
+		return n.ctx.Err()
+	}
+	c.SetDeadline(time.Time{})
+	pc := progressConn{c, n.cfg.TransferTimeout}
 	var sessions []*replicator.Session
 	switch req[0] {
 	case reqFull:
@@ -109,7 +211,7 @@ func (n *Node) serveOne(c net.Conn) error {
 	default:
 		return fmt.Errorf("unknown request kind %d", req[0])
 	}
-	w, err := multicast.NewSealedWriter(n.cfg.Keyring, c, labelResponse)
+	w, err := multicast.NewBoundSealedWriter(n.cfg.Keyring, pc, labelResponse, append(slices.Clip(nonce), salt...))
 	if err != nil {
 		return err
 	}
@@ -167,6 +269,15 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(
 	defer stop()
 	c := progressConn{raw, n.cfg.TransferTimeout}
 
+	var hello [len(helloMagic) + nonceLen]byte
+	if _, err := io.ReadFull(c, hello[:]); err != nil {
+		return 0, 0, fmt.Errorf("read the server's nonce: %w", err)
+	}
+	if string(hello[:len(helloMagic)]) != helloMagic {
+		return 0, 0, errors.New("not a state-transfer server of this protocol version")
+	}
+	nonce := hello[len(helloMagic):]
+
 	req := []byte{reqFull}
 	if !full {
 		dg := n.replica.Digest(aeBuckets)
@@ -175,7 +286,7 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(
 			req = binary.BigEndian.AppendUint64(req, v)
 		}
 	}
-	w, err := multicast.NewSealedWriter(n.cfg.Keyring, c, labelRequest)
+	w, err := multicast.NewBoundSealedWriter(n.cfg.Keyring, c, labelRequest, nonce)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -186,7 +297,8 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(
 		return 0, 0, err
 	}
 
-	r := bufio.NewReaderSize(multicast.NewSealedReader(n.cfg.Keyring, c, labelResponse, maxChunk), maxChunk)
+	bind := append(slices.Clip(nonce), w.Salt()...)
+	r := bufio.NewReaderSize(multicast.NewBoundSealedReader(n.cfg.Keyring, c, labelResponse, maxChunk, bind), maxChunk)
 	limit := uint64(n.cfg.MaxSessionBytes)*2 + 4096
 	total, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -294,7 +406,7 @@ func (n *Node) joinAndRepair() {
 		if len(peers) == 0 {
 			continue
 		}
-		n.requestRepair(peers[rand.N(len(peers))].ID)
+		n.requestRepair(peers[mrand.N(len(peers))].ID)
 	}
 }
 
@@ -387,7 +499,7 @@ func (n *Node) repairFrom(id uuid.UUID) {
 		if len(peers) == 0 {
 			return
 		}
-		m := peers[rand.N(len(peers))]
+		m := peers[mrand.N(len(peers))]
 		addr, name = m.Meta[metaTransfer], m.Name
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*n.cfg.TransferTimeout)
