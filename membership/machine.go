@@ -16,6 +16,8 @@ import (
 const (
 	maxRelays   = 1024 // pings sent on behalf of other members and awaiting an ack
 	leaveCopies = 3    // LEAVE announcements, one per heartbeat interval
+	maxRetired  = 4096 // members forgotten after Retention, remembered so that they never come back
+	maxNames    = 4096 // newest member known per name
 )
 
 // Machine is the membership state machine of one member. It does no I/O and
@@ -41,6 +43,17 @@ type Machine struct {
 	seq    uint32
 	probes map[uint32]probe // this member's outstanding pings, by seq
 	relays map[uint32]relay // pings sent for another member's PING-REQ, by our seq
+
+	retired      map[uuid.UUID]retiredMember // dead or left members removed after Retention
+	retiredOrder []uuid.UUID
+	newest       map[string]Member // the newest member (latest Started, then largest ID) seen per name
+}
+
+// retiredMember is what is remembered of a member removed from the table.
+type retiredMember struct {
+	incarnation uint64
+	left        bool      // it left (or was replaced): it never comes back
+	lastNotice  time.Time // last "you are dead" ping sent to it
 }
 
 type entry struct {
@@ -93,7 +106,11 @@ func New(cfg Config, now time.Time) (*Machine, error) {
 		rng:    rand.New(rand.NewPCG(binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:]))),
 		probes: make(map[uint32]probe),
 		relays: make(map[uint32]relay),
+
+		retired: make(map[uuid.UUID]retiredMember),
+		newest:  make(map[string]Member),
 	}
+	m.noteName(m.self)
 	m.nextHeartbeat = now
 	return m, nil
 }
@@ -196,6 +213,7 @@ func (m *Machine) Tick(now time.Time) {
 			}
 		case Dead, Left:
 			if !now.Before(e.removeAt) {
+				m.retire(e)
 				delete(m.members, id)
 			}
 		}
@@ -343,10 +361,76 @@ func (m *Machine) Stats() Stats { return m.stats }
 
 // --- message handling ---
 
+// retire remembers a dead or left member that is removed from the table,
+// so that a replay of its old heartbeats never brings it back.
+func (m *Machine) retire(e *entry) {
+	if _, ok := m.retired[e.ID]; !ok {
+		m.retiredOrder = append(m.retiredOrder, e.ID)
+		if len(m.retiredOrder) > maxRetired {
+			delete(m.retired, m.retiredOrder[0])
+			m.retiredOrder = m.retiredOrder[1:]
+		}
+	}
+	m.retired[e.ID] = retiredMember{incarnation: e.Incarnation, left: e.State == Left}
+}
+
+// noteName records mb as the newest member of its name if it is.
+func (m *Machine) noteName(mb Member) {
+	cur, ok := m.newest[mb.Name]
+	if ok && !older(&cur, &mb) {
+		return
+	}
+	if !ok && len(m.newest) >= maxNames {
+		for name := range m.newest { // forget one arbitrary name
+			delete(m.newest, name)
+			break
+		}
+	}
+	m.newest[mb.Name] = Member{ID: mb.ID, Name: mb.Name, Started: mb.Started}
+}
+
+// refuseNew reports whether the heartbeat of a member not in the table
+// must be refused: a member removed after it died (unless it comes back
+// with a higher incarnation) or left, or an older process of a name that
+// a newer member holds (a restarted node's previous incarnation). Such
+// heartbeats are replays of old traffic or the last words of a replaced
+// process: admitting them would create a ghost member.
+func (m *Machine) refuseNew(from uuid.UUID, msg *message, now time.Time) bool {
+	if r, ok := m.retired[from]; ok {
+		if r.left || msg.Incarnation <= r.incarnation {
+			m.stats.Stale++
+			m.stats.Retired++
+			if !r.left && (r.lastNotice.IsZero() || now.Sub(r.lastNotice) >= m.cfg.HeartbeatInterval) {
+				// A member declared dead behind a long partition is
+				// told so: it refutes with a higher incarnation, and
+				// that heartbeat is admitted. A replayed heartbeat earns
+				// a ping that nobody answers.
+				r.lastNotice = now
+				m.retired[from] = r
+				m.send(from, &message{Type: typePing, To: from, Seq: m.nextSeq(), Incarnation: r.incarnation})
+			}
+			return true
+		}
+		delete(m.retired, from)
+	}
+	if cur, ok := m.newest[msg.Name]; ok && cur.ID != from {
+		cand := Member{ID: from, Name: msg.Name, Started: msg.Started}
+		if older(&cand, &cur) {
+			m.stats.Stale++
+			m.stats.OlderIncarnation++
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Machine) onHeartbeat(from uuid.UUID, msg *message, now time.Time) {
 	e := m.members[from]
 	switch {
 	case e == nil:
+		if m.refuseNew(from, msg, now) {
+			return
+		}
 		if !m.admit() {
 			m.stats.IgnoredMembers++
 			return
@@ -357,8 +441,14 @@ func (m *Machine) onHeartbeat(from uuid.UUID, msg *message, now time.Time) {
 			heard: now,
 		}
 		m.members[from] = e
+		m.noteName(e.Member)
 		m.emit(EventJoined, e)
 		m.replaceByName(e, now)
+	case !msg.Started.Equal(e.Started) || msg.Name != e.Name:
+		// An ID is one process: another start time or name under it is
+		// not this member.
+		m.stale(e)
+		return
 	case e.State == Left:
 		m.stale(e)
 		return
@@ -373,18 +463,21 @@ func (m *Machine) onHeartbeat(from uuid.UUID, msg *message, now time.Time) {
 		e.heard, e.LastSeen = now, now
 		m.emit(EventJoined, e)
 		m.replaceByName(e, now)
+	case msg.Incarnation < e.Incarnation:
+		// Older than what we know: reordered or replayed. It proves
+		// nothing about the member now.
+		m.stale(e)
+		return
 	default:
 		e.heard, e.LastSeen = now, now
 		if e.State == Suspect {
 			e.State = Alive
 			m.emit(EventRecovered, e)
 		}
-		if msg.Incarnation >= e.Incarnation { // else reordered: liveness only
-			e.Incarnation, e.View = msg.Incarnation, msg.View
-			if !maps.Equal(e.Meta, msg.Meta) {
-				e.Meta = msg.Meta
-				m.emit(EventUpdated, e)
-			}
+		e.Incarnation, e.View = msg.Incarnation, msg.View
+		if !maps.Equal(e.Meta, msg.Meta) {
+			e.Meta = msg.Meta
+			m.emit(EventUpdated, e)
 		}
 	}
 	for _, s := range msg.Suspicions {

@@ -143,9 +143,11 @@ type Ready struct {
 
 // Stats are counters since New.
 type Stats struct {
-	Malformed      uint64 // payloads Step rejected
-	IgnoredMembers uint64 // heartbeats of new members ignored at MaxMembers
-	Stale          uint64 // messages from left members, or dead ones at an old incarnation
-	Refutations    uint64 // times this member bumped its incarnation to refute a suspicion
-	NameConflicts  uint64 // heartbeats from a member replaced by a newer one of the same name
+	Malformed        uint64 // payloads Step rejected
+	IgnoredMembers   uint64 // heartbeats of new members ignored at MaxMembers
+	Stale            uint64 // refused heartbeats and messages: from left members, dead ones at an old incarnation, older than known, and the two below
+	Retired          uint64 // heartbeats of members removed after they died or left, refused (never resurrected)
+	OlderIncarnation uint64 // heartbeats of an unknown member older than the member known with its name, refused
+	Refutations      uint64 // times this member bumped its incarnation to refute a suspicion
+	NameConflicts    uint64 // heartbeats from a member replaced by a newer one of the same name
 }

@@ -82,6 +82,16 @@ type Config struct {
 	// NakAnswerRate bounds the NAK packets answered per requesting
 	// member per second (burst: one second's worth). Default 200.
 	NakAnswerRate int
+	// MaxClockSkew is how far the timestamp of the first packet of a
+	// sender this member has never heard may be from this member's clock,
+	// either way. Such a packet outside it is refused ("stale", with a
+	// warning): it is a replay of old traffic, or the hosts' clocks are
+	// that far apart (synchronise them with NTP). Default 10s.
+	MaxClockSkew time.Duration
+	// NewSenderRate bounds the key derivations for packets of unknown
+	// senders, per second (burst: one second's worth); beyond it they are
+	// refused ("sender_rate"). Default 256.
+	NewSenderRate int
 	// Compression selects the codec for outgoing messages.
 	// Default CompressionS2.
 	Compression Compression
@@ -138,6 +148,8 @@ func (c *Config) setDefaults() {
 	def(&c.ReceiveWindow, 2*c.MaxMessage)
 	def(&c.SendQueue, 4<<20)
 	def(&c.NakAnswerRate, 200)
+	defDur(&c.MaxClockSkew, 10*time.Second)
+	def(&c.NewSenderRate, 256)
 	def(&c.CompressThreshold, 256)
 	def(&c.DeliverQueue, 1024)
 	if c.Compression == CompressionDefault {
@@ -175,7 +187,7 @@ func (c *Config) Validate() error {
 		return bad("MaxMessage %d needs more than 65535 fragments of MaxDatagram %d", d.MaxMessage, d.MaxDatagram)
 	case d.RecvBuffer < 0:
 		return bad("RecvBuffer is negative")
-	case d.NakDelay < 0 || d.StatusInterval < 0 || d.StatusIdleInterval < 0:
+	case d.NakDelay < 0 || d.StatusInterval < 0 || d.StatusIdleInterval < 0 || d.MaxClockSkew < 0:
 		return bad("negative interval")
 	case d.NakAttempts < 1:
 		return bad("NakAttempts must be positive")
@@ -183,7 +195,7 @@ func (c *Config) Validate() error {
 		return bad("RetransmitBuffer/RetransmitPackets too small")
 	case d.ReceiveWindow < d.MaxMessage+1+d.MaxMessage/(d.MaxDatagram-Overhead)*Overhead:
 		return bad("ReceiveWindow %d smaller than one maximal message", d.ReceiveWindow)
-	case d.SendQueue < 0 || d.MaxSendRate < 0 || d.NakAnswerRate < 0 || d.CompressThreshold < 0 || d.DeliverQueue < 0:
+	case d.SendQueue < 0 || d.MaxSendRate < 0 || d.NakAnswerRate < 0 || d.NewSenderRate < 0 || d.CompressThreshold < 0 || d.DeliverQueue < 0:
 		return bad("negative size or rate")
 	case d.Compression > CompressionZstd:
 		return bad("unknown Compression %d", d.Compression)

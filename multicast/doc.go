@@ -29,9 +29,10 @@
 // # Protocol
 //
 // Every datagram (at most MaxDatagram, default 1400 bytes) starts with a
-// 52-byte header, see wire.go: magic, version, type, flags, key id,
+// 60-byte header, see wire.go: magic, version, type, flags, key id,
 // cluster id, sender UUID, a sequence number or control counter, the
-// sender's highest data sequence number, fragment index and count, length.
+// sender's highest data sequence number, fragment index and count, length,
+// and the sender's wall-clock timestamp.
 // Type numbers (data=1, control=2, nak=3, ack=4, status=5) are append-only.
 //
 // Messages are compressed (S2 by default, zstd optional; only above
@@ -58,8 +59,17 @@
 //
 // Data below the delivery point is a duplicate (or a replay) and dropped;
 // control-channel packets must carry a counter not seen before within a
-// 64-entry window. Forged, foreign, replayed and oversized packets are
-// dropped and counted by reason in Stats.Rejected.
+// 64-entry window. A sender this member has never heard (after a restart
+// of either, or on joining) has no such state yet: its first packet is
+// accepted only when its authenticated timestamp is within MaxClockSkew
+// of this member's clock ("stale" otherwise, with a warning that names
+// the difference), so traffic captured earlier cannot be replayed to a
+// restarted or new member. Deriving the key of an unknown sender is
+// budgeted (NewSenderRate per second, "sender_rate" beyond it) and only
+// authenticated senders enter the derived-key cache, so forged sender ids
+// cost neither CPU without bound nor the keys of real members. Forged,
+// foreign, replayed, stale and oversized packets are dropped and counted
+// by reason in Stats.Rejected.
 //
 // # Key file
 //

@@ -110,11 +110,13 @@ type fwdRef struct {
 }
 
 // engine is the protocol core: sealing, fragmentation, ordering, repair.
-// It performs no I/O and reads no clock; time comes in with every call.
+// It performs no I/O; time comes in with every call, except the wall-clock
+// timestamp it puts in the packets it seals (wall, time.Now outside tests).
 // Not safe for concurrent use.
 type engine struct {
 	cfg     Config
 	id      uuid.UUID
+	wall    func() time.Time
 	seal    *sealer
 	codec   *codec
 	scratch []byte
@@ -137,6 +139,10 @@ type engine struct {
 	statusDirty  bool
 	statusOffset int
 
+	newTokens   float64   // key derivations for unknown senders still allowed
+	newTokensAt time.Time // when newTokens was last refilled
+	staleWarned time.Time // last "stale" warning (one per 10 s)
+
 	out   ready
 	stats Stats
 }
@@ -148,6 +154,7 @@ func newEngine(cfg Config) *engine {
 	return &engine{
 		cfg:     cfg,
 		id:      cfg.MemberID,
+		wall:    time.Now,
 		seal:    newSealer(cfg.Keyring, ClusterID(cfg.ClusterName)),
 		codec:   newCodec(cfg.Compression, cfg.CompressThreshold, cfg.MaxMessage),
 		scratch: make([]byte, 0, MaxUDPPayload),
@@ -196,7 +203,7 @@ func (e *engine) broadcast(payload []byte, opt SendOptions) (uint64, []outPacket
 		chunk := body[min(i*per, len(body)):min((i+1)*per, len(body))]
 		seq := e.nextSeq
 		e.nextSeq++
-		h := Header{Type: TypeData, Flags: flags, Sender: e.id, Seq: seq, HighSeq: seq, FragIndex: uint16(i), FragCount: uint16(n)}
+		h := Header{Type: TypeData, Flags: flags, Sender: e.id, Seq: seq, HighSeq: seq, FragIndex: uint16(i), FragCount: uint16(n), Timestamp: e.wall().UnixMilli()}
 		b := e.seal.seal(make([]byte, 0, Overhead+len(chunk)), &h, chunk)
 		e.ringPush(seq, b)
 		pkts = append(pkts, outPacket{b: b, data: true})
@@ -245,7 +252,7 @@ func (e *engine) ringGet(seq uint64) []byte {
 // control seals a control-channel packet.
 func (e *engine) control(t PacketType, flags Flags, body []byte) []byte {
 	e.ctrlCtr++
-	h := Header{Type: t, Flags: flags, Sender: e.id, Seq: e.ctrlCtr, HighSeq: e.highSeq(), FragCount: 1}
+	h := Header{Type: t, Flags: flags, Sender: e.id, Seq: e.ctrlCtr, HighSeq: e.highSeq(), FragCount: 1, Timestamp: e.wall().UnixMilli()}
 	return e.seal.seal(make([]byte, 0, Overhead+len(body)), &h, body)
 }
 
@@ -272,6 +279,56 @@ func (e *engine) sendControl(to uuid.UUID, payload []byte) (outPacket, error) {
 // ErrUnknownMember is returned when a member's address is not known.
 var ErrUnknownMember = errors.New("multicast: unknown member")
 
+// admit decides, before its key is derived, whether a packet of a sender
+// whose key is not cached may be authenticated: a known peer (its key was
+// flushed by a key rotation) always; a forgotten one never; an unknown
+// one only when its (not yet authenticated) timestamp is fresh and the
+// derivation budget allows, so that forged sender ids cost at most
+// NewSenderRate key derivations per second.
+func (e *engine) admit(h *Header, now time.Time) string {
+	if _, ok := e.peers[h.Sender]; ok {
+		return ""
+	}
+	if _, dead := e.tombs[h.Sender]; dead {
+		return reasonForgotten
+	}
+	if reason := e.fresh(h, now); reason != "" {
+		return reason
+	}
+	rate := float64(e.cfg.NewSenderRate)
+	if e.newTokensAt.IsZero() {
+		e.newTokens = rate
+	} else if d := now.Sub(e.newTokensAt).Seconds(); d > 0 {
+		e.newTokens = min(rate, e.newTokens+d*rate)
+	}
+	e.newTokensAt = now
+	if e.newTokens < 1 {
+		return reasonSenderRate
+	}
+	e.newTokens--
+	return ""
+}
+
+// fresh checks the timestamp of the first packet of a sender against
+// this member's clock.
+func (e *engine) fresh(h *Header, now time.Time) string {
+	skew := now.Sub(time.UnixMilli(h.Timestamp))
+	if skew <= e.cfg.MaxClockSkew && skew >= -e.cfg.MaxClockSkew {
+		return ""
+	}
+	if e.staleWarned.IsZero() || now.Sub(e.staleWarned) >= 10*time.Second {
+		e.staleWarned = now
+		dir := "behind"
+		if skew < 0 {
+			dir, skew = "ahead of", -skew
+		}
+		e.cfg.Logger.Warn(fmt.Sprintf("multicast: refused a packet of a sender not heard before: its timestamp is %s %s this host's clock, more than the %s tolerated; it is a replay of old traffic, or the hosts' clocks are apart (synchronise them with NTP)",
+			skew.Round(time.Millisecond), dir, e.cfg.MaxClockSkew),
+			"subsystem", "multicast", "peer", h.Sender, "reason", reasonStale)
+	}
+	return reasonStale
+}
+
 // step processes one received datagram.
 func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 	if len(b) >= 32 && uuid.UUID(b[16:32]) == e.id {
@@ -283,7 +340,7 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 		e.reject(reasonOversize)
 		return
 	}
-	h, pt, reason := e.seal.open(b, e.scratch)
+	h, pt, reason := e.seal.open(b, e.scratch, func(h *Header) string { return e.admit(h, now) })
 	if reason != "" {
 		e.reject(reason)
 		return
@@ -294,6 +351,13 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 	}
 	p := e.peers[h.Sender]
 	if p == nil {
+		// First contact (the sender, or this member, is new): only a
+		// fresh packet, so that traffic captured earlier cannot be
+		// replayed to a member that restarted or joined since.
+		if reason := e.fresh(&h, now); reason != "" {
+			e.reject(reason)
+			return
+		}
 		if len(e.peers) >= maxPeers {
 			e.reject(reasonPeers)
 			return
@@ -528,16 +592,25 @@ func (e *engine) fwdDelete(p *peer, seq uint64) {
 }
 
 func (e *engine) onNak(req *peer, anyone bool, nb nakBody, from netip.AddrPort, now time.Time) {
+	// What this member can answer from, and the sequence numbers it can
+	// hold: a NAK range is clamped to them before it is scanned, so a
+	// range of 2^64 numbers costs no more than the store it asks about.
 	var src func(uint64) []byte
+	var low, high uint64
 	switch {
 	case nb.target == e.id:
 		src = e.ringGet
+		low, high = e.ringLow(), e.highSeq()
 	case anyone:
 		p := e.peers[nb.target]
 		if p == nil {
 			return
 		}
 		src = func(s uint64) []byte { return p.fwd[s] }
+		high = p.high
+		if span := uint64(e.cfg.RetransmitPackets); high > span {
+			low = high - span
+		}
 	default:
 		return
 	}
@@ -560,22 +633,21 @@ func (e *engine) onNak(req *peer, anyone bool, nb nakBody, from netip.AddrPort, 
 	}
 	sent, gone := 0, false
 	for _, r := range nb.ranges {
-		for s := r.first; s <= r.last && sent < maxNakAnswer; s++ {
-			b := src(s)
-			if b == nil {
-				if nb.target == e.id && s < e.ringLow() {
-					gone = true
-				}
-				if s == ^uint64(0) {
-					break
-				}
-				continue
+		first, last := r.first, min(r.last, high)
+		if first < low {
+			if nb.target == e.id {
+				gone = true // below the ring: tell the requester
 			}
-			rb := append([]byte(nil), b...)
-			rb[4] |= byte(FlagRetransmit)
-			e.send(to, rb)
-			sent++
-			e.stats.Retransmissions++
+			first = low
+		}
+		for s := first; s <= last && sent < maxNakAnswer; s++ {
+			if b := src(s); b != nil {
+				rb := append([]byte(nil), b...)
+				rb[4] |= byte(FlagRetransmit)
+				e.send(to, rb)
+				sent++
+				e.stats.Retransmissions++
+			}
 			if s == ^uint64(0) {
 				break
 			}

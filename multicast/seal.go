@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -69,7 +70,8 @@ type aeadKey struct {
 	keyID  uint8
 }
 
-// maxAEADCache bounds the derived-key cache; it is cleared when full.
+// maxAEADCache bounds the derived-key cache. Only senders whose packets
+// authenticated enter it; when it is full one entry is evicted.
 const maxAEADCache = 4096
 
 // sealer seals and opens packets of one cluster. Not safe for concurrent
@@ -98,17 +100,26 @@ func newSealer(kr *Keyring, cluster [8]byte) *sealer {
 	return &sealer{kr: kr, cluster: cluster, cache: make(map[aeadKey]cipher.AEAD)}
 }
 
+// aead returns the sealing key of sender under key id, derived (and
+// cached) on first use. Used to seal this member's own packets.
 func (s *sealer) aead(sender uuid.UUID, id uint8, key [KeySize]byte) cipher.AEAD {
 	k := aeadKey{sender, id}
 	if a, ok := s.cache[k]; ok {
 		return a
 	}
-	if len(s.cache) >= maxAEADCache {
-		clear(s.cache)
-	}
 	a := newGCM(senderKey(key, s.cluster, sender))
-	s.cache[k] = a
+	s.remember(k, a)
 	return a
+}
+
+func (s *sealer) remember(k aeadKey, a cipher.AEAD) {
+	if len(s.cache) >= maxAEADCache {
+		for old := range s.cache { // one arbitrary entry: it is derived again if needed
+			delete(s.cache, old)
+			break
+		}
+	}
+	s.cache[k] = a
 }
 
 // seal completes h (version, key id, cluster, length) and returns the
@@ -117,6 +128,9 @@ func (s *sealer) seal(dst []byte, h *Header, plaintext []byte) []byte {
 	ks := s.keys()
 	id, key := ks.primary, ks.keys[ks.primary]
 	h.Version = WireVersion
+	if h.Timestamp <= 0 {
+		h.Timestamp = time.Now().UnixMilli()
+	}
 	h.KeyID = id
 	h.Cluster = s.cluster
 	h.Length = uint16(len(plaintext) + TagLen)
@@ -145,14 +159,19 @@ const (
 	reasonRate       = "nak_rate"
 	reasonForgotten  = "forgotten"
 	reasonPeers      = "too_many_peers"
+	reasonStale      = "stale"       // first packet of an unknown sender outside MaxClockSkew
+	reasonSenderRate = "sender_rate" // key derivations for unknown senders over budget
 )
 
 // open decodes and authenticates datagram b, decrypting into scratch (which
 // must have room for the plaintext; b is left intact, so the sealed bytes
 // can be kept for retransmission). Nothing is allocated before the tag is
-// verified (except, once per sender and key, the derived key). On failure
-// it returns the Stats.Rejected reason.
-func (s *sealer) open(b, scratch []byte) (Header, []byte, string) {
+// verified. When the sender's key is not cached (an unknown sender, or
+// the keyring changed), admit is asked first, with the unauthenticated
+// header: a non-empty reason refuses the packet before any key is
+// derived. Only a packet that authenticates puts its sender's key in the
+// cache. On failure it returns the Stats.Rejected reason.
+func (s *sealer) open(b, scratch []byte, admit func(*Header) string) (Header, []byte, string) {
 	h, err := DecodeHeader(b)
 	if err != nil {
 		if errors.Is(err, ErrVersion) {
@@ -167,6 +186,16 @@ func (s *sealer) open(b, scratch []byte) (Header, []byte, string) {
 	if !ok {
 		return h, nil, reasonUnknownKey
 	}
+	k := aeadKey{h.Sender, h.KeyID}
+	a, cached := s.cache[k]
+	if !cached {
+		if admit != nil {
+			if reason := admit(&h); reason != "" {
+				return h, nil, reason
+			}
+		}
+		a = newGCM(senderKey(key, s.cluster, h.Sender))
+	}
 	aad := [HeaderLen]byte(b[:HeaderLen])
 	aad[4] &^= byte(FlagRetransmit)
 	n := nonceFor(h.Type, h.Seq)
@@ -174,9 +203,12 @@ func (s *sealer) open(b, scratch []byte) (Header, []byte, string) {
 	if cap(scratch) < len(ct) {
 		scratch = make([]byte, 0, len(ct))
 	}
-	pt, err := s.aead(h.Sender, h.KeyID, key).Open(scratch[:0], n[:], ct, aad[:])
+	pt, err := a.Open(scratch[:0], n[:], ct, aad[:])
 	if err != nil {
 		return h, nil, reasonAuth
+	}
+	if !cached {
+		s.remember(k, a)
 	}
 	return h, pt, ""
 }

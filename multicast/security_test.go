@@ -122,7 +122,7 @@ func TestSecurityUnauthenticatedBombAndFlood(t *testing.T) {
 	bomb := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa4, 0xff, 0xff, 0xff, 0x7f}
 	bomb = append(bomb, make([]byte, 1000)...)
 	h := Header{Version: WireVersion, Type: TypeData, Flags: FlagCompressed, KeyID: 1, Cluster: ClusterID("test"),
-		Sender: uuid.New(), Seq: 1, HighSeq: 1, FragCount: 1, Length: uint16(len(bomb) + TagLen)}
+		Sender: uuid.New(), Seq: 1, HighSeq: 1, FragCount: 1, Length: uint16(len(bomb) + TagLen), Timestamp: t0.UnixMilli()}
 	pkt := append(h.AppendHeader(nil), bomb...)
 	pkt = append(pkt, make([]byte, TagLen)...)
 	e.step(pkt, addrA, t0)

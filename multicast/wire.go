@@ -12,7 +12,7 @@ import (
 //
 //	offset size field
 //	0      2    magic "HN"
-//	2      1    version (1)
+//	2      1    version (2)
 //	3      1    type (PacketType)
 //	4      1    flags (Flags)
 //	5      1    key id (keyring id of the cluster key that sealed it)
@@ -23,20 +23,28 @@ import (
 //	40     8    sender's highest data sequence number when the packet was sealed
 //	48     2    fragment index
 //	50     2    fragment count
-//	52     ...  sealed payload: AES-256-GCM ciphertext and 16-byte tag
+//	52     8    timestamp: the sender's wall clock when it sealed the packet,
+//	            Unix milliseconds (> 0)
+//	60     ...  sealed payload: AES-256-GCM ciphertext and 16-byte tag
 //
 // The whole header is the AEAD's associated data, except the retransmit
 // flag: a member resending a packet (its own or another member's) sends the
 // original sealed bytes and only sets that bit.
+//
+// Version 2 added the timestamp, which makes the first packet a receiver
+// accepts from a sender it has never seen provably fresh (Config.
+// MaxClockSkew). Version 1 was never released; a packet of another
+// version is refused ("version"), members of different versions do not
+// talk to each other.
 const (
 	// HeaderLen is the size of the fixed packet header.
-	HeaderLen = 52
+	HeaderLen = 60
 	// TagLen is the size of the authentication tag that follows the ciphertext.
 	TagLen = 16
 	// Overhead is the per-datagram overhead of header and tag.
 	Overhead = HeaderLen + TagLen
 	// WireVersion is the protocol version this package speaks.
-	WireVersion = 1
+	WireVersion = 2
 	// MaxUDPPayload is the largest IPv4 UDP payload.
 	MaxUDPPayload = 65507
 
@@ -105,6 +113,7 @@ type Header struct {
 	HighSeq   uint64
 	FragIndex uint16
 	FragCount uint16
+	Timestamp int64 // sender's wall clock at sealing, Unix milliseconds
 }
 
 // AppendHeader appends the encoded header to b.
@@ -127,6 +136,7 @@ func (h *Header) put(a *[HeaderLen]byte) {
 	binary.BigEndian.PutUint64(a[40:], h.HighSeq)
 	binary.BigEndian.PutUint16(a[48:], h.FragIndex)
 	binary.BigEndian.PutUint16(a[50:], h.FragCount)
+	binary.BigEndian.PutUint64(a[52:], uint64(h.Timestamp))
 }
 
 // DecodeHeader decodes and checks the header of datagram b. It checks that
@@ -154,6 +164,7 @@ func DecodeHeader(b []byte) (Header, error) {
 	h.HighSeq = binary.BigEndian.Uint64(b[40:])
 	h.FragIndex = binary.BigEndian.Uint16(b[48:])
 	h.FragCount = binary.BigEndian.Uint16(b[50:])
+	h.Timestamp = int64(binary.BigEndian.Uint64(b[52:]))
 	if err := h.check(len(b) - HeaderLen); err != nil {
 		return h, err
 	}
@@ -176,6 +187,8 @@ func (h *Header) check(rest int) error {
 		return fmt.Errorf("%w: sequence number 0", ErrMalformed)
 	case h.Sender == uuid.Nil:
 		return fmt.Errorf("%w: nil sender", ErrMalformed)
+	case h.Timestamp <= 0:
+		return fmt.Errorf("%w: timestamp %d", ErrMalformed, h.Timestamp)
 	}
 	if h.Type == TypeData {
 		if h.HighSeq < h.Seq {

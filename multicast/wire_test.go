@@ -11,7 +11,7 @@ import (
 
 func validHeader() Header {
 	return Header{Version: WireVersion, Type: TypeData, Flags: FlagFragment | FlagCompressed, KeyID: 1,
-		Length: 100, Cluster: ClusterID("x"), Sender: uuid.New(), Seq: 10, HighSeq: 12, FragIndex: 2, FragCount: 5}
+		Length: 100, Cluster: ClusterID("x"), Sender: uuid.New(), Seq: 10, HighSeq: 12, FragIndex: 2, FragCount: 5, Timestamp: t0.UnixMilli()}
 }
 
 func TestHeaderRoundTrip(t *testing.T) {
@@ -52,7 +52,8 @@ func FuzzHeaderRoundTrip(f *testing.F) {
 	f.Add(uint8(1), uint8(0), uint8(1), uint64(1), uint64(1), uint16(0), uint16(1), uint16(16))
 	f.Fuzz(func(t *testing.T, typ, flags, key uint8, seq, high uint64, idx, count, length uint16) {
 		h := Header{Version: WireVersion, Type: PacketType(typ), Flags: Flags(flags), KeyID: key, Length: length,
-			Cluster: ClusterID("c"), Sender: uuid.UUID{1}, Seq: seq, HighSeq: high, FragIndex: idx, FragCount: count}
+			Cluster: ClusterID("c"), Sender: uuid.UUID{1}, Seq: seq, HighSeq: high, FragIndex: idx, FragCount: count,
+			Timestamp: int64(seq ^ high)}
 		b := append(h.AppendHeader(nil), make([]byte, length)...)
 		got, err := DecodeHeader(b)
 		if err == nil && got != h {

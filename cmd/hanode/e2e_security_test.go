@@ -384,7 +384,8 @@ func TestSecurityInjection(t *testing.T) {
 	zstdBomb := append([]byte{0x28, 0xb5, 0x2f, 0xfd, 0xa4, 0xff, 0xff, 0xff, 0x7f}, make([]byte, 1200)...)
 	for i := range 200 {
 		h := multicast.Header{Version: multicast.WireVersion, Type: multicast.TypeData, KeyID: 1,
-			Cluster: multicast.ClusterID("hanode"), Sender: uuid.New(), Seq: uint64(1 + i), HighSeq: uint64(1 + i), FragCount: 1}
+			Cluster: multicast.ClusterID("hanode"), Sender: uuid.New(), Seq: uint64(1 + i), HighSeq: uint64(1 + i), FragCount: 1,
+			Timestamp: time.Now().UnixMilli()}
 		body := zstdBomb
 		if i%2 == 0 {
 			h.Flags = multicast.FlagCompressed
