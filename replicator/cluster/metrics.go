@@ -85,6 +85,17 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	p.counter("hanode_replication_touches_sent_total", "Batched last-access updates broadcast.", float64(n.stats.touchesSent.Load()))
 	p.counter("hanode_replication_deltas_applied_total", "Deltas from peers applied.", float64(n.stats.deltasApplied.Load()))
 	p.counter("hanode_replication_deltas_rejected_total", "Deltas from peers that could not be decoded or applied.", float64(n.stats.deltasRejected.Load()))
+	p.header("hanode_replication_batches_refused_total", "Delta batches not applied because membership never admitted their sender (not_member: such as a restarted node's previous process, replayed; held_full: too many held while waiting for a sender to join).", "counter")
+	for _, r := range []string{refusedHeldFull, refusedNotMember} {
+		p.sample("hanode_replication_batches_refused_total", fmt.Sprintf("reason=%q", r), float64(n.gate.refusedCounts()[r]))
+	}
+	n.memMu.Lock()
+	ms := n.mem.Stats()
+	n.memMu.Unlock()
+	p.header("hanode_membership_refused_total", "Membership messages refused, by reason (stale: older than the member's known incarnation or from a dead or left member; retired: a member forgotten after it died or left; older_incarnation: a node's previous process, its name now held by a newer one).", "counter")
+	p.sample("hanode_membership_refused_total", `reason="older_incarnation"`, float64(ms.OlderIncarnation))
+	p.sample("hanode_membership_refused_total", `reason="retired"`, float64(ms.Retired))
+	p.sample("hanode_membership_refused_total", `reason="stale"`, float64(ms.Stale-ms.Retired-ms.OlderIncarnation))
 	p.gauge("hanode_replication_last_lag_seconds", "Commit-to-receipt delay of the last delta received from a peer.", float64(n.stats.lagNanos.Load())/1e9)
 	n.stats.lag.write(p, "hanode_replication_lag_seconds", "Commit-to-receipt delay of deltas received from peers (the writer's hybrid logical clock against this node's clock: exact on one host, plus the clock skew between hosts).")
 	p.counter("hanode_replication_behind_total", "Times this node fell behind a sender and repaired by anti-entropy.", float64(n.stats.behind.Load()))

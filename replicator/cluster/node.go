@@ -52,6 +52,8 @@ type Node struct {
 	ln      net.Listener // state-transfer server
 	preAuth preAuth      // its connections not authenticated yet
 
+	preAuthWarned atomic.Int64 // unix ns of the last warning about an unauthenticated transfer failure
+
 	memMu sync.Mutex
 	mem   *membership.Machine
 
@@ -61,6 +63,7 @@ type Node struct {
 	kick    chan struct{}    // wakes the flusher
 
 	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
+	gate       deltaGate    // batches of senders that are not members (yet)
 
 	repairMu      sync.Mutex
 	repairRunning bool      // an anti-entropy round is under way
@@ -532,10 +535,7 @@ func (n *Node) receiveLoop() {
 				n.log.Debug("bad membership message", "peer", msg.From.String()[:8], "err", err)
 			}
 		case kindDeltas:
-			n.memMu.Lock()
-			n.mem.Observe(msg.From, now)
-			n.memMu.Unlock()
-			n.applyBatch(msg.Payload[1:], now)
+			n.receiveDeltas(msg.From, msg.Payload[1:], now) // only from members: fresh.go
 		default:
 			n.log.Debug("unknown payload kind", "kind", msg.Payload[0], "peer", msg.From.String()[:8])
 		}
@@ -596,6 +596,7 @@ func (n *Node) tickLoop() {
 			n.memMu.Unlock()
 			n.sendMembership(rd)
 			n.handleMemberEvents(rd.Events)
+			n.releaseHeld(now)
 			n.checkAlone(now)
 			n.checkReplication(now)
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net"
 	"slices"
@@ -136,10 +137,21 @@ func (n *Node) serveTransfers() {
 		}
 		n.goRun(func() {
 			defer c.Close()
-			if err := n.serveOne(c, serving); err != nil {
-				n.stats.transferRejected.Add(1)
-				n.log.Warn("state-transfer request failed", "remote", c.RemoteAddr().String(), "err", err)
+			authed, err := n.serveOne(c, serving)
+			if err == nil {
+				return
 			}
+			n.stats.transferRejected.Add(1)
+			// Unauthenticated failures are anyone's doing: a warning at
+			// most every 10 s, the others at debug level.
+			lvl := slog.LevelWarn
+			if !authed {
+				last := n.preAuthWarned.Load()
+				if now := time.Now().UnixNano(); now-last < int64(10*time.Second) || !n.preAuthWarned.CompareAndSwap(last, now) {
+					lvl = slog.LevelDebug
+				}
+			}
+			n.log.Log(n.ctx, lvl, "state-transfer request failed", "remote", c.RemoteAddr().String(), "authenticated", authed, "err", err)
 		})
 	}
 }
@@ -173,12 +185,18 @@ func (n *Node) readRequest(c net.Conn) (req, salt, nonce []byte, err error) {
 	return req, sr.Salt(), nonce, nil
 }
 
-func (n *Node) serveOne(c net.Conn, serving chan struct{}) error {
+// serveOne answers one connection; authed reports whether its request
+// was authenticated.
+func (n *Node) serveOne(c net.Conn, serving chan struct{}) (authed bool, err error) {
 	req, salt, nonce, err := n.readRequest(c)
 	n.preAuth.remove(c)
 	if err != nil {
-		return err
+		return false, err
 	}
+	return true, n.answer(c, serving, req, salt, nonce)
+}
+
+func (n *Node) answer(c net.Conn, serving chan struct{}, req, salt, nonce []byte) error {
 	// Authenticated: wait for a free slot, within the handshake deadline.
 	select {
 	case serving <- struct{}{}:
