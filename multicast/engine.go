@@ -316,7 +316,9 @@ func (e *engine) fresh(h *Header, now time.Time) string {
 	if skew <= e.cfg.MaxClockSkew && skew >= -e.cfg.MaxClockSkew {
 		return ""
 	}
-	if e.staleWarned.IsZero() || now.Sub(e.staleWarned) >= 10*time.Second {
+	// A repair of an old packet (retransmit flag) reaching a member that
+	// never heard its sender is normal while joining: counted, not logged.
+	if h.Flags&FlagRetransmit == 0 && (e.staleWarned.IsZero() || now.Sub(e.staleWarned) >= 10*time.Second) {
 		e.staleWarned = now
 		dir := "behind"
 		if skew < 0 {

@@ -291,7 +291,7 @@ type lbUser struct {
 func (u *lbUser) post(t *testing.T, base string) counterJSON {
 	t.Helper()
 	cj := u.c.counter(t, http.MethodPost, base)
-	if u.id != "" && cj.Session != u.id {
+	if u.id != "" && cj.Session != replicator.ShortID(u.id) {
 		t.Fatalf("session changed: %s -> %s (served by %s)", u.id, cj.Session, cj.Node)
 	}
 	if cj.N != u.n+1 {
@@ -300,7 +300,7 @@ func (u *lbUser) post(t *testing.T, base string) counterJSON {
 	if r := routeOf(u.c.token); r != cj.Node {
 		t.Fatalf("cookie route %q, but served by %s", r, cj.Node)
 	}
-	u.id, u.n, u.node = cj.Session, cj.N, cj.Node
+	u.id, u.n, u.node = cj0(u.c.token), cj.N, cj.Node
 	return cj
 }
 

@@ -335,11 +335,11 @@ func testRandomLoss(t *testing.T, pct int) {
 				fails.add("session %d POST %d: %v", i, k, err)
 				return
 			}
-			if cj.N != k || (r.id != "" && cj.Session != r.id) {
+			if cj.N != k || (r.id != "" && cj.Session != replicator.ShortID(r.id)) {
 				fails.add("session %d POST %d: answer %+v", i, k, cj)
 				return
 			}
-			r.token, r.id, r.n = tok, cj.Session, cj.N
+			r.token, r.id, r.n = tok, cj0(tok), cj.N
 		}
 		r.v = fmt.Sprintf("value-%d-%08x", i, rand.Uint32())
 		code, body, tok, err := relDo(hc, http.MethodPut, n1.app+"/attrs/v", r.token, r.v)
@@ -398,7 +398,7 @@ func testRandomLoss(t *testing.T, pct int) {
 			wrong.add("session %d GET /counter on n2: %v", i, err)
 			return
 		}
-		if cj.Session != r.id || cj.N != r.n || cj.Node != "n2" {
+		if cj.Session != replicator.ShortID(r.id) || cj.N != r.n || cj.Node != "n2" {
 			wrong.add("session %d on n2: %+v, want session %s n %d", i, cj, relShort(r.id), r.n)
 		}
 		code, body, _, err := relDo(hc, http.MethodGet, n2.app+"/attrs/v", r.token, "")
@@ -476,7 +476,7 @@ func TestReliabilityLastMessageLost(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				tokens[s], ids[s], want[s] = tok, cj.Session, cj.N
+				tokens[s], ids[s], want[s] = tok, cj0(tok), cj.N
 			}
 			// Let the burst but its last message reach n2, so that the
 			// rule drops only the last one.
@@ -527,7 +527,7 @@ func TestReliabilityLastMessageLost(t *testing.T) {
 			// The owner serves it, so this GET only touches.
 			for s := range sess {
 				cj, _, err := relCounter(hc, http.MethodGet, n2.app, tokens[s])
-				if err != nil || cj.N != want[s] || cj.Session != ids[s] {
+				if err != nil || cj.N != want[s] || cj.Session != replicator.ShortID(ids[s]) {
 					t.Errorf("session %d on n2: %+v %v, want n %d", s, cj, err, want[s])
 				}
 			}
@@ -753,14 +753,14 @@ func (lb *relLB) post(hc *http.Client, u *relUser, st *relLoadStats) *e2eNode {
 			continue
 		}
 		switch {
-		case u.id != "" && cj.Session != u.id:
+		case u.id != "" && cj.Session != replicator.ShortID(u.id):
 			st.sessionLost.add("user %s: got session %s on %s (n %d), had n %d", relShort(u.id), relShort(cj.Session), node.name, cj.N, u.n)
 		case cj.N <= u.n:
 			st.stale.add("user %s: POST on %s returned n %d after n %d", relShort(u.id), node.name, cj.N, u.n)
 		case cj.N > u.n+1 && !(u.ambiguous && cj.N == u.n+2):
 			st.lost.add("user %s: POST on %s returned n %d after n %d", relShort(u.id), node.name, cj.N, u.n)
 		}
-		u.token, u.id, u.n, u.ambiguous = tok, cj.Session, cj.N, false
+		u.token, u.id, u.n, u.ambiguous = tok, cj0(tok), cj.N, false
 		return node
 	}
 	st.failed.add("user %s: no node answered in 3 tries", u.id)
@@ -867,7 +867,7 @@ func TestReliabilityRollingRestart(t *testing.T) {
 		}
 		node := lb.pick(routeOf(u.token), nil)
 		cj, _, err := relCounter(hc, http.MethodGet, node.app, u.token)
-		if err != nil || cj.Session != u.id || cj.N != u.n {
+		if err != nil || cj.Session != replicator.ShortID(u.id) || cj.N != u.n {
 			t.Errorf("user %s on %s after the restarts: %+v %v, want n %d", relShort(u.id), node.name, cj, err, u.n)
 		}
 	}

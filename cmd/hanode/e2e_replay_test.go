@@ -279,3 +279,23 @@ func TestSecurityReplayAcrossRestarts(t *testing.T) {
 		t.Error("n4 did not log the stale first contact")
 	}
 }
+
+// holdsSessionHash reports whether a node's admin listing holds the
+// session with this short hash (what the demo's page and JSON show).
+func holdsSessionHash(t *testing.T, n *e2eNode, hash string) bool {
+	t.Helper()
+	code, body, err := n.adminGet("/sessions")
+	if err != nil || code != 200 {
+		t.Fatalf("%s GET /sessions: %d %v", n.name, code, err)
+	}
+	var l sessionList
+	if err := json.Unmarshal(body, &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range l.Sessions {
+		if s.Hash == hash {
+			return true
+		}
+	}
+	return false
+}

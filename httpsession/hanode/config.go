@@ -287,20 +287,33 @@ func readTokenFile(path string) (string, error) {
 	if perm := st.Mode().Perm(); perm&0o066 != 0 {
 		return "", fmt.Errorf("%w: %s has mode %#o", ErrTokenFilePermissions, path, perm)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, 4097))
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
 	if err != nil {
 		return "", err
 	}
-	if len(b) > 4096 {
-		return "", fmt.Errorf("%s is larger than 4096 bytes", path)
+	tok, err := parseAdminToken(b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return tok, nil
+}
+
+const maxTokenFile = 4096
+
+// parseAdminToken returns the token held by the content of a token file:
+// one line of printable characters without spaces, surrounding white
+// space ignored. Its errors never show the content.
+func parseAdminToken(b []byte) (string, error) {
+	if len(b) > maxTokenFile {
+		return "", fmt.Errorf("larger than %d bytes", maxTokenFile)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("%s is empty", path)
+		return "", errors.New("empty")
 	}
 	for _, r := range tok {
 		if r <= ' ' || r == 0x7f {
-			return "", fmt.Errorf("%s: the token must be one line of printable characters without spaces (content not shown)", path)
+			return "", errors.New("the token must be one line of printable characters without spaces (content not shown)")
 		}
 	}
 	return tok, nil

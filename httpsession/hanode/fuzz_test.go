@@ -63,3 +63,24 @@ func FuzzParseConfigFile(f *testing.F) {
 		_ = cfg.NodeName()
 	})
 }
+
+// FuzzParseAdminToken: any token-file content is accepted as a token
+// without white space or control characters, or refused with an error
+// that never shows the content.
+func FuzzParseAdminToken(f *testing.F) {
+	f.Add([]byte("s3cret\n"))
+	f.Add([]byte("two words\n"))
+	f.Add([]byte("\x00\x01abc"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok, err := parseAdminToken(b)
+		if err != nil {
+			if s := strings.TrimSpace(string(b)); len(s) >= 4 && strings.Contains(err.Error(), s) {
+				t.Fatalf("error shows the content: %v", err)
+			}
+			return
+		}
+		if tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			t.Fatalf("accepted %q", tok)
+		}
+	})
+}

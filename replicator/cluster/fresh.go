@@ -163,3 +163,15 @@ func (n *Node) releaseHeld(now time.Time) {
 		g.mu.Unlock()
 	}
 }
+
+// releaseHeldOf applies at once the batches held of sender id if it is now
+// admitted (its heartbeat was just stepped), rather than at the next tick.
+func (n *Node) releaseHeldOf(id uuid.UUID, now time.Time) {
+	g := &n.gate
+	g.mu.Lock()
+	_, held := g.senders[id]
+	g.mu.Unlock()
+	if held {
+		n.releaseHeld(now)
+	}
+}

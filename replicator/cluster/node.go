@@ -534,6 +534,7 @@ func (n *Node) receiveLoop() {
 			if err != nil {
 				n.log.Debug("bad membership message", "peer", msg.From.String()[:8], "err", err)
 			}
+			n.releaseHeldOf(msg.From, now) // its heartbeat may admit a sender whose deltas are held: fresh.go
 		case kindDeltas:
 			n.receiveDeltas(msg.From, msg.Payload[1:], now) // only from members: fresh.go
 		default:
