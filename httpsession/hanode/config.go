@@ -445,7 +445,7 @@ func (c *Config) Validate() error {
 		need("interface", c.Interface != "")
 		need("key-file", c.KeyFile != "")
 	}
-	if c.Listen == c.Admin {
+	if c.Listen == c.Admin && !strings.HasSuffix(c.Listen, ":0") { // port 0: each gets its own
 		errs = append(errs, fmt.Errorf("%w: listen and admin are both %s (%s, %s)", ErrConfig, c.Listen, c.values["listen"].where, c.values["admin"].where))
 	}
 	if c.IdleTimeout > c.Lifetime {

@@ -75,6 +75,13 @@ func (n *Node) AppAddr() net.Addr { return n.appLn.Addr() }
 // AdminAddr returns the address the admin listener is bound to (admin).
 func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
 
+// AppListener returns the listener Start bound to the listen address,
+// for an application that runs its own server instead of Serve.
+func (n *Node) AppListener() net.Listener { return n.appLn }
+
+// AdminListener returns the listener Start bound to the admin address.
+func (n *Node) AdminListener() net.Listener { return n.adminLn }
+
 // AdminHandler returns the admin API: GET /livez, /readyz, /members,
 // /status, /metrics (with the application's HTTP metrics, see
 // Instrument), /sessions, /sessions/{id}, DELETE /sessions/{id},

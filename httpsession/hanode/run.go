@@ -101,8 +101,6 @@ func Start(cfg *Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// SIGHUP must never end the process, even before its handler is in place.
-	signal.Ignore(syscall.SIGHUP)
 	base := newBaseLogger(cfg, cfg.LogOutput)
 	log := base.With("node", cfg.NodeName())
 	if cfg.HA && !cfg.AdminIsLoopback() && cfg.AdminToken == "" {
