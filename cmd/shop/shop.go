@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hanode/hanode/httpsession"
+	"github.com/hanode/hanode/replicator"
 )
 
 // Limits of the shop's input.
@@ -158,7 +160,11 @@ func (s *Shop) addToCart(w http.ResponseWriter, r *http.Request, user string) {
 	// session stores what Put is given, not the slice Get returned.
 	items = append(slices.Clip(items), item)
 	if err := cartKey.Put(r.Context(), items); err != nil {
-		s.fail(w, http.StatusInternalServerError, "cart: "+err.Error())
+		code := http.StatusInternalServerError
+		if errors.Is(err, replicator.ErrTooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		s.fail(w, code, "cart: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, cartJSON{User: user, Items: items, Node: s.Node})

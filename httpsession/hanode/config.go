@@ -113,8 +113,10 @@ type value struct {
 
 // Config is the effective configuration of a node: of `hanode run` or of
 // an application embedding hanode. Get it from Load, FromFlags or FromEnv,
-// which fill every field from the settings; the field comments name the
-// setting (see Settings for the defaults).
+// which fill every settings field: each holds the setting of its name
+// (HA: ha, KeyFile: key-file, SnapshotEvery: snapshot-interval, IdleTimeout:
+// idle-timeout with 0 for none); Settings gives their defaults and
+// meanings. The fields after ConfigFile are set in code before Start.
 type Config struct {
 	Node            string
 	HA              bool
