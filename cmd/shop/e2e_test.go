@@ -271,4 +271,22 @@ log-level = "debug"
 		code, _, body := probe.cart(n2.app)
 		return code == http.StatusUnauthorized, fmt.Sprintf("%d %s", code, body)
 	})
+
+	// Drain and SIGTERM, as hanode run does them.
+	req, _ := http.NewRequest(http.MethodPost, n2.admin+"/drain", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	resp, err := httpClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /drain: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code, body, _ := n2.adminGet("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("readyz after drain: %d %s", code, body)
+	}
+	if err := n3.proc.Stop(30 * time.Second); err != nil {
+		t.Errorf("SIGTERM: %v\n%s", err, n3.proc.Logs())
+	}
+	if logs := n3.proc.Logs(); !strings.Contains(logs, "shutdown: deltas flushed, leave announced") || !strings.Contains(logs, "hanode stopped") {
+		t.Errorf("n3's shutdown log:\n%s", logs)
+	}
 }
