@@ -84,7 +84,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // and the ordered shutdown when its context ends.
 func TestNodeServeHAOff(t *testing.T) {
 	n, logs := startLocal(t, map[string]string{"node": "app1"})
-	if n.Name() != "app1" || !n.Ready() {
+	if n.Name() != "app1" || !n.Ready() || n.Cluster() != nil {
 		t.Fatalf("name %q ready %v", n.Name(), n.Ready())
 	}
 	sessions := n.Sessions()

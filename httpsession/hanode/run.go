@@ -18,14 +18,9 @@ import (
 	"github.com/hanode/hanode/replicator/cluster"
 )
 
-// newLogger builds the process logger: text or JSON on w, every line
-// carrying the node name.
-func newLogger(cfg *Config, w io.Writer) *slog.Logger {
-	return newBaseLogger(cfg, w).With("node", cfg.NodeName())
-}
-
-// newBaseLogger is newLogger without the node field, for the cluster
-// runtime, which adds it itself (a field twice is a duplicate JSON key).
+// newBaseLogger builds the process logger: cfg.Logger, or text or JSON on
+// w. It has no node field, for the cluster runtime, which adds it itself
+// (a field twice is a duplicate JSON key); the node's other loggers add it.
 func newBaseLogger(cfg *Config, w io.Writer) *slog.Logger {
 	if cfg.Logger != nil {
 		return cfg.Logger
