@@ -11,6 +11,11 @@
 // load balancer sends its users to another node, which has their sessions
 // and takes them over. The application code is the same in both cases.
 //
+// It is httpsession's runtime sub-package, as replicator/cluster is
+// replicator's: it listens on sockets and imports the cluster runtime,
+// which the httpsession package itself never does (an application that
+// brings its own store imports httpsession alone).
+//
 // # Quick start
 //
 // The whole wiring of an application is a few lines in main:
