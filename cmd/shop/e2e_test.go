@@ -260,6 +260,24 @@ log-level = "debug"
 		})
 	}
 
+	// The hanode commands work against the shop's admin API.
+	hanodeBin := filepath.Join(filepath.Dir(bin), "hanode")
+	if out, err := exec.Command("go", "build", "-o", hanodeBin, "../hanode").CombinedOutput(); err != nil {
+		t.Fatalf("go build hanode: %v\n%s", err, out)
+	}
+	cmd := exec.Command(hanodeBin, "status", "--admin", strings.TrimPrefix(n2.admin, "http://"))
+	cmd.Env = append(cleanEnv(), "HANODE_ADMIN_TOKEN="+e2eToken)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^node:\s+n2$`).Match(out) || !regexp.MustCompile(`(?m)^ready:\s+true$`).Match(out) {
+		t.Errorf("hanode status against the shop: %v\n%s", err, out)
+	}
+	cmd = exec.Command(hanodeBin, "sessions", "list", "--admin", strings.TrimPrefix(n3.admin, "http://"))
+	cmd.Env = append(cleanEnv(), "HANODE_ADMIN_TOKEN="+e2eToken)
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d sessions", len(users))) {
+		t.Errorf("hanode sessions list against the shop: %v\n%s", err, out)
+	}
+
 	// Logging out on one survivor ends the session on the other.
 	u := users[0]
 	token := u.c.token
