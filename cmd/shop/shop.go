@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"html/template"
 	"net/http"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/hanode/hanode/httpsession"
-	"github.com/hanode/hanode/replicator"
 )
 
 // Limits of the shop's input.
@@ -73,6 +71,29 @@ func (s *Shop) fail(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, errorJSON{Error: msg, Node: s.Node})
 }
 
+// failSession answers a session error with httpsession.ErrorStatus's
+// code: 503 (retry, another node will serve it) for a change the peers did
+// not acknowledge with consistency sync, 413 for a session over the size
+// limits, 500 otherwise.
+func (s *Shop) failSession(w http.ResponseWriter, what string, err error) {
+	code := httpsession.ErrorStatus(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	s.fail(w, code, what+": "+err.Error())
+}
+
+// commit commits the session's changes before the answer, so that the
+// answer tells whether they are kept. It reports whether the commit
+// succeeded; if not, it has answered.
+func (s *Shop) commit(w http.ResponseWriter, r *http.Request, what string) bool {
+	if _, err := s.Sessions.Flush(r.Context()); err != nil {
+		s.failSession(w, what, err)
+		return false
+	}
+	return true
+}
+
 // formValue reads one field of a bounded form body, trimmed.
 func formValue(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
@@ -101,11 +122,14 @@ func (s *Shop) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if err := s.Sessions.RenewToken(ctx); err != nil {
-		s.fail(w, http.StatusInternalServerError, "renew the session: "+err.Error())
+		s.failSession(w, "renew the session", err)
 		return
 	}
 	if err := s.Sessions.SetPrincipal(ctx, user); err != nil {
-		s.fail(w, http.StatusInternalServerError, "log in: "+err.Error())
+		s.failSession(w, "log in", err)
+		return
+	}
+	if !s.commit(w, r, "log in") {
 		return
 	}
 	writeJSON(w, http.StatusOK, loginJSON{User: user, Node: s.Node})
@@ -114,7 +138,10 @@ func (s *Shop) login(w http.ResponseWriter, r *http.Request) {
 // logout destroys the session on every node.
 func (s *Shop) logout(w http.ResponseWriter, r *http.Request) {
 	if err := s.Sessions.Destroy(r.Context()); err != nil {
-		s.fail(w, http.StatusInternalServerError, "log out: "+err.Error())
+		s.failSession(w, "log out", err)
+		return
+	}
+	if !s.commit(w, r, "log out") {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"node": s.Node})
@@ -160,11 +187,10 @@ func (s *Shop) addToCart(w http.ResponseWriter, r *http.Request, user string) {
 	// session stores what Put is given, not the slice Get returned.
 	items = append(slices.Clip(items), item)
 	if err := cartKey.Put(r.Context(), items); err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, replicator.ErrTooLarge) {
-			code = http.StatusRequestEntityTooLarge
-		}
-		s.fail(w, code, "cart: "+err.Error())
+		s.failSession(w, "cart", err)
+		return
+	}
+	if !s.commit(w, r, "cart") {
 		return
 	}
 	writeJSON(w, http.StatusOK, cartJSON{User: user, Items: items, Node: s.Node})

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,4 +195,68 @@ func equalCart(a, b cartJSON) bool {
 		}
 	}
 	return true
+}
+
+// failingStore is a local store whose commits fail with err when set.
+type failingStore struct {
+	*replicator.Local
+	err atomic.Pointer[error]
+}
+
+func (f *failingStore) Commit(ctx context.Context, d *replicator.Delta, c replicator.Consistency) (replicator.CommitResult, error) {
+	if p := f.err.Load(); p != nil {
+		return replicator.CommitResult{}, *p
+	}
+	return f.Local.Commit(ctx, d, c)
+}
+
+// TestShopAnswersCommitErrors: the shop commits before it answers, so a
+// change that is not kept is never answered 200: 503 with Retry-After for
+// a change the peers did not acknowledge, 413 for a session over the size
+// limit, and the cart stays as it was.
+func TestShopAnswersCommitErrors(t *testing.T) {
+	store := &failingStore{Local: replicator.NewLocal("n1", replicator.ReplicaConfig{})}
+	t.Cleanup(func() { store.Close() })
+	mgr, err := httpsession.New(store, httpsession.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer((&Shop{Sessions: mgr, Node: "n1"}).Handler())
+	t.Cleanup(srv.Close)
+	c := &shopClient{t: t}
+	c.login(srv.URL, "alice")
+	c.add(srv.URL, "apples")
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("%w: 0 of 1 acknowledgements", replicator.ErrNotReplicated), http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: session would be 2000000 bytes", replicator.ErrTooLarge), http.StatusRequestEntityTooLarge},
+	} {
+		store.err.Store(&tc.err)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/cart", strings.NewReader("item=pears"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: cookieName, Value: c.token})
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e errorJSON
+		decErr := json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || decErr != nil || !strings.Contains(e.Error, tc.err.Error()) {
+			t.Errorf("%v: %d %+v %v, want %d", tc.err, resp.StatusCode, e, decErr, tc.code)
+		}
+		if tc.code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		other := &shopClient{t: t, token: c.token} // a failed answer's cookie is not followed
+		if code, body := other.do(http.MethodPost, srv.URL+"/login", url.Values{"user": {"bob"}}); code != tc.code {
+			t.Errorf("login with %v: %d %s", tc.err, code, body)
+		}
+		store.err.Store(nil)
+		if _, got, body := c.cart(srv.URL); !equalCart(got, cartJSON{User: "alice", Items: []string{"apples"}, Node: "n1"}) {
+			t.Errorf("cart after a refused change: %s", body)
+		}
+	}
 }
