@@ -86,8 +86,11 @@
 //     (default 127.0.0.1:8080 and 127.0.0.1:9090). Keep admin on loopback
 //     or set admin-token.
 //   - consistency: async (default: answer at once, replicate in the
-//     background), sync (wait for one peer's acknowledgement, bounded by
-//     sync-timeout) or sync-all.
+//     background), sync (one peer acknowledges the change before the
+//     first byte; not acknowledged within sync-timeout, the commit fails
+//     and the request answers 503, see httpsession.ErrorStatus) or
+//     sync-all (every live peer); lone-survivor says what a sync node left
+//     alone does with writes.
 //   - idle-timeout, lifetime, cookie-name, cookie-secure: the sessions.
 //   - shutdown-timeout, drain-delay: the shutdown (below).
 //
