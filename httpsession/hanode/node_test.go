@@ -316,3 +316,29 @@ func (j *cookieJar) post(t *testing.T, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestNodeExpiresSessionsHAOff: with HA off, idle sessions end on their
+// own (the local store's timer), with nothing for the application to run.
+func TestNodeExpiresSessionsHAOff(t *testing.T) {
+	n, _ := startLocal(t, map[string]string{"idle-timeout": "1s"})
+	defer n.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sessions := n.Sessions()
+	go func() {
+		_ = n.Serve(ctx, sessions.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = sessions.Put(r.Context(), "k", 1)
+		})))
+	}()
+	for range 20 {
+		resp, err := http.Post("http://"+n.AppAddr().String()+"/", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if got := n.store.Len(); got != 20 {
+		t.Fatalf("%d sessions, want 20", got)
+	}
+	waitFor(t, "the idle sessions to expire", func() bool { return n.store.Len() == 0 })
+}
