@@ -31,27 +31,16 @@ type backend interface {
 var _ backend = (*cluster.Node)(nil)
 
 // localBackend adapts the local-only store (HA off) to backend: it is
-// always ready unless draining, is its own only member, and expires
-// sessions with a goroutine of its own.
+// always ready unless draining and is its own only member. The local
+// store expires sessions by itself (a timer, no goroutine while idle).
 type localBackend struct {
 	*replicator.Local
 	started  time.Time
 	draining atomic.Bool
-	stop     context.CancelFunc
-	done     chan struct{}
 }
 
 func newLocalBackend(node string) *localBackend {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &localBackend{
-		Local:   replicator.NewLocal(node, replicator.ReplicaConfig{}),
-		started: time.Now(), stop: cancel, done: make(chan struct{}),
-	}
-	go func() {
-		defer close(l.done)
-		_ = l.Local.Run(ctx)
-	}()
-	return l
+	return &localBackend{Local: replicator.NewLocal(node, replicator.ReplicaConfig{}), started: time.Now()}
 }
 
 func (l *localBackend) Ready() bool { return !l.draining.Load() }
@@ -79,11 +68,7 @@ func (l *localBackend) Status() cluster.Status {
 func (l *localBackend) WriteMetrics(io.Writer) {}
 
 // Close stops expiry. Sessions of a local store live in memory only.
-func (l *localBackend) Close() error {
-	l.stop()
-	<-l.done
-	return nil
-}
+func (l *localBackend) Close() error { return l.Local.Close() }
 
 // Sessions lists the live sessions.
 func (l *localBackend) Sessions() []*replicator.Session {

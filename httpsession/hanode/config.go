@@ -114,8 +114,10 @@ type value struct {
 
 // Config is the effective configuration of a node: of `hanode run` or of
 // an application embedding hanode. Get it from Load, FromFlags or FromEnv,
-// which fill every field from the settings; the field comments name the
-// setting (see Settings for the defaults).
+// which fill every settings field: each holds the setting of its name
+// (HA: ha, KeyFile: key-file, SnapshotEvery: snapshot-interval, IdleTimeout:
+// idle-timeout with 0 for none); Settings gives their defaults and
+// meanings. The fields after ConfigFile are set in code before Start.
 type Config struct {
 	Node            string
 	HA              bool
@@ -513,7 +515,7 @@ func (c *Config) Validate() error {
 		need("interface", c.Interface != "")
 		need("key-file", c.KeyFile != "")
 	}
-	if c.Listen == c.Admin {
+	if c.Listen == c.Admin && !strings.HasSuffix(c.Listen, ":0") { // port 0: each gets its own
 		errs = append(errs, fmt.Errorf("%w: listen and admin are both %s (%s, %s)", ErrConfig, c.Listen, c.values["listen"].where, c.values["admin"].where))
 	}
 	if c.IdleTimeout > c.Lifetime {

@@ -297,3 +297,18 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestConfigFileLegacyThenError: in a file with bare words, an error on
+// another line is reported at that line.
+func TestConfigFileLegacyThenError(t *testing.T) {
+	file := writeFile(t, "old.conf", "node = n1\nlisten = :8080\nttl = [1,\n", 0o644)
+	_, err := loadConfig(nil, env(nil), file)
+	if err == nil || !strings.Contains(err.Error(), file+":3:") {
+		t.Errorf("error %v, want it at line 3", err)
+	}
+	file = writeFile(t, "old.conf", "node = n1\nlisten = :8080\nlifetime = 2 h\n", 0o644)
+	_, err = loadConfig(nil, env(nil), file)
+	if err == nil || !strings.Contains(err.Error(), file+":3:") {
+		t.Errorf("error %v, want it at line 3", err)
+	}
+}

@@ -51,13 +51,10 @@ func parseConfigFile(path string, r io.Reader) (map[string]fileEntry, error) {
 		return nil, err
 	}
 	// A file of earlier versions may hold bare words (listen = :8080):
-	// quote them and try again; if that fails too, report the first error.
+	// quote them and try again. Lines keep their numbers, so an error then
+	// points at a line that is wrong either way.
 	if legacy, ok := quoteBareWords(data); ok {
-		if out, err2 := parseTOML(path, legacy); err2 == nil {
-			return out, nil
-		} else if !errors.As(err2, new(*syntaxError)) {
-			return nil, err2
-		}
+		return parseTOML(path, legacy)
 	}
 	return nil, err
 }

@@ -23,6 +23,9 @@ func FuzzParseConfigFile(f *testing.F) {
 	f.Add("nod = 1\n")
 	f.Add("node = \"unterminated\n")
 	f.Add("admin-token = \"a\\\"b\" x\n")
+	f.Add("ttl = 0x1_0\nnode = [\"a\", 'b']\ncluster = { a = 1 }\n")
+	f.Add("cluster = \"\"\"\nx = y\n\"\"\"\nlisten = :1\n")
+	f.Add("a.b = 1\n[[t]]\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		entries, err := parseConfigFile("f.toml", strings.NewReader(text))
 		if err != nil {

@@ -60,6 +60,13 @@ func (n *Node) Ready() bool { return n.adm.ready() }
 // HA is off), as GET /members lists them. The caller owns the slice.
 func (n *Node) Members() []cluster.MemberInfo { return n.store.Members() }
 
+// Cluster returns the cluster runtime when HA is on (for its Status and
+// Members), nil when HA is off.
+func (n *Node) Cluster() *cluster.Node {
+	c, _ := n.store.(*cluster.Node)
+	return c
+}
+
 // Drain makes the node unready (GET /readyz answers 503) so that the
 // load balancer moves its users; it keeps serving and its sessions stay
 // in the cluster. POST /drain and SIGTERM do the same.
@@ -74,6 +81,13 @@ func (n *Node) AppAddr() net.Addr { return n.appLn.Addr() }
 
 // AdminAddr returns the address the admin listener is bound to (admin).
 func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
+
+// AppListener returns the listener Start bound to the listen address,
+// for an application that runs its own server instead of Serve.
+func (n *Node) AppListener() net.Listener { return n.appLn }
+
+// AdminListener returns the listener Start bound to the admin address.
+func (n *Node) AdminListener() net.Listener { return n.adminLn }
 
 // AdminHandler returns the admin API: GET /livez, /readyz, /members,
 // /status, /metrics (with the application's HTTP metrics, see

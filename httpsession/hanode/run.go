@@ -18,14 +18,9 @@ import (
 	"github.com/hanode/hanode/replicator/cluster"
 )
 
-// newLogger builds the process logger: text or JSON on w, every line
-// carrying the node name.
-func newLogger(cfg *Config, w io.Writer) *slog.Logger {
-	return newBaseLogger(cfg, w).With("node", cfg.NodeName())
-}
-
-// newBaseLogger is newLogger without the node field, for the cluster
-// runtime, which adds it itself (a field twice is a duplicate JSON key).
+// newBaseLogger builds the process logger: cfg.Logger, or text or JSON on
+// w. It has no node field, for the cluster runtime, which adds it itself
+// (a field twice is a duplicate JSON key); the node's other loggers add it.
 func newBaseLogger(cfg *Config, w io.Writer) *slog.Logger {
 	if cfg.Logger != nil {
 		return cfg.Logger
@@ -101,8 +96,6 @@ func Start(cfg *Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// SIGHUP must never end the process, even before its handler is in place.
-	signal.Ignore(syscall.SIGHUP)
 	base := newBaseLogger(cfg, cfg.LogOutput)
 	log := base.With("node", cfg.NodeName())
 	if cfg.HA && !cfg.AdminIsLoopback() && cfg.AdminToken == "" {

@@ -87,7 +87,8 @@ func FromEnv() (*Config, error) {
 // --listen, ...; not the DaemonOnly ones) and --config (-c), the config
 // file. Call FromFlags after fs.Parse. The flags carry no defaults of
 // their own: an unset flag leaves the setting to the environment, the
-// config file or the default.
+// config file or the default. Like fs.Var, it panics when fs already has
+// a flag of one of these names.
 func AddFlags(fs *flag.FlagSet) {
 	cf := &stringFlag{}
 	fs.Var(cf, "config", "config file (TOML; keys are the flag names) [HANODE_CONFIG]")
