@@ -282,6 +282,8 @@ func (n *Node) transportConfig() multicast.Config {
 	mcfg.Interface = n.cfg.Interface
 	mcfg.TTL = n.cfg.TTL
 	mcfg.Loopback = n.cfg.Loopback
+	mcfg.Peers = n.cfg.Peers
+	mcfg.Discovery = n.cfg.Discovery
 	mcfg.Keyring = n.cfg.Keyring
 	mcfg.MemberID = n.id
 	mcfg.Logger = n.log
@@ -654,7 +656,11 @@ func (n *Node) checkAlone(now time.Time) {
 		n.stats.aloneSince.Store(now.UnixNano())
 		return
 	}
-	if now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
+	unicast := len(n.cfg.Peers) > 0 || n.cfg.Discovery != ""
+	if unicast && now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
+		n.log.Warn("no peers seen for 30s although HA is on: check that UDP reaches the peers on the group's port (hanode probe --peer), the peer list or discovery name, and the firewall",
+			"peers", strings.Join(n.cfg.Peers, ","), "discovery", n.cfg.Discovery, "interface", n.cfg.Interface)
+	} else if now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
 		n.log.Warn("no peers seen for 30s although HA is on: check that multicast works between the hosts (hanode probe), the interface, TTL, firewall and IGMP snooping",
 			"group", n.cfg.Group.String(), "interface", n.cfg.Interface)
 	}
