@@ -58,8 +58,9 @@ type runtime struct {
 	recvBuffer  int
 	recvClamped bool
 
-	peers  *peerSet  // unicast mode only (unicast.go)
-	pclock peerClock // loop goroutine only
+	peers  *peerSet           // unicast mode only (unicast.go)
+	pclock peerClock          // loop goroutine only
+	down   map[uuid.UUID]bool // members reported dead (MemberDown); guarded by mu
 }
 
 func newRuntime(cfg Config, l link) *runtime {

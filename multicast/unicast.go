@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/net/ipv4"
 )
 
@@ -346,7 +347,7 @@ func (rt *runtime) peerTick(now time.Time) {
 	}
 	rt.pclock.nextSync = now.Add(peerSyncInterval)
 	rt.mu.Lock()
-	addrs := rt.eng.peerAddrs()
+	addrs := rt.eng.peerAddrs(rt.down)
 	rt.mu.Unlock()
 	rt.peers.setLearned(addrs, now)
 	since := now.Sub(rt.pclock.lastGossip)
@@ -370,13 +371,38 @@ func (rt *runtime) peerTick(now time.Time) {
 }
 
 // peerAddrs returns the unicast addresses of the members held (not
-// forgotten) whose address is known.
-func (e *engine) peerAddrs() []netip.AddrPort {
+// forgotten, not reported down) whose address is known.
+func (e *engine) peerAddrs(down map[uuid.UUID]bool) []netip.AddrPort {
 	var out []netip.AddrPort
-	for _, p := range e.peers {
-		if !p.gone && p.addr.IsValid() && p.addr.Addr().Is4() {
+	for id, p := range e.peers {
+		if !p.gone && !down[id] && p.addr.IsValid() && p.addr.Addr().Is4() {
 			out = append(out, p.addr)
 		}
 	}
 	return out
+}
+
+// MemberLiveness is implemented by the transports of this package. The
+// membership layer reports with it which members it holds dead: in
+// unicast mode a dead member's learned address is no longer sent to (nor
+// told to others), although its state is kept (Forget is for members
+// that left) so that it is accepted again when it comes back. Its
+// address stays while it is a static peer or in DNS. In multicast mode
+// the call changes nothing.
+type MemberLiveness interface {
+	MemberDown(member uuid.UUID, down bool)
+}
+
+// MemberDown implements MemberLiveness.
+func (rt *runtime) MemberDown(member uuid.UUID, down bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if down {
+		if rt.down == nil {
+			rt.down = make(map[uuid.UUID]bool)
+		}
+		rt.down[member] = true
+		return
+	}
+	delete(rt.down, member)
 }

@@ -287,9 +287,9 @@ func TestUnicastSeeds(t *testing.T) {
 	}
 }
 
-// TestUnicastForget: a member that stops and is forgotten is dropped from
-// the peers of those that learned it (by traffic or gossip), while a
-// static peer is kept.
+// TestUnicastForget: a member that stops and is forgotten (left) or
+// reported down (dead) is dropped from the peers of those that learned it
+// (by traffic or gossip), while a static peer is kept.
 func TestUnicastForget(t *testing.T) {
 	shortGossip(t)
 	ps := freePorts(t, 3)
@@ -300,8 +300,8 @@ func TestUnicastForget(t *testing.T) {
 	waitFor(t, 10*time.Second, "b and c learning each other", func() bool { return b.knows(c.addr) && c.knows(b.addr) })
 	cid := c.LocalID()
 	c.stop()
-	a.Forget(cid)
-	b.Forget(cid)
+	a.Forget(cid)                                      // left
+	b.Transport.(MemberLiveness).MemberDown(cid, true) // died
 	waitFor(t, 10*time.Second, "c dropped by b", func() bool { return !b.knows(c.addr) })
 	if !b.knows(a.addr) {
 		t.Error("b dropped its static peer a")

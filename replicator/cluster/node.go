@@ -622,6 +622,9 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 		switch ev.Kind {
 		case membership.EventJoined, membership.EventRecovered:
 			n.log.Info("member "+ev.Kind.String(), "peer", m.Name, "member", m.ID.String()[:8])
+			if x, ok := n.tr.(multicast.MemberLiveness); ok {
+				x.MemberDown(m.ID, false)
+			}
 			// A member that comes back (a healed partition) may hold
 			// writes this node never saw: reconcile at once.
 			if n.ready.Load() {
@@ -634,6 +637,9 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 			// Only a member that left (or was replaced by a restart)
 			// never sends again and is forgotten.
 			n.log.Warn("member died", "peer", m.Name, "member", m.ID.String()[:8])
+			if x, ok := n.tr.(multicast.MemberLiveness); ok {
+				x.MemberDown(m.ID, true) // unicast: no longer sent to, unless a static or DNS peer
+			}
 		case membership.EventLeft:
 			n.log.Info("member left", "peer", m.Name, "member", m.ID.String()[:8])
 			n.tr.Forget(m.ID)

@@ -19,6 +19,7 @@ type DNS struct {
 	conn *net.UDPConn
 	mu   sync.Mutex
 	a    map[string][]netip.Addr
+	n    map[string]int // A queries answered, per name
 	done chan struct{}
 }
 
@@ -30,7 +31,7 @@ func StartDNS(t testing.TB, addr string) *DNS {
 	if err != nil {
 		t.Fatalf("netlab: dns: %v", err)
 	}
-	d := &DNS{conn: conn, a: make(map[string][]netip.Addr), done: make(chan struct{})}
+	d := &DNS{conn: conn, a: make(map[string][]netip.Addr), n: make(map[string]int), done: make(chan struct{})}
 	go d.serve()
 	t.Cleanup(func() {
 		conn.Close()
@@ -52,6 +53,13 @@ func (d *DNS) Set(name string, addrs ...netip.Addr) {
 		return
 	}
 	d.a[k] = append([]netip.Addr(nil), addrs...)
+}
+
+// Queries returns how many A queries for name were answered.
+func (d *DNS) Queries(name string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n[dnsKey(name)]
 }
 
 func dnsKey(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
@@ -86,6 +94,9 @@ func (d *DNS) answer(q []byte) ([]byte, bool) {
 	qq := qs[0]
 	d.mu.Lock()
 	addrs, known := d.a[dnsKey(qq.Name.String())]
+	if qq.Type == dnsmessage.TypeA {
+		d.n[dnsKey(qq.Name.String())]++
+	}
 	d.mu.Unlock()
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
 	if !known {
