@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/net/ipv4"
 
 	"github.com/hanode/hanode/scripts/netlab"
 )
@@ -392,3 +393,7 @@ func TestUnicastListenDiscovery(t *testing.T) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+var timeZero = time.Now()
+
+func ipv4PacketConn(c *net.UDPConn) *ipv4.PacketConn { return ipv4.NewPacketConn(c) }

@@ -336,3 +336,82 @@ func waitMembers(n *cluster.Node, want int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FloodResult is one replication-throughput run.
+type FloodResult struct {
+	Updates  int
+	Commit   time.Duration // until the writers finished
+	Caught   time.Duration // until every node held the last version of every session
+	Rate     float64       // Updates / Caught
+	Behind   float64       // "behind" events on the receivers
+	Repaired float64       // sessions repaired by anti-entropy on the receivers
+}
+
+// Flood commits total updates (one 64-byte attribute each, round robin
+// over ids) on node 0 from writers goroutines as fast as they go, and
+// measures how long until every other node holds the last version of every
+// session: replication throughput with the whole cluster caught up.
+func Flood(c *Cluster, ids []string, total, writers int, settle time.Duration) (FloodResult, error) {
+	src := c.Nodes[0]
+	var behind0, rep0 float64
+	for _, n := range c.Nodes[1:] {
+		behind0 += Metric(n, "hanode_replication_behind_total")
+		rep0 += Metric(n, "hanode_anti_entropy_repaired_sessions_total")
+	}
+	res := FloodResult{Updates: total}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var ferr atomic.Value
+	t0 := time.Now()
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			val := make([]byte, 64)
+			rand.Read(val)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= total {
+					return
+				}
+				binary.LittleEndian.PutUint64(val, uint64(i))
+				if err := CommitSet(src, ids[i%len(ids)], "v", bytes.Clone(val), replicator.Async); err != nil {
+					ferr.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := ferr.Load(); e != nil {
+		return res, e.(error)
+	}
+	res.Commit = time.Since(t0)
+	for {
+		lost := 0
+		for _, n := range c.Nodes[1:] {
+			for _, id := range ids {
+				a, b := src.Get(id), n.Get(id)
+				if a != nil && (b == nil || b.Version < a.Version) {
+					lost++
+				}
+			}
+		}
+		if lost == 0 {
+			break
+		}
+		if time.Since(t0) > settle {
+			return res, fmt.Errorf("%d sessions not caught up after %s", lost, settle)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	res.Caught = time.Since(t0)
+	res.Rate = float64(total) / res.Caught.Seconds()
+	for _, n := range c.Nodes[1:] {
+		res.Behind += Metric(n, "hanode_replication_behind_total")
+		res.Repaired += Metric(n, "hanode_anti_entropy_repaired_sessions_total")
+	}
+	res.Behind -= behind0
+	res.Repaired -= rep0
+	return res, nil
+}

@@ -28,7 +28,7 @@ var (
 	maxHA     = flag.Int("max-ha-sessions", 100_000, "largest session count of the scaling table with HA on (1,000,000 did not settle in 6 minutes on 2 CPUs, see README)")
 	transferN = flag.Int("transfer-sessions", 100_000, "sessions of the state-transfer test")
 	sessionsN = flag.Int("sessions", 10_000, "distinct sessions of the per-request and load tests")
-	only      = flag.String("only", "", "comma-separated sections to run (request,replication,memory,transfer,compression,hotpath,scale,nodes); default all")
+	only      = flag.String("only", "", "comma-separated sections to run (request,replication,memory,transfer,compression,hotpath,scale,nodes,transports); default all")
 )
 
 func want(s string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), s) }
@@ -83,6 +83,9 @@ func main() {
 	}
 	if want("nodes") {
 		nodesSection()
+	}
+	if want("transports") {
+		transportsSection()
 	}
 	fmt.Println("### Targets\n\n| target | measured | met |\n| --- | --- | --- |")
 	for _, r := range t {
@@ -473,6 +476,59 @@ func nodesSection() {
 		}
 		c.Close()
 		fmt.Printf("| %d | %s |\n", k, strings.Join(cells, " | "))
+	}
+	fmt.Println()
+}
+
+// transportsSection puts the multicast and the unicast transport side by
+// side (UDP on lo, every node in this process) for 2, 4 and 8 nodes:
+// per-request cost on node 1 and replication throughput with every node
+// caught up.
+func transportsSection() {
+	setBenchtime(*benchtime / 2)
+	const sessions, updates, writers = 10000, 100000, 4
+	fmt.Printf("### Transports: multicast and unicast side by side\n\n")
+	fmt.Printf("UDP on the namespace's lo, every node in this process (the N−1 receivers share the 2 CPUs with node 1). Multicast: one group, `Loopback`; unicast: `Peers` listing every node (127.0.0.1, one port per node), each packet sealed once and sent to N−1 peers (sendmmsg). Per-request: HA ns/op on node 1, %d sessions. Replication: %d updates of one 64-byte attribute over %d sessions committed on node 1 by %d writers as fast as they go, divided by the time until every node held the last version of every session. Medians of %d runs.\n\n",
+		sessions, updates, sessions, writers, *runs)
+	fmt.Println("| nodes | transport | HA async ns/op | HA sync ns/op | replication updates/s (all caught up) | behind / repaired |")
+	fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: |")
+	for _, k := range []int{2, 4, 8} {
+		for _, unicast := range []bool{false, true} {
+			name := "multicast"
+			if unicast {
+				name = "unicast"
+			}
+			c, err := bench.StartTransportCluster(unicast, k)
+			must(err)
+			cells := []string{}
+			for _, cons := range []replicator.Consistency{replicator.Async, replicator.Sync} {
+				v := bench.Hanode("ha", c.Nodes[0], cons)
+				cookies, err := bench.Prime(v, sessions)
+				must(err)
+				var ns []float64
+				for r := range *runs {
+					logf("transports %d nodes %s cons=%d run %d", k, name, cons, r+1)
+					br := testing.Benchmark(func(b *testing.B) { bench.BenchHandler(b, v.H, cookies) })
+					ns = append(ns, float64(br.NsPerOp()))
+				}
+				cells = append(cells, fmt.Sprintf("%.0f", median(ns)))
+			}
+			ids := bench.SessionIDs(sessions)
+			var rates []float64
+			var behind, repaired float64
+			for r := range *runs {
+				logf("transports %d nodes %s flood run %d", k, name, r+1)
+				fr, err := bench.Flood(c, ids, updates, writers, 60*time.Second)
+				must(err)
+				logf("  committed in %s, every node caught up after %s: %.0f updates/s; behind %.0f, repaired %.0f", fr.Commit.Round(time.Millisecond), fr.Caught.Round(time.Millisecond), fr.Rate, fr.Behind, fr.Repaired)
+				rates = append(rates, fr.Rate)
+				behind += fr.Behind
+				repaired += fr.Repaired
+			}
+			cells = append(cells, fmt.Sprintf("%.0f", median(rates)), fmt.Sprintf("%.0f / %.0f", behind, repaired))
+			c.Close()
+			fmt.Printf("| %d | %s | %s |\n", k, name, strings.Join(cells, " | "))
+		}
 	}
 	fmt.Println()
 }
