@@ -401,6 +401,14 @@ func (rt *runtime) MemberDown(member uuid.UUID, down bool) {
 		if rt.down == nil {
 			rt.down = make(map[uuid.UUID]bool)
 		}
+		if len(rt.down) >= maxPeers {
+			// Keep only members the engine still holds.
+			for id := range rt.down {
+				if rt.eng.peers[id] == nil {
+					delete(rt.down, id)
+				}
+			}
+		}
 		rt.down[member] = true
 		return
 	}
