@@ -144,7 +144,9 @@ func probeOptionsFromCLI(c *cli.Context) (probeOptions, error) {
 		o.Name = "probe"
 	}
 	if len(cfg.Peers) > 0 && cfg.Discovery != "" {
-		return o, fmt.Errorf("%w: peers (%s) and discovery (%s) are both set; use one", errUsage, cfg.values["peers"].where, cfg.values["discovery"].where)
+		_, pw := cfg.Source("peers")
+		_, dw := cfg.Source("discovery")
+		return o, fmt.Errorf("%w: peers (%s) and discovery (%s) are both set; use one", errUsage, pw, dw)
 	}
 	if len(cfg.Peers) > 0 || cfg.Discovery != "" {
 		o.Unicast = true
