@@ -483,51 +483,71 @@ func nodesSection() {
 // transportsSection puts the multicast and the unicast transport side by
 // side (UDP on lo, every node in this process) for 2, 4 and 8 nodes:
 // per-request cost on node 1 and replication throughput with every node
-// caught up.
+// caught up. For each size both clusters run at once and every
+// measurement alternates between them run by run, so that the host's
+// noise hits both alike.
 func transportsSection() {
 	setBenchtime(*benchtime / 2)
-	const sessions, updates, writers = 10000, 100000, 4
+	const sessions, updates, writers = 2000, 50000, 4
 	fmt.Printf("### Transports: multicast and unicast side by side\n\n")
-	fmt.Printf("UDP on the namespace's lo, every node in this process (the N−1 receivers share the 2 CPUs with node 1). Multicast: one group, `Loopback`; unicast: `Peers` listing every node (127.0.0.1, one port per node), each packet sealed once and sent to N−1 peers (sendmmsg). Per-request: HA ns/op on node 1, %d sessions. Replication: %d updates of one 64-byte attribute over %d sessions committed on node 1 by %d writers as fast as they go, divided by the time until every node held the last version of every session. Medians of %d runs.\n\n",
+	fmt.Printf("UDP on the namespace's lo, every node in this process (the N−1 receivers share the 2 CPUs with node 1). Multicast: one group, `Loopback`; unicast: `Peers` listing every node (127.0.0.1, one port per node), each packet sealed once and sent to N−1 peers (sendmmsg). For each size both clusters run at once and the measurements alternate between them, run by run. Per-request: HA ns/op on node 1, %d sessions. Replication: %d updates of one 64-byte attribute over %d sessions committed on node 1 by %d writers as fast as they go, divided by the time until every node held the last version of every session. Medians of %d runs.\n\n",
 		sessions, updates, sessions, writers, *runs)
-	fmt.Println("| nodes | transport | HA async ns/op | HA sync ns/op | replication updates/s (all caught up) | behind / repaired |")
-	fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: |")
+	fmt.Println("| nodes | transport | HA async ns/op | HA sync ns/op | replication updates/s (all caught up) | behind / repaired | unicast ÷ multicast (async, sync, updates/s) |")
+	fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: | --- |")
+	type side struct {
+		name             string
+		c                *bench.Cluster
+		vs               [2]*bench.Variant
+		cookies          [2][]string
+		ns               [2][]float64
+		rates            []float64
+		behind, repaired float64
+		ids              []string
+	}
 	for _, k := range []int{2, 4, 8} {
+		var sides []*side
 		for _, unicast := range []bool{false, true} {
-			name := "multicast"
+			sd := &side{name: "multicast"}
 			if unicast {
-				name = "unicast"
+				sd.name = "unicast"
 			}
 			c, err := bench.StartTransportCluster(unicast, k)
 			must(err)
-			cells := []string{}
-			for _, cons := range []replicator.Consistency{replicator.Async, replicator.Sync} {
-				v := bench.Hanode("ha", c.Nodes[0], cons)
-				cookies, err := bench.Prime(v, sessions)
+			sd.c = c
+			for i, cons := range []replicator.Consistency{replicator.Async, replicator.Sync} {
+				sd.vs[i] = bench.Hanode("ha", c.Nodes[0], cons)
+				sd.cookies[i], err = bench.Prime(sd.vs[i], sessions)
 				must(err)
-				var ns []float64
-				for r := range *runs {
-					logf("transports %d nodes %s cons=%d run %d", k, name, cons, r+1)
-					br := testing.Benchmark(func(b *testing.B) { bench.BenchHandler(b, v.H, cookies) })
-					ns = append(ns, float64(br.NsPerOp()))
-				}
-				cells = append(cells, fmt.Sprintf("%.0f", median(ns)))
 			}
-			ids := bench.SessionIDs(sessions)
-			var rates []float64
-			var behind, repaired float64
-			for r := range *runs {
-				logf("transports %d nodes %s flood run %d", k, name, r+1)
-				fr, err := bench.Flood(c, ids, updates, writers, 60*time.Second)
+			sd.ids = bench.SessionIDs(sessions)
+			sides = append(sides, sd)
+		}
+		for r := range *runs {
+			for i := range 2 {
+				for _, sd := range sides {
+					logf("transports %d nodes %s cons=%d run %d", k, sd.name, i, r+1)
+					br := testing.Benchmark(func(b *testing.B) { bench.BenchHandler(b, sd.vs[i].H, sd.cookies[i]) })
+					sd.ns[i] = append(sd.ns[i], float64(br.NsPerOp()))
+				}
+			}
+			for _, sd := range sides {
+				logf("transports %d nodes %s flood run %d", k, sd.name, r+1)
+				fr, err := bench.Flood(sd.c, sd.ids, updates, writers, 120*time.Second)
 				must(err)
 				logf("  committed in %s, every node caught up after %s: %.0f updates/s; behind %.0f, repaired %.0f", fr.Commit.Round(time.Millisecond), fr.Caught.Round(time.Millisecond), fr.Rate, fr.Behind, fr.Repaired)
-				rates = append(rates, fr.Rate)
-				behind += fr.Behind
-				repaired += fr.Repaired
+				sd.rates = append(sd.rates, fr.Rate)
+				sd.behind += fr.Behind
+				sd.repaired += fr.Repaired
 			}
-			cells = append(cells, fmt.Sprintf("%.0f", median(rates)), fmt.Sprintf("%.0f / %.0f", behind, repaired))
-			c.Close()
-			fmt.Printf("| %d | %s | %s |\n", k, name, strings.Join(cells, " | "))
+		}
+		m, u := sides[0], sides[1]
+		for _, sd := range sides {
+			ratio := "—"
+			if sd == u {
+				ratio = fmt.Sprintf("%.2f×, %.2f×, %.2f×", median(u.ns[0])/median(m.ns[0]), median(u.ns[1])/median(m.ns[1]), median(u.rates)/median(m.rates))
+			}
+			fmt.Printf("| %d | %s | %.0f | %.0f | %.0f | %.0f / %.0f | %s |\n", k, sd.name, median(sd.ns[0]), median(sd.ns[1]), median(sd.rates), sd.behind, sd.repaired, ratio)
+			sd.c.Close()
 		}
 	}
 	fmt.Println()
