@@ -35,7 +35,7 @@ import (
 
 // ErrPeers is wrapped by the errors about Config.Peers and
 // Config.Discovery.
-var ErrPeers = errors.New("multicast: invalid peers")
+var ErrPeers = errors.New("multicast: invalid peer")
 
 // Discovery schemes of Config.Discovery.
 const discoveryDNS = "dns:"
@@ -109,22 +109,22 @@ func ParsePeer(s string) (PeerSpec, error) {
 	if strings.Count(s, ":") == 1 {
 		h, p, err := net.SplitHostPort(s)
 		if err != nil {
-			return PeerSpec{}, fmt.Errorf("%w: %q: %v", ErrPeers, s, err)
+			return PeerSpec{}, fmt.Errorf("%w %q: %v", ErrPeers, s, err)
 		}
 		host, port = h, p
 	} else if strings.Contains(s, ":") || strings.HasPrefix(s, "[") {
-		return PeerSpec{}, fmt.Errorf("%w: %q is not an IPv4 address or host name (IPv6 is not supported)", ErrPeers, s)
+		return PeerSpec{}, fmt.Errorf("%w %q: not an IPv4 address or host name (IPv6 is not supported)", ErrPeers, s)
 	}
 	ps := PeerSpec{Host: host}
 	if port != "" {
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 {
-			return PeerSpec{}, fmt.Errorf("%w: %q: port %q out of range 1-65535", ErrPeers, s, port)
+			return PeerSpec{}, fmt.Errorf("%w %q: port %q out of range 1-65535", ErrPeers, s, port)
 		}
 		ps.Port = uint16(n)
 	}
 	if err := checkPeerHost(host); err != nil {
-		return PeerSpec{}, fmt.Errorf("%w: %q: %v", ErrPeers, s, err)
+		return PeerSpec{}, fmt.Errorf("%w %q: %v", ErrPeers, s, err)
 	}
 	return ps, nil
 }
