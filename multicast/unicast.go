@@ -172,6 +172,7 @@ func (l *unicastLink) sendBatch(b []byte, ts []*peerEntry) error {
 	var first error
 	for i := 0; i < len(ms); {
 		n, err := l.pc.WriteBatch(ms[i:], 0)
+		n = max(0, min(n, len(ms)-i)) // -1 with an error
 		for _, p := range ts[i : i+n] {
 			p.sent.Add(1)
 		}

@@ -397,3 +397,51 @@ func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 var timeZero = time.Now()
 
 func ipv4PacketConn(c *net.UDPConn) *ipv4.PacketConn { return ipv4.NewPacketConn(c) }
+
+// TestUnicastSendBatchError: a datagram the kernel refuses in the middle of
+// a sendmmsg batch is counted as an error and the others still go out.
+func TestUnicastSendBatchError(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var ts []*peerEntry
+	var rs []*net.UDPConn
+	for i := range 4 {
+		r, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rs = append(rs, r)
+		a := r.LocalAddr().(*net.UDPAddr).AddrPort()
+		if i == 1 {
+			a = netip.AddrPortFrom(a.Addr(), 0) // refused: port 0
+		}
+		ts = append(ts, &peerEntry{addr: a, ua: net.UDPAddrFromAddrPort(a)})
+	}
+	l := &unicastLink{conn: conn, pc: ipv4.NewPacketConn(conn), batch: true}
+	if err := l.sendBatch([]byte("x"), ts); err == nil {
+		t.Error("no error for the refused datagram")
+	}
+	for i, p := range ts {
+		want := uint64(1)
+		if i == 1 {
+			want = 0
+		}
+		if got := p.sent.Load(); got != want {
+			t.Errorf("peer %d: sent %d, want %d", i, got, want)
+		}
+	}
+	buf := make([]byte, 16)
+	for i, r := range rs {
+		if i == 1 {
+			continue
+		}
+		r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, _, err := r.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "x" {
+			t.Errorf("peer %d received %q, %v", i, buf[:n], err)
+		}
+	}
+}

@@ -209,6 +209,45 @@ func TestUnicastPeers(t *testing.T) {
 		ids := sessionIDs(t, n3)
 		return ids[cj0(u.token)], fmt.Sprint(len(ids))
 	})
+
+	// n4 is cut off from n2 and n3: each side declares the other dead.
+	// n3 stops sending to n4 and n4 to n3 (learned addresses); n4 keeps
+	// its seed n2. When the network heals, n4's packets reach n2, n2
+	// holds n4 alive again and its announcements bring n3 and n4 together.
+	if err := hosts[3].Partition(hosts[1], hosts[2]); err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][2]*e2eNode{{n3, n4}, {n4, n3}, {n2, n4}} {
+		a, b := pair[0], pair[1]
+		eventually(t, 30*time.Second, a.name+" dropping "+b.name+" once dead", func() (bool, string) {
+			alive, detail := relAlive(a)
+			ps, err := unicastPeers(a)
+			_, has := ps[peerAddr(b.host)]
+			return err == nil && !alive[b.name] && !has, fmt.Sprintf("peers %v %v; members %s", ps, err, detail)
+		})
+	}
+	if ps, err := unicastPeers(n4); err != nil || ps[peerAddr(hosts[1])] == 0 {
+		t.Errorf("n4 dropped its seed n2: %v %v", ps, err)
+	}
+	if err := hosts[3].Heal(hosts[1], hosts[2]); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*e2eNode{n2, n3, n4} {
+		waitMembers(t, n, "n2", "n3", "n4")
+	}
+	u.counter(t, http.MethodPost, n4.app)
+	want := u.counter(t, http.MethodGet, n4.app).N
+	eventually(t, 30*time.Second, "n4's write on n3 after the heal", func() (bool, string) {
+		s, err := relShowSession(n3, cj0(u.token))
+		if err != nil || s == nil {
+			return false, fmt.Sprint(err)
+		}
+		ref, err := relShowSession(n4, cj0(u.token))
+		if err != nil || ref == nil {
+			return false, fmt.Sprint(err)
+		}
+		return s.Session.Version == ref.Session.Version, fmt.Sprintf("n3 version %d, n4 version %d (n=%d)", s.Session.Version, ref.Session.Version, want)
+	})
 }
 
 // TestUnicastDiscoveryDNS: three nodes find each other with
