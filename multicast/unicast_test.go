@@ -286,6 +286,15 @@ func TestUnicastSeeds(t *testing.T) {
 	if !st.Unicast || st.PeerDatagrams[a.addr] == 0 || st.PeerDatagrams[b.addr] == 0 {
 		t.Errorf("stats %+v", st)
 	}
+	// Sealed once, sent to each of the 3 peers: PacketsSent counts the
+	// packets, PeerDatagrams the copies.
+	var copies uint64
+	for _, n := range st.PeerDatagrams {
+		copies += n
+	}
+	if copies < 2*st.PacketsSent || st.PacketsSent < n {
+		t.Errorf("%d packets sent, %d datagrams to peers: want about 3 copies a packet", st.PacketsSent, copies)
+	}
 }
 
 // TestUnicastForget: a member that stops and is forgotten (left) or
