@@ -345,6 +345,8 @@ type FloodResult struct {
 	Rate     float64       // Updates / Caught
 	Behind   float64       // "behind" events on the receivers
 	Repaired float64       // sessions repaired by anti-entropy on the receivers
+	Shed     float64       // deltas node 0 did not queue (send queue full), left to anti-entropy
+	NAKs     float64       // NAKs sent by the receivers
 }
 
 // Flood commits total updates (one 64-byte attribute each, round robin
@@ -359,6 +361,11 @@ func Flood(c *Cluster, ids []string, total, writers int, settle time.Duration) (
 		rep0 += Metric(n, "hanode_anti_entropy_repaired_sessions_total")
 	}
 	res := FloodResult{Updates: total}
+	shed0 := Metric(src, "hanode_replication_shed_total")
+	var naks0 float64
+	for _, n := range c.Nodes[1:] {
+		naks0 += Metric(n, "hanode_multicast_naks_sent_total")
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var ferr atomic.Value
@@ -413,5 +420,10 @@ func Flood(c *Cluster, ids []string, total, writers int, settle time.Duration) (
 	}
 	res.Behind -= behind0
 	res.Repaired -= rep0
+	res.Shed = Metric(src, "hanode_replication_shed_total") - shed0
+	for _, n := range c.Nodes[1:] {
+		res.NAKs += Metric(n, "hanode_multicast_naks_sent_total")
+	}
+	res.NAKs -= naks0
 	return res, nil
 }

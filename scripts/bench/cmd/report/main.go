@@ -534,7 +534,7 @@ func transportsSection() {
 				logf("transports %d nodes %s flood run %d", k, sd.name, r+1)
 				fr, err := bench.Flood(sd.c, sd.ids, updates, writers, 120*time.Second)
 				must(err)
-				logf("  committed in %s, every node caught up after %s: %.0f updates/s; behind %.0f, repaired %.0f", fr.Commit.Round(time.Millisecond), fr.Caught.Round(time.Millisecond), fr.Rate, fr.Behind, fr.Repaired)
+				logf("  committed in %s, every node caught up after %s: %.0f updates/s; behind %.0f, repaired %.0f, shed %.0f, NAKs %.0f", fr.Commit.Round(time.Millisecond), fr.Caught.Round(time.Millisecond), fr.Rate, fr.Behind, fr.Repaired, fr.Shed, fr.NAKs)
 				sd.rates = append(sd.rates, fr.Rate)
 				sd.behind += fr.Behind
 				sd.repaired += fr.Repaired
