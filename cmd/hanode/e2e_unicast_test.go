@@ -97,7 +97,9 @@ func TestUnicastPeers(t *testing.T) {
 	var nodes []*e2eNode
 	for i := range 3 {
 		name := hosts[i].Name()
-		nodes = append(nodes, relStart(t, bin, hosts[i], name, key, "--peers", peers))
+		// Sync commits: a write waits for a peer's ack, which comes back
+		// over unicast.
+		nodes = append(nodes, relStart(t, bin, hosts[i], name, key, "--peers", peers, "--consistency", "sync", "--sync-timeout", "2s"))
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	for _, n := range nodes {
@@ -133,6 +135,9 @@ func TestUnicastPeers(t *testing.T) {
 			c, err := sessionCount(n)
 			return err == nil && c >= len(users), fmt.Sprintf("%d %v", c, err)
 		})
+	}
+	if got := relMetric(n1, "hanode_sync_timeouts_total"); got != 0 {
+		t.Errorf("n1: %v sync commits timed out waiting for an ack", got)
 	}
 	n1.proc.Kill()
 	for i, u := range users {
