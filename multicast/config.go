@@ -31,6 +31,8 @@ type Config struct {
 	Interface string
 	// UnicastPort is the UDP port of the unicast socket that sends the
 	// multicasts and receives repairs and acks. Default 0: ephemeral.
+	// Not used in unicast mode (Peers or Discovery), whose one socket is
+	// on the Group's port.
 	UnicastPort uint16
 	// TTL is the multicast time-to-live in hops. Default 1 (this LAN).
 	TTL int

@@ -21,6 +21,22 @@ import (
 // group's port, and a peer set fed by the static list, DNS, the engine
 // and the members' TypePeers packets.
 func listenUnicast(cfg Config) (Transport, error) {
+	// Validate checked both; parse them for the discovery goroutine.
+	specs := make([]PeerSpec, 0, len(cfg.Peers))
+	for _, s := range cfg.Peers {
+		ps, err := ParsePeer(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		specs = append(specs, ps)
+	}
+	var dnsName string
+	if strings.TrimSpace(cfg.Discovery) != "" {
+		var err error
+		if dnsName, err = ParseDiscovery(cfg.Discovery); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
 	ifi, ifAddr, err := resolveInterfaceFor(cfg.Interface, false)
 	if err != nil {
 		return nil, err
@@ -57,24 +73,6 @@ func listenUnicast(cfg Config) (Transport, error) {
 		log.Warn("multicast: kernel granted a smaller receive buffer than asked; raise net.core.rmem_max",
 			"asked", cfg.RecvBuffer, "granted", granted)
 	}
-	// Static addresses are known at once; names are resolved by the
-	// discovery goroutine, first before the runtime starts.
-	specs := make([]PeerSpec, 0, len(cfg.Peers))
-	for _, s := range cfg.Peers {
-		ps, err := ParsePeer(s)
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		specs = append(specs, ps)
-	}
-	var dnsName string
-	if strings.TrimSpace(cfg.Discovery) != "" {
-		if dnsName, err = ParseDiscovery(cfg.Discovery); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-	}
 	d := &discovery{
 		specs:    specs,
 		name:     dnsName,
@@ -87,6 +85,8 @@ func listenUnicast(cfg Config) (Transport, error) {
 	if d.resolver == nil {
 		d.resolver = net.DefaultResolver
 	}
+	// Names are resolved once before the runtime starts (bounded by
+	// resolveTimeout), then every DiscoveryInterval.
 	d.resolve(context.Background())
 	log.Info("multicast: unicast mode", "interface", ifi.Name, "unicast", self, "member", rt.eng.id,
 		"peers", strings.Join(cfg.Peers, ","), "discovery", cfg.Discovery, "known", len(peers.targets()))
