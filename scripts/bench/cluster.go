@@ -102,12 +102,14 @@ func NewUnicastCluster(size int) *Cluster {
 }
 
 // StartTransportCluster starts n nodes over UDP on lo: multicast, or
-// unicast with every node listed.
-func StartTransportCluster(unicast bool, n int) (*Cluster, error) {
+// unicast with every node listed; mod (if not nil) changes every node's
+// config.
+func StartTransportCluster(unicast bool, n int, mod func(*cluster.Config)) (*Cluster, error) {
 	c := NewUDPCluster()
 	if unicast {
 		c = NewUnicastCluster(n)
 	}
+	c.mod = mod
 	for range n {
 		if _, err := c.AddNode(); err != nil {
 			c.Close()
