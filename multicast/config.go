@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"time"
 
@@ -30,6 +31,8 @@ type Config struct {
 	Interface string
 	// UnicastPort is the UDP port of the unicast socket that sends the
 	// multicasts and receives repairs and acks. Default 0: ephemeral.
+	// Not used in unicast mode (Peers or Discovery), whose one socket is
+	// on the Group's port.
 	UnicastPort uint16
 	// TTL is the multicast time-to-live in hops. Default 1 (this LAN).
 	TTL int
@@ -108,6 +111,32 @@ type Config struct {
 	// MemberID is this process's member id. Default (uuid.Nil): a new
 	// random UUID.
 	MemberID uuid.UUID
+
+	// Peers selects unicast mode, for networks that drop multicast: the
+	// group is not joined; every packet is sealed once and sent over UDP
+	// unicast to each known peer, from and to the Interface's address and
+	// the Group's port. Each entry is "host" or "host:port" (see
+	// ParsePeer): an IPv4 address or a DNS name (resolved at start and
+	// every DiscoveryInterval), the port defaulting to the Group's. The
+	// list may name only some members (seeds): members tell each other
+	// the addresses they learn. Default: none (multicast).
+	Peers []string
+	// Discovery selects unicast mode with the peers found in DNS:
+	// "dns:NAME", the IPv4 addresses NAME resolves to (a Kubernetes
+	// headless Service, a round-robin name), on the Group's port,
+	// re-resolved every DiscoveryInterval. Exclusive with Peers.
+	// Default: none.
+	Discovery string
+	// DiscoveryInterval is the period of DNS resolution of Discovery and
+	// of the host names in Peers. Default 5s.
+	DiscoveryInterval time.Duration
+	// Resolver resolves the names of Peers and Discovery.
+	// Default net.DefaultResolver.
+	Resolver *net.Resolver
+
+	// learnPeers receives the addresses of TypePeers packets (unicast
+	// mode; set by Listen).
+	learnPeers func([]netip.AddrPort)
 }
 
 // DefaultGroup is the default multicast group and port.
@@ -152,6 +181,7 @@ func (c *Config) setDefaults() {
 	def(&c.NewSenderRate, 256)
 	def(&c.CompressThreshold, 256)
 	def(&c.DeliverQueue, 1024)
+	defDur(&c.DiscoveryInterval, 5*time.Second)
 	if c.Compression == CompressionDefault {
 		c.Compression = CompressionS2
 	}
@@ -199,6 +229,9 @@ func (c *Config) Validate() error {
 		return bad("negative size or rate")
 	case d.Compression > CompressionZstd:
 		return bad("unknown Compression %d", d.Compression)
+	}
+	if err := d.validatePeers(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }

@@ -33,7 +33,8 @@
 // cluster id, sender UUID, a sequence number or control counter, the
 // sender's highest data sequence number, fragment index and count, length,
 // and the sender's wall-clock timestamp.
-// Type numbers (data=1, control=2, nak=3, ack=4, status=5) are append-only.
+// Type numbers (data=1, control=2, nak=3, ack=4, status=5, peers=6) are
+// append-only.
 //
 // Messages are compressed (S2 by default, zstd optional; only above
 // CompressThreshold and only when smaller), split into fragments that each
@@ -70,6 +71,22 @@
 // cost neither CPU without bound nor the keys of real members. Forged,
 // foreign, replayed, stale and oversized packets are dropped and counted
 // by reason in Stats.Rejected.
+//
+// # Unicast mode
+//
+// On networks that drop multicast, set Config.Peers (static addresses or
+// names, "host[:port]", seeds are enough) or Config.Discovery ("dns:NAME").
+// Listen then joins no group: one socket on the interface's address and
+// the group's port sends every group packet, sealed once, to each known
+// peer (sendmmsg), and receives everything. The known peers are the static
+// ones, those DNS returns, the members the engine holds (learned from
+// their authenticated packets) and the addresses other members announce
+// in peers packets (type 6, sealed like the rest, about every second), so
+// members that listed only one seed find each other. Call
+// MemberLiveness.MemberDown when membership declares a member dead: its
+// learned address is then dropped unless it is static or still in DNS.
+// Stats.PeerDatagrams counts the datagrams per peer. The protocol is
+// otherwise the same.
 //
 // # Key file
 //

@@ -419,6 +419,8 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 			return
 		}
 		e.onStatus(p, sb)
+	case TypePeers:
+		e.onPeers(pt)
 	}
 }
 

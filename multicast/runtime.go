@@ -57,6 +57,10 @@ type runtime struct {
 	sendErrors  atomic.Uint64
 	recvBuffer  int
 	recvClamped bool
+
+	peers  *peerSet           // unicast mode only (unicast.go)
+	pclock peerClock          // loop goroutine only
+	down   map[uuid.UUID]bool // members reported dead (MemberDown); guarded by mu
 }
 
 func newRuntime(cfg Config, l link) *runtime {
@@ -189,6 +193,7 @@ func (rt *runtime) loop() {
 			if !rt.handle(r) {
 				return
 			}
+			rt.peerTick(now)
 		case <-rt.closed:
 			return
 		}
@@ -373,6 +378,14 @@ func (rt *runtime) Stats() Stats {
 		}
 	}
 	s.SendErrors = rt.sendErrors.Load()
+	if x, ok := rt.link.(interface {
+		peerDatagrams() map[string]uint64
+		discoveryErrors() uint64
+	}); ok {
+		s.Unicast = true
+		s.PeerDatagrams = x.peerDatagrams()
+		s.DiscoveryErrors = x.discoveryErrors()
+	}
 	return s
 }
 

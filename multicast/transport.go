@@ -110,4 +110,10 @@ type Stats struct {
 	RecvBufferBytes   int               // gauge: receive buffer granted by the kernel
 	RecvBufferClamped bool              // the kernel granted less than asked
 	SendErrors        uint64            // datagrams the socket failed to send (not in PacketsSent; not in Rejected, which counts inbound drops only)
+
+	// Unicast mode (Config.Peers or Config.Discovery). PacketsSent and
+	// BytesSent count each packet once however many peers it went to.
+	Unicast         bool              // the transport runs in unicast mode
+	PeerDatagrams   map[string]uint64 // datagrams sent per known peer ("IP:port"); a dropped peer disappears
+	DiscoveryErrors uint64            // failed resolutions of peer names and the discovery name
 }

@@ -19,6 +19,9 @@ import (
 var ErrNoInterface = errors.New("multicast: an explicit IPv4 multicast interface is required (Config.Interface)")
 
 // Listen joins cfg.Group on cfg.Interface and returns a running Transport.
+// With cfg.Peers or cfg.Discovery set it joins no group and runs in
+// unicast mode instead (see Config.Peers): one socket bound to the
+// interface's address and the group's port.
 //
 // It opens two sockets. The group socket is bound to the group address and
 // port with SO_REUSEADDR and SO_REUSEPORT, so several processes on one
@@ -32,6 +35,9 @@ func Listen(cfg Config) (Transport, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Unicast() {
+		return listenUnicast(cfg)
 	}
 	ifi, ifAddr, err := resolveInterface(cfg.Interface)
 	if err != nil {
@@ -203,6 +209,12 @@ func (l *udpLink) extraRejected() map[string]uint64 {
 // resolveInterface finds the interface named by s (a name or one of its
 // IPv4 addresses) and its first IPv4 address.
 func resolveInterface(s string) (*net.Interface, netip.Addr, error) {
+	return resolveInterfaceFor(s, true)
+}
+
+// resolveInterfaceFor is resolveInterface; multicast says whether the
+// interface must support multicast (not in unicast mode).
+func resolveInterfaceFor(s string, multicast bool) (*net.Interface, netip.Addr, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, netip.Addr{}, ErrNoInterface
@@ -247,7 +259,7 @@ func resolveInterface(s string) (*net.Interface, netip.Addr, error) {
 		if ifi.Flags&net.FlagUp == 0 {
 			return nil, netip.Addr{}, fmt.Errorf("%w: interface %s is down", ErrNoInterface, ifi.Name)
 		}
-		if ifi.Flags&net.FlagMulticast == 0 {
+		if multicast && ifi.Flags&net.FlagMulticast == 0 {
 			return nil, netip.Addr{}, fmt.Errorf("%w: interface %s does not support multicast", ErrNoInterface, ifi.Name)
 		}
 		return ifi, first, nil

@@ -62,7 +62,8 @@ const (
 	TypeNak     PacketType = 3 // a retransmission request
 	TypeAck     PacketType = 4 // a delivery acknowledgement (SendOptions.Ack)
 	TypeStatus  PacketType = 5 // periodic status: highest sequence, delivered-up-to per sender
-	maxType                = TypeStatus
+	TypePeers   PacketType = 6 // unicast mode: peer addresses a member learned (peers.go)
+	maxType                = TypePeers
 )
 
 func (t PacketType) String() string {
@@ -77,6 +78,8 @@ func (t PacketType) String() string {
 		return "ack"
 	case TypeStatus:
 		return "status"
+	case TypePeers:
+		return "peers"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

@@ -15,6 +15,11 @@ package main
 // Probe packets use their own port (the group's port + 1 unless --port)
 // and their own magic, so they never reach a running hanode node and a
 // node's packets are never taken for probes (probe_wire.go).
+//
+// With --peers or --discovery (the node's unicast transport) the probe
+// joins no group: it sends its announces to every peer over unicast, so
+// heard-from and heard-by measure unicast in each direction, and the
+// verdicts and hints speak of unicast.
 
 import (
 	"context"
@@ -27,6 +32,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -58,10 +64,11 @@ type probeOptions struct {
 	Peers     []netip.AddrPort
 	Interval  time.Duration
 	Loopback  bool // hear probes of this host (tests on one host)
+	Unicast   bool // --peers or --discovery: announces go to the peers, no group
 }
 
 func probeCommand(stdout, stderr io.Writer) *cli.Command {
-	flags := append([]cli.Flag{configFlag()}, settingFlags("group", "interface", "ttl", "key-file")...)
+	flags := append([]cli.Flag{configFlag()}, settingFlags("group", "interface", "ttl", "key-file", "peers", "discovery")...)
 	flags = append(flags,
 		&cli.IntFlag{Name: "port", Usage: "UDP port of the probe packets (default: the group's port + 1, so a running node is not disturbed)"},
 		&cli.DurationFlag{Name: "duration", Value: probeDefaultDu, Usage: "how long to probe (Ctrl-C ends earlier and prints the report)"},
@@ -71,10 +78,12 @@ func probeCommand(stdout, stderr io.Writer) *cli.Command {
 	)
 	return &cli.Command{
 		Name:  "probe",
-		Usage: "diagnose multicast between hosts: run it on two or more hosts at the same time",
+		Usage: "diagnose multicast (or, with --peers/--discovery, unicast) between hosts: run it on two or more hosts at the same time",
 		Description: "Joins the group on --interface, multicasts a probe every 100ms and answers unicast echoes, then prints per peer\n" +
 			"what it heard (heard-from), what the peer heard from it (heard-by), the unicast RTT and a verdict (OK, one-way, lossy, none),\n" +
-			"with the likely cause when multicast fails. Exit 0 when every peer is OK both ways, 1 otherwise, 2 on usage errors.",
+			"with the likely cause when multicast fails. With --peers or --discovery (the unicast transport) it joins no group and\n" +
+			"sends the probes to the peers over unicast instead, on the group's port + 1 of each peer.\n" +
+			"Exit 0 when every peer is OK both ways, 1 otherwise, 2 on usage errors.",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -133,6 +142,19 @@ func probeOptionsFromCLI(c *cli.Context) (probeOptions, error) {
 	}
 	if o.Name == "" {
 		o.Name = "probe"
+	}
+	if len(cfg.Peers) > 0 && cfg.Discovery != "" {
+		_, pw := cfg.Source("peers")
+		_, dw := cfg.Source("discovery")
+		return o, fmt.Errorf("%w: peers (%s) and discovery (%s) are both set; use one", errUsage, pw, dw)
+	}
+	if len(cfg.Peers) > 0 || cfg.Discovery != "" {
+		o.Unicast = true
+		aps, err := probeUnicastPeers(cfg.Peers, cfg.Discovery, port, c.IsSet("port"))
+		if err != nil {
+			return o, err
+		}
+		o.Peers = append(o.Peers, aps...)
 	}
 	for _, s := range c.StringSlice("peer") {
 		ap, err := netip.ParseAddrPort(s)
@@ -212,10 +234,14 @@ func runProbe(ctx context.Context, opts probeOptions) *probeReport {
 	rep := &probeReport{
 		Name: opts.Name, Instance: fmt.Sprintf("%016x", p.instance), Interface: opts.Interface,
 		Group: opts.Group.String(), Port: int(opts.Group.Port()), TTL: opts.TTL, Authenticated: opts.Auth != nil,
+		Transport: "multicast",
+	}
+	if opts.Unicast {
+		rep.Transport = "unicast"
 	}
 	defer rep.finish()
 
-	ifi, prefix, check := probeInterface(opts.Interface)
+	ifi, prefix, check := probeInterface(opts.Interface, !opts.Unicast)
 	rep.Checks = append(rep.Checks, check)
 	if ifi == nil {
 		rep.Error = check.Detail
@@ -223,26 +249,48 @@ func runProbe(ctx context.Context, opts probeOptions) *probeReport {
 	}
 	p.ifi, p.ifPrefix = ifi, prefix
 	rep.Interface, rep.Address = ifi.Name, prefix.String()
-	rep.Checks = append(rep.Checks, probeRouteCheck(opts.Group, ifi, prefix.Addr()))
-
-	if err := p.open(); err != nil {
-		rep.Error = err.Error()
-		return rep
+	if opts.Unicast {
+		if !slices.ContainsFunc(opts.Peers, func(ap netip.AddrPort) bool { return ap.Addr() != prefix.Addr() }) {
+			rep.Error = "no peer address other than this host's: --peers names none, or --discovery resolved to none"
+			return rep
+		}
+		var err error
+		if p.uconn, err = probeOpenUnicast(netip.AddrPortFrom(prefix.Addr(), opts.Group.Port())); err != nil {
+			rep.Error = err.Error()
+			return rep
+		}
+		rep.Checks = append(rep.Checks, probeRcvbufCheck(p.uconn, probeRecvAsk))
+	} else {
+		rep.Checks = append(rep.Checks, probeRouteCheck(opts.Group, ifi, prefix.Addr()))
+		if err := p.open(); err != nil {
+			rep.Error = err.Error()
+			return rep
+		}
+		rep.Checks = append(rep.Checks, probeJoinedCheck(opts.Group.Addr(), ifi), probeRcvbufCheck(p.gconn, probeRecvAsk))
 	}
-	rep.Checks = append(rep.Checks, probeJoinedCheck(opts.Group.Addr(), ifi), probeRcvbufCheck(p.gconn, probeRecvAsk))
 	for _, ap := range opts.Peers {
-		p.targets[ap] = &probeTarget{}
+		if ap.Addr() != prefix.Addr() { // this host in the peer list
+			p.targets[ap] = &probeTarget{}
+			if opts.Unicast {
+				rep.Targets = append(rep.Targets, ap.String())
+			}
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); p.readLoop(p.gconn, true) }()
+	if p.gconn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.readLoop(p.gconn, true) }()
+	}
+	wg.Add(1)
 	go func() { defer wg.Done(); p.readLoop(p.uconn, false) }()
 	p.sendLoop(ctx)
-	p.gconn.Close()
+	if p.gconn != nil {
+		p.gconn.Close()
+	}
 	p.uconn.Close()
 	wg.Wait()
 	rep.DurationS = time.Since(start).Round(time.Millisecond).Seconds()
@@ -251,8 +299,9 @@ func runProbe(ctx context.Context, opts probeOptions) *probeReport {
 }
 
 // probeInterface resolves --interface (a name or one of its IPv4
-// addresses) and checks that it can carry multicast.
-func probeInterface(s string) (*net.Interface, netip.Prefix, probeCheck) {
+// addresses) and checks that it is up, has an IPv4 address and, when
+// multicast is asked, can carry multicast.
+func probeInterface(s string, multicast bool) (*net.Interface, netip.Prefix, probeCheck) {
 	c := probeCheck{Name: "interface", Level: "fail"}
 	var ifi *net.Interface
 	if ip, err := netip.ParseAddr(s); err == nil {
@@ -289,7 +338,7 @@ func probeInterface(s string) (*net.Interface, netip.Prefix, probeCheck) {
 	switch {
 	case ifi.Flags&net.FlagUp == 0:
 		c.Detail = fmt.Sprintf("interface %s is down (ip link set %s up)", ifi.Name, ifi.Name)
-	case ifi.Flags&net.FlagMulticast == 0:
+	case multicast && ifi.Flags&net.FlagMulticast == 0:
 		c.Detail = fmt.Sprintf("interface %s has no MULTICAST flag (ip link set %s multicast on)", ifi.Name, ifi.Name)
 	case !prefix.IsValid():
 		c.Detail = fmt.Sprintf("interface %s has no IPv4 address", ifi.Name)
@@ -360,7 +409,15 @@ func (p *prober) sendLoop(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		if b, err := encodeProbe(buf[:0], ann, p.opts.Auth); err == nil {
-			_, _ = p.uconn.WriteToUDPAddrPort(b, p.opts.Group)
+			if p.opts.Unicast {
+				// The announce goes to every peer: heard-from and heard-by
+				// then measure unicast in each direction.
+				for _, ap := range targets {
+					_, _ = p.uconn.WriteToUDPAddrPort(b, ap)
+				}
+			} else {
+				_, _ = p.uconn.WriteToUDPAddrPort(b, p.opts.Group)
+			}
 		}
 		for _, ap := range targets {
 			p.mu.Lock()
@@ -451,7 +508,7 @@ func (p *prober) receive(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		}
 		return
 	}
-	if pk.Instance == p.instance || viaGroup != (pk.Kind == kindAnnounce) {
+	if pk.Instance == p.instance || (!p.opts.Unicast && viaGroup != (pk.Kind == kindAnnounce)) {
 		return
 	}
 	p.mu.Lock()
@@ -544,4 +601,58 @@ func atoiDefault(s string, def int) int {
 		return def
 	}
 	return n
+}
+
+// probeUnicastPeers resolves the --peers entries and the --discovery name
+// to the probe addresses of the peers: each peer's port (default: the
+// group's) + 1, or the probe port when --port is set.
+func probeUnicastPeers(peers []string, discovery string, probePort int, portSet bool) ([]netip.AddrPort, error) {
+	type target struct {
+		host string
+		port int
+	}
+	var ts []target
+	for _, s := range peers {
+		ps, err := multicast.ParsePeer(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --peers: %v", errUsage, err)
+		}
+		port := probePort
+		if ps.Port != 0 && !portSet {
+			port = int(ps.Port) + 1
+		}
+		if port > 65535 {
+			return nil, fmt.Errorf("%w: --peers %s: probe port %d out of range (set --port)", errUsage, s, port)
+		}
+		ts = append(ts, target{ps.Host, port})
+	}
+	if discovery != "" {
+		name, err := multicast.ParseDiscovery(discovery)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --discovery: %v", errUsage, err)
+		}
+		ts = append(ts, target{name, probePort})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []netip.AddrPort
+	for _, t := range ts {
+		var addrs []netip.Addr
+		if a, err := netip.ParseAddr(t.host); err == nil {
+			addrs = []netip.Addr{a}
+		} else {
+			as, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", t.host)
+			if err != nil {
+				return nil, fmt.Errorf("probe: peer name %s does not resolve: %w", t.host, err)
+			}
+			addrs = as
+		}
+		for _, a := range addrs {
+			ap := netip.AddrPortFrom(a.Unmap(), uint16(t.port))
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
+			}
+		}
+	}
+	return out, nil
 }

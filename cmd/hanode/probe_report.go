@@ -153,6 +153,8 @@ type probeReport struct {
 	Instance      string       `json:"instance"`
 	Interface     string       `json:"interface"`
 	Address       string       `json:"address"`
+	Transport     string       `json:"transport"`         // "multicast", or "unicast" with --peers/--discovery
+	Targets       []string     `json:"targets,omitempty"` // unicast: the peers' probe addresses
 	Group         string       `json:"group"`
 	Port          int          `json:"port"`
 	TTL           int          `json:"ttl"`
@@ -205,7 +207,7 @@ func (r *probeReport) finish() {
 	case len(r.Peers) == 0:
 		r.Summary = "FAIL: no peer heard (run `hanode probe` on the other hosts at the same time)"
 	case r.OK:
-		r.Summary = fmt.Sprintf("OK: multicast works both ways with all %d peer(s)", len(r.Peers))
+		r.Summary = fmt.Sprintf("OK: %s works both ways with all %d peer(s)", r.transport(), len(r.Peers))
 	default:
 		var parts []string
 		for _, v := range []string{verdictOK, verdictLossy, verdictOneWay, verdictNone} {
@@ -215,7 +217,68 @@ func (r *probeReport) finish() {
 		}
 		r.Summary = "FAIL: peers " + strings.Join(parts, ", ")
 	}
+	if r.transport() == "unicast" {
+		for i := range r.Peers {
+			r.Peers[i].Detail = strings.ReplaceAll(r.Peers[i].Detail, "multicast", "unicast")
+		}
+		r.diagnoseUnicast()
+		return
+	}
 	r.diagnose()
+}
+
+func (r *probeReport) transport() string {
+	if r.Transport == "" {
+		return "multicast"
+	}
+	return r.Transport
+}
+
+// diagnoseUnicast is diagnose for the unicast transport: no group, so the
+// causes are the peer list, DNS and firewalls.
+func (r *probeReport) diagnoseUnicast() {
+	r.Hints = nil
+	for _, c := range r.Checks {
+		if c.Level != "fail" && c.Level != "warn" {
+			continue
+		}
+		switch c.Name {
+		case "interface":
+			r.addHint("interface", "the interface cannot be used: "+c.Detail, c.Detail)
+		case "rcvbuf":
+			r.addHint("rcvbuf-clamped", "the socket receive buffer is clamped: bursts of cluster traffic will be dropped; raise it with `sysctl -w net.core.rmem_max=4194304`", c.Detail)
+		}
+	}
+	if r.Rejected > 0 {
+		r.addHint("auth", "probe packets failed authentication: the hosts do not use the same --key-file (or one of them has none)",
+			fmt.Sprintf("%d probe packet(s) rejected", r.Rejected))
+	}
+	if r.Error != "" {
+		return
+	}
+	firewallRule := fmt.Sprintf("`nft add rule inet filter input udp dport %d accept` (or `iptables -I INPUT -p udp --dport %d -j ACCEPT`)", r.Port, r.Port)
+	if len(r.Peers) == 0 {
+		r.addHint("nothing", fmt.Sprintf("no peer answered over unicast: check that `hanode probe` with the same --peers or --discovery runs on the other hosts at the same time, that the peer addresses are right (%s), and that no firewall drops UDP port %d (allow it: %s)",
+			strings.Join(r.Targets, ", "), r.Port, firewallRule),
+			fmt.Sprintf("no probe packet received in %.1fs (%d rounds sent)", r.DurationS, r.Sent))
+		return
+	}
+	for _, p := range r.Peers {
+		ev := fmt.Sprintf("peer %s (%s): unicast heard-from %s, heard-by %s; echo %d/%d replies",
+			p.Name, p.Address, p.HeardFrom, p.HeardBy, p.Unicast.EchoReplies, p.Unicast.EchoSent)
+		switch p.Verdict {
+		case verdictLossy:
+			r.addHint("lossy", fmt.Sprintf("unicast with %s loses packets: a congested link or a clamped receive buffer", p.Name), ev)
+		case verdictOneWay:
+			if p.HeardFrom.works() {
+				r.addHint("one-way-out", fmt.Sprintf("one-way: we hear %s but it does not hear us: check %s's firewall (input, UDP port %d), and that this host is reachable at %s from it", p.Name, p.Name, r.Port, r.Address), ev)
+			} else {
+				r.addHint("one-way-in", fmt.Sprintf("one-way: %s hears us but we do not hear it: check this host's firewall (input, UDP port %d) and that %s lists or resolves this host's address", p.Name, r.Port, p.Name), ev)
+			}
+		case verdictNone:
+			r.addHint("firewall", fmt.Sprintf("nothing works with %s: a firewall drops UDP port %d; allow it on both hosts: %s", p.Name, r.Port, firewallRule), ev)
+		}
+	}
 }
 
 // diagnose turns the local checks and the peers' results into hints.
@@ -293,8 +356,13 @@ func groupHost(group string) string {
 
 // writeText prints the report for an operator.
 func (r *probeReport) writeText(w io.Writer) {
-	fmt.Fprintf(w, "hanode probe %s (instance %s) on %s %s, group %s port %d, ttl %d, %.1fs, %d announces sent",
-		r.Name, r.Instance, r.Interface, r.Address, groupHost(r.Group), r.Port, r.TTL, r.DurationS, r.Sent)
+	if r.transport() == "unicast" {
+		fmt.Fprintf(w, "hanode probe %s (instance %s) on %s %s, unicast to %s, %.1fs, %d announce rounds sent",
+			r.Name, r.Instance, r.Interface, r.Address, strings.Join(r.Targets, ", "), r.DurationS, r.Sent)
+	} else {
+		fmt.Fprintf(w, "hanode probe %s (instance %s) on %s %s, group %s port %d, ttl %d, %.1fs, %d announces sent",
+			r.Name, r.Instance, r.Interface, r.Address, groupHost(r.Group), r.Port, r.TTL, r.DurationS, r.Sent)
+	}
 	if r.Authenticated {
 		fmt.Fprint(w, ", authenticated")
 	}

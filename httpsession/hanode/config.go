@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hanode/hanode/httpsession"
+	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
 )
@@ -71,6 +72,8 @@ var options = []option{
 	{name: "group", kind: kindGroup, def: "239.255.42.99:45588", usage: "multicast group IPv4:PORT"},
 	{name: "interface", kind: kindString, usage: "network interface name or IP address to join the group on (required when HA is on)"},
 	{name: "ttl", kind: kindInt, def: "1", usage: "multicast TTL (1: this LAN segment only)"},
+	{name: "peers", kind: kindList, usage: "unicast instead of multicast, for networks that drop it: comma-separated peers, host or host:port (port: the group's), IPv4 addresses or names; seeds are enough, members learn each other"},
+	{name: "discovery", kind: kindString, usage: "unicast instead of multicast with the peers found in DNS: dns:NAME (the IPv4 addresses of NAME, e.g. a Kubernetes headless Service, re-resolved every 5s)"},
 	{name: "loopback", kind: kindBool, def: "false", usage: "deliver multicast to other nodes on this host (several nodes on one host)"},
 	{name: "key-file", kind: kindPath, usage: "cluster key file made by `hanode keygen`, mode 600 (required when HA is on)"},
 	{name: "consistency", kind: kindEnum, def: "async", choices: []string{"async", "sync", "sync-all"}, usage: "when a commit counts as done: async, sync (one peer acked) or sync-all"},
@@ -128,6 +131,8 @@ type Config struct {
 	Cluster         string
 	Group           netip.AddrPort
 	Interface       string
+	Peers           []string // unicast mode: "host[:port]" entries
+	Discovery       string   // unicast mode: "dns:NAME"
 	TTL             int
 	Loopback        bool
 	KeyFile         string
@@ -434,6 +439,17 @@ func (c *Config) set(o option, raw string) error {
 	case kindList:
 		items := parseList(raw)
 		switch o.name { // one case per list setting: c.Field = items
+		case "peers":
+			// Parsed from raw, not items: an empty entry ("a,,b") is an
+			// error here, not skipped.
+			ps, err := multicast.ParsePeers(raw)
+			if err != nil {
+				return err
+			}
+			c.Peers = c.Peers[:0]
+			for _, p := range ps {
+				c.Peers = append(c.Peers, p.String())
+			}
 		}
 		_ = items
 	case kindString, kindSecret, kindPath:
@@ -447,6 +463,13 @@ func (c *Config) set(o option, raw string) error {
 			c.Cluster = raw
 		case "interface":
 			c.Interface = raw
+		case "discovery":
+			if strings.TrimSpace(raw) != "" {
+				if _, err := multicast.ParseDiscovery(raw); err != nil {
+					return err
+				}
+			}
+			c.Discovery = strings.TrimSpace(raw)
 		case "key-file":
 			c.KeyFile = raw
 		case "admin-token-file":
@@ -514,6 +537,9 @@ func (c *Config) Validate() error {
 		need("node", c.Node != "")
 		need("interface", c.Interface != "")
 		need("key-file", c.KeyFile != "")
+	}
+	if len(c.Peers) > 0 && c.Discovery != "" {
+		errs = append(errs, fmt.Errorf("%w: peers (%s) and discovery (%s) are both set; use one", ErrConfig, c.values["peers"].where, c.values["discovery"].where))
 	}
 	if c.Listen == c.Admin && !strings.HasSuffix(c.Listen, ":0") { // port 0: each gets its own
 		errs = append(errs, fmt.Errorf("%w: listen and admin are both %s (%s, %s)", ErrConfig, c.Listen, c.values["listen"].where, c.values["admin"].where))

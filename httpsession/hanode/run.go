@@ -62,6 +62,8 @@ func openStore(cfg *Config, log *slog.Logger) (backend, func(), error) {
 		Interface:        cfg.Interface,
 		TTL:              cfg.TTL,
 		Loopback:         cfg.Loopback,
+		Peers:            cfg.Peers,
+		Discovery:        cfg.Discovery,
 		Keyring:          keys,
 		Consistency:      cfg.Consistency,
 		SyncTimeout:      cfg.SyncTimeout,

@@ -17,12 +17,17 @@ import (
 // Config configures a Node. Zero values take the defaults named in each
 // field's comment.
 type Config struct {
-	Node        string                 // node name, the route suffix; required
-	ClusterName string                 // default "hanode"; nodes of other clusters are ignored
-	Group       netip.AddrPort         // multicast group; default 239.255.42.99:45588
-	Interface   string                 // interface name or IP address to join on; required
-	TTL         int                    // multicast TTL; default 1
-	Loopback    bool                   // deliver own multicast to other processes on this host
+	Node        string         // node name, the route suffix; required
+	ClusterName string         // default "hanode"; nodes of other clusters are ignored
+	Group       netip.AddrPort // multicast group; default 239.255.42.99:45588
+	Interface   string         // interface name or IP address to join on; required
+	TTL         int            // multicast TTL; default 1
+	Loopback    bool           // deliver own multicast to other processes on this host
+	// Peers and Discovery select UDP unicast instead of the group, for
+	// networks that drop multicast (multicast.Config.Peers and
+	// .Discovery): "host[:port]" entries, or "dns:NAME". Default: none.
+	Peers       []string
+	Discovery   string
 	Keyring     *multicast.Keyring     // cluster keys; required
 	Consistency replicator.Consistency // default consistency for commits; default Async
 	SyncTimeout time.Duration          // bound of a sync wait; default 100ms

@@ -45,6 +45,20 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		p.sample("hanode_multicast_rejected_packets_total", fmt.Sprintf("reason=%q", r), float64(st.Rejected[r]))
 	}
 
+	if st.Unicast {
+		peers := make([]string, 0, len(st.PeerDatagrams))
+		for a := range st.PeerDatagrams {
+			peers = append(peers, a)
+		}
+		sort.Strings(peers)
+		p.gauge("hanode_multicast_unicast_peers", "Peer addresses this node sends to (unicast mode).", float64(len(peers)))
+		p.header("hanode_multicast_peer_datagrams_sent_total", "Datagrams sent to each peer address (unicast mode).", "counter")
+		for _, a := range peers {
+			p.sample("hanode_multicast_peer_datagrams_sent_total", fmt.Sprintf("peer=%q", a), float64(st.PeerDatagrams[a]))
+		}
+		p.counter("hanode_multicast_discovery_errors_total", "Failed resolutions of peer names (unicast mode).", float64(st.DiscoveryErrors))
+	}
+
 	counts := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, m := range n.Members() {
 		counts[m.State]++

@@ -287,6 +287,8 @@ func (n *Node) transportConfig() multicast.Config {
 	mcfg.Interface = n.cfg.Interface
 	mcfg.TTL = n.cfg.TTL
 	mcfg.Loopback = n.cfg.Loopback
+	mcfg.Peers = n.cfg.Peers
+	mcfg.Discovery = n.cfg.Discovery
 	mcfg.Keyring = n.cfg.Keyring
 	mcfg.MemberID = n.id
 	mcfg.Logger = n.log
@@ -624,6 +626,9 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 		switch ev.Kind {
 		case membership.EventJoined, membership.EventRecovered:
 			n.log.Info("member "+ev.Kind.String(), "peer", m.Name, "member", m.ID.String()[:8])
+			if x, ok := n.tr.(multicast.MemberLiveness); ok {
+				x.MemberDown(m.ID, false)
+			}
 			// A member that comes back (a healed partition) may hold
 			// writes this node never saw: reconcile at once.
 			if n.ready.Load() {
@@ -636,6 +641,9 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 			// Only a member that left (or was replaced by a restart)
 			// never sends again and is forgotten.
 			n.log.Warn("member died", "peer", m.Name, "member", m.ID.String()[:8])
+			if x, ok := n.tr.(multicast.MemberLiveness); ok {
+				x.MemberDown(m.ID, true) // unicast: no longer sent to, unless a static or DNS peer
+			}
 		case membership.EventLeft:
 			n.log.Info("member left", "peer", m.Name, "member", m.ID.String()[:8])
 			n.tr.Forget(m.ID)
@@ -658,7 +666,11 @@ func (n *Node) checkAlone(now time.Time) {
 		n.stats.aloneSince.Store(now.UnixNano())
 		return
 	}
-	if now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
+	unicast := len(n.cfg.Peers) > 0 || n.cfg.Discovery != ""
+	if unicast && now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
+		n.log.Warn("no peers seen for 30s although HA is on: check that UDP reaches the peers on the group's port (hanode probe --peer), the peer list or discovery name, and the firewall",
+			"peers", strings.Join(n.cfg.Peers, ","), "discovery", n.cfg.Discovery, "interface", n.cfg.Interface)
+	} else if now.UnixNano()-since > int64(30*time.Second) && !n.stats.noPeersWarned.Swap(true) {
 		n.log.Warn("no peers seen for 30s although HA is on: check that multicast works between the hosts (hanode probe), the interface, TTL, firewall and IGMP snooping",
 			"group", n.cfg.Group.String(), "interface", n.cfg.Interface)
 	}

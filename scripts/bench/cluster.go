@@ -39,11 +39,14 @@ type Cluster struct {
 	group netip.AddrPort
 	mod   func(*cluster.Config)
 	seq   int
+	peers []string // unicast: every node's address, 127.0.0.1:port
 }
 
 var groupPort atomic.Int32
 
 func init() { groupPort.Store(46000) }
+
+// groupPort hands out ports upwards: a unicast cluster takes one per node.
 
 // NewMemCluster prepares an in-memory cluster; AddNode starts nodes.
 func NewMemCluster() *Cluster {
@@ -73,10 +76,47 @@ func (c *Cluster) Config(name string) cluster.Config {
 		cfg.Group = c.group
 		cfg.TransferAddr = "127.0.0.1:0"
 	}
+	if len(c.peers) > 0 {
+		// Unicast on lo: every node on 127.0.0.1 with its own port (the
+		// group's port is the node's unicast port), the full peer list.
+		cfg.Group = netip.AddrPortFrom(c.group.Addr(), c.group.Port()+uint16(c.seq))
+		cfg.Peers = c.peers
+	}
 	if c.mod != nil {
 		c.mod(&cfg)
 	}
 	return cfg
+}
+
+// NewUnicastCluster prepares a cluster of up to size nodes over the UDP
+// unicast transport (cluster.Config.Peers) on lo: node i listens on
+// 127.0.0.1 and port base+i, and lists every node.
+func NewUnicastCluster(size int) *Cluster {
+	end := groupPort.Add(int32(size) + 1)
+	base := end - int32(size) - 1 // ports base+1 .. base+size, all ≤ end
+	c := &Cluster{udp: true, kr: NewKeyring(), group: netip.MustParseAddrPort(fmt.Sprintf("239.255.77.1:%d", base))}
+	for i := 1; i <= size; i++ {
+		c.peers = append(c.peers, fmt.Sprintf("127.0.0.1:%d", int(base)+i))
+	}
+	return c
+}
+
+// StartTransportCluster starts n nodes over UDP on lo: multicast, or
+// unicast with every node listed; mod (if not nil) changes every node's
+// config.
+func StartTransportCluster(unicast bool, n int, mod func(*cluster.Config)) (*Cluster, error) {
+	c := NewUDPCluster()
+	if unicast {
+		c = NewUnicastCluster(n)
+	}
+	c.mod = mod
+	for range n {
+		if _, err := c.AddNode(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // Modify sets a hook applied to the config of every node started later.
