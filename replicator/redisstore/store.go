@@ -1,0 +1,723 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/hanode/hanode/replicator"
+)
+
+// Errors returned by the store besides replicator's ErrTooLarge and
+// ErrDestroyed.
+var (
+	// ErrUnavailable wraps every failure to reach Redis: the request that
+	// needed the store gets it, nothing is silently dropped.
+	ErrUnavailable = errors.New("redisstore: redis unavailable")
+	// ErrNotReplicated is returned by a Sync or SyncAll commit that no
+	// (resp. not enough) Redis replica acknowledged within SyncTimeout.
+	// The write is applied on the master and may or may not survive its
+	// failure: the outcome is unknown, like any failed request.
+	ErrNotReplicated = errors.New("redisstore: write not acknowledged by a redis replica in time")
+)
+
+type script struct {
+	src string
+	sha string
+}
+
+func newScript(src string) *script {
+	sum := sha1.Sum([]byte(src))
+	return &script{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+var (
+	scCommit     = newScript(commitScript)
+	scInvalidate = newScript(invalidateScript)
+	scTouch      = newScript(touchScript)
+	scIndex      = newScript(indexScript)
+)
+
+// Store keeps sessions in Redis or a Redis Cluster: one hash per session,
+// written by one Lua script per commit (only the changed attributes and
+// the metadata, and the TTL), read through a near cache that Redis
+// invalidates. It implements replicator.Store and httpsession.RangeStore.
+// All methods are safe for concurrent use.
+type Store struct {
+	cfg Config
+	c   rueidis.Client
+
+	touchMu sync.Mutex
+	touches map[string]int64
+
+	recentMu sync.Mutex
+	recent   map[string]recentWrite
+
+	lenMu sync.Mutex
+	lenN  int
+	lenAt time.Time
+
+	up      atomic.Bool
+	lastErr atomic.Pointer[outage]
+	logMu   sync.Mutex
+	logAt   time.Time
+	st      stats
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// recentWrite remembers the version this node last wrote to a session, so
+// that a near-cache entry whose invalidation is still in flight is never
+// served to this node's next request (read-your-writes).
+type recentWrite struct {
+	version uint64 // math.MaxUint64 after a destroy or a rename
+	at      time.Time
+}
+
+type outage struct {
+	op  string
+	err error
+	at  time.Time
+}
+
+var _ replicator.Store = (*Store)(nil)
+
+// New connects to Redis and returns the store. It fails with an error
+// naming the addresses when Redis cannot be reached or refuses the
+// credentials. Close it when done.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	opt := rueidis.ClientOption{
+		InitAddress:       cfg.Addrs,
+		Username:          cfg.Username,
+		Password:          cfg.Password,
+		TLSConfig:         cfg.TLS,
+		ClientName:        "hanode-" + cfg.Node,
+		CacheSizeEachConn: max(cfg.CacheBytes, 1),
+		DisableCache:      cfg.CacheBytes < 0,
+		ConnWriteTimeout:  max(cfg.Timeout, time.Second),
+		Dialer:            defaultDialer(cfg.Timeout),
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect to %s: %v", ErrUnavailable, strings.Join(cfg.Addrs, ","), err)
+	}
+	s := &Store{
+		cfg: cfg, c: c,
+		touches: map[string]int64{},
+		recent:  map[string]recentWrite{},
+		stop:    make(chan struct{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	if err := s.ping(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, strings.Join(cfg.Addrs, ","), err)
+	}
+	s.up.Store(true)
+	cfg.Logger.Info("redis session store connected", "addrs", strings.Join(cfg.Addrs, ","),
+		"mode", modeName(c.Mode()), "near_cache", cfg.CacheBytes > 0)
+	s.wg.Add(2)
+	go s.flushLoop()
+	go s.healthLoop()
+	return s, nil
+}
+
+func modeName(m rueidis.ClientMode) string {
+	switch m {
+	case rueidis.ClientModeCluster:
+		return "cluster"
+	case rueidis.ClientModeSentinel:
+		return "sentinel"
+	}
+	return "standalone"
+}
+
+// Close flushes batched accesses and disconnects. Sessions stay in Redis.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	s.wg.Wait()
+	s.flushTouches()
+	s.c.Close()
+	return nil
+}
+
+// Client returns the underlying Redis client (for tests and tools).
+func (s *Store) Client() rueidis.Client { return s.c }
+
+// Node returns this node's name.
+func (s *Store) Node() string { return s.cfg.Node }
+
+// Key names. The session ID is the hash tag: a session's hash and
+// tombstone always share a slot.
+func (s *Store) key(id string) string  { return s.cfg.Prefix + "s:{" + id + "}" }
+func (s *Store) tomb(id string) string { return s.cfg.Prefix + "x:{" + id + "}" }
+func (s *Store) index(principal string) string {
+	sum := sha256.Sum256([]byte(principal))
+	return s.cfg.Prefix + "p:{" + hex.EncodeToString(sum[:16]) + "}"
+}
+
+func (s *Store) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.Timeout)
+}
+
+// fail records an outage: counted, logged (at most once a second) and
+// reported by Ready and Err until an operation succeeds again.
+func (s *Store) fail(op string, err error) error {
+	s.st.errors(op).Add(1)
+	s.lastErr.Store(&outage{op: op, err: err, at: time.Now()})
+	s.up.Store(false)
+	s.logMu.Lock()
+	now := time.Now()
+	logIt := now.Sub(s.logAt) >= time.Second
+	if logIt {
+		s.logAt = now
+	}
+	s.logMu.Unlock()
+	if logIt {
+		s.cfg.Logger.Warn("redis session store: operation failed", "op", op, "err", err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+}
+
+func (s *Store) ok() {
+	if !s.up.Load() {
+		s.up.Store(true)
+		s.cfg.Logger.Info("redis session store reachable again")
+	}
+}
+
+// Get returns the live session with this ID, or nil. A store outage is
+// counted and reported by Ready; Get then returns nil (use Load to tell
+// the two apart).
+func (s *Store) Get(id string) *replicator.Session {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	ss, _ := s.Load(ctx, id)
+	return ss
+}
+
+// Load returns the live session with this ID; nil and a nil error when
+// there is none; an error wrapping ErrUnavailable when Redis could not
+// answer. Reads are served from the near cache when it holds the key.
+func (s *Store) Load(ctx context.Context, id string) (*replicator.Session, error) {
+	if id == "" {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	key := s.key(id)
+	s.recentMu.Lock()
+	rw, fresh := s.recent[id]
+	s.recentMu.Unlock()
+	var res rueidis.RedisResult
+	cached := s.cfg.CacheBytes > 0 && !(fresh && rw.version == math.MaxUint64)
+	if cached {
+		res = s.c.DoCache(ctx, s.c.B().Hgetall().Key(key).Cache(), s.cfg.CacheTTL)
+	} else {
+		res = s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build())
+	}
+	m, err := res.AsStrMap()
+	if err != nil {
+		s.st.getErrors.Add(1)
+		return nil, s.fail("get", err)
+	}
+	if cached && res.IsCacheHit() {
+		s.st.cacheHits.Add(1)
+	} else {
+		s.st.cacheMisses.Add(1)
+	}
+	ss := parse(id, m)
+	if cached && fresh && (ss == nil || ss.Version < rw.version) {
+		// The invalidation of this node's own write has not arrived
+		// yet: ask Redis itself.
+		res = s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build())
+		if m, err = res.AsStrMap(); err != nil {
+			return nil, s.fail("get", err)
+		}
+		ss = parse(id, m)
+	}
+	s.ok()
+	return ss, nil
+}
+
+// parse builds a session snapshot from a hash; nil for an empty one.
+func parse(id string, m map[string]string) *replicator.Session {
+	if len(m) == 0 {
+		return nil
+	}
+	ss := &replicator.Session{ID: id, Attrs: make(map[string]replicator.Attr, len(m))}
+	for k, v := range m {
+		if name, ok := strings.CutPrefix(k, "a:"); ok {
+			ss.Attrs[name] = replicator.Attr{Value: []byte(v)}
+			continue
+		}
+		switch k {
+		case "o":
+			ss.Owner = v
+		case "e":
+			n, _ := strconv.ParseUint(v, 10, 32)
+			ss.Epoch = uint32(n)
+		case "v":
+			ss.Version, _ = strconv.ParseUint(v, 10, 64)
+		case "c":
+			ss.Created, _ = strconv.ParseInt(v, 10, 64)
+		case "l":
+			ss.LastAccess, _ = strconv.ParseInt(v, 10, 64)
+		case "i":
+			ss.IdleTimeout, _ = strconv.ParseInt(v, 10, 64)
+		case "d":
+			ss.Deadline, _ = strconv.ParseInt(v, 10, 64)
+		case "p":
+			ss.Principal = v
+		}
+	}
+	if ss.Version == 0 {
+		return nil // a hash left by a partial write, never a session
+	}
+	for k, a := range ss.Attrs {
+		a.Stamp = replicator.Stamp{Epoch: ss.Epoch, Node: ss.Owner}
+		ss.Attrs[k] = a
+	}
+	ss.PrincipalAt = replicator.Stamp{Epoch: ss.Epoch, Node: ss.Owner}
+	return ss
+}
+
+// ttl returns the Redis TTL of a session in milliseconds (0: none): the
+// idle timeout plus a grace for batched touches, capped by the absolute
+// deadline. httpsession checks both exactly at load; the TTL removes
+// what nobody loads any more.
+func (s *Store) ttl(last, idle, deadline int64) int64 {
+	ttl := int64(-1)
+	if idle > 0 {
+		ttl = (idle + 2*int64(s.cfg.TouchInterval)) / 1e6
+	}
+	if deadline > 0 {
+		rest := (deadline - last) / 1e6
+		if ttl < 0 || rest < ttl {
+			ttl = rest
+		}
+	}
+	if ttl < 0 {
+		return 0
+	}
+	return max(ttl, 1)
+}
+
+func (s *Store) remember(id string, version uint64) {
+	now := time.Now()
+	s.recentMu.Lock()
+	s.recent[id] = recentWrite{version: version, at: now}
+	s.recentMu.Unlock()
+}
+
+// evalCmd builds EVALSHA, or EVAL when the script is not cached on the
+// server (after a restart or a failover).
+func (s *Store) evalCmd(sc *script, full bool, keys, args []string) rueidis.Completed {
+	if full {
+		return s.c.B().Eval().Script(sc.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	}
+	return s.c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+func noScript(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && re.IsNoScript()
+}
+
+// eval runs one script, with extra commands after it on the same
+// connection (WAIT), and returns every result.
+func (s *Store) eval(ctx context.Context, sc *script, keys, args []string, extra ...rueidis.Completed) []rueidis.RedisResult {
+	for _, full := range []bool{false, true} {
+		cmds := append([]rueidis.Completed{s.evalCmd(sc, full, keys, args)}, extra...)
+		var res []rueidis.RedisResult
+		if len(cmds) == 1 {
+			res = []rueidis.RedisResult{s.c.Do(ctx, cmds[0])}
+		} else {
+			res = s.c.DoMulti(ctx, cmds...)
+		}
+		if full || !noScript(res[0].Error()) {
+			return res
+		}
+		// WAIT ran after a failed script: nothing to undo. Rebuild the
+		// extra commands (a Completed is consumed by Do).
+		extra = rebuild(s.c, extra)
+	}
+	panic("unreachable")
+}
+
+func rebuild(c rueidis.Client, cmds []rueidis.Completed) []rueidis.Completed {
+	out := make([]rueidis.Completed, len(cmds))
+	for i, cmd := range cmds {
+		out[i] = c.B().Arbitrary(cmd.Commands()...).Blocking()
+	}
+	return out
+}
+
+// scriptErr maps the scripts' errors to the replicator's.
+func scriptErr(err error) (error, bool) {
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		return nil, false
+	}
+	msg := re.Error()
+	switch {
+	case strings.Contains(msg, "HANODE_DESTROYED"):
+		return fmt.Errorf("%w: commit on a destroyed session", replicator.ErrDestroyed), true
+	case strings.Contains(msg, "HANODE_TOOLARGE"):
+		_, size, _ := strings.Cut(msg, "HANODE_TOOLARGE ")
+		return fmt.Errorf("%w: session would be %s bytes", replicator.ErrTooLarge, strings.TrimSpace(size)), true
+	}
+	return nil, false
+}
+
+// Commit writes d in one round trip: one script on the session's master
+// writes the changed attributes, the metadata and the TTL; with Sync or
+// SyncAll a WAIT follows on the same connection. A rename takes a second
+// round trip (the new ID has another hash tag), a principal change one to
+// update the principal index. An error means the request must not
+// assume the write happened; ErrNotReplicated means it happened on the
+// master only.
+func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Consistency) (replicator.CommitResult, error) {
+	var res replicator.CommitResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if s.closed.Load() {
+		return res, replicator.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	if d.Owner == "" {
+		d.Owner = s.cfg.Node
+	}
+	d.HLC = uint64(time.Now().UnixNano())
+	var (
+		invalidate, hasPrincipal bool
+		reason                   byte = byte(replicator.ReasonInvalidated)
+		renameTo, principal      string
+		triples                  []string
+	)
+	for _, op := range d.Ops {
+		switch op.Kind {
+		case replicator.OpSet:
+			if len(op.Value) > s.cfg.MaxAttrBytes {
+				return res, fmt.Errorf("%w: attribute %q is %d bytes, limit %d", replicator.ErrTooLarge, op.Key, len(op.Value), s.cfg.MaxAttrBytes)
+			}
+			triples = append(triples, "s", op.Key, string(op.Value))
+		case replicator.OpDel:
+			triples = append(triples, "d", op.Key, "")
+		case replicator.OpInvalidate:
+			invalidate = true
+			if len(op.Value) == 1 {
+				reason = op.Value[0]
+			}
+		case replicator.OpRename:
+			renameTo = op.Key
+		case replicator.OpPrincipal:
+			hasPrincipal, principal = true, string(op.Value)
+		}
+	}
+	if invalidate {
+		return res, s.invalidate(ctx, d.ID, string([]byte{reason}))
+	}
+	target := d.ID
+	var oldPrincipal string
+	if renameTo != "" {
+		fields, p, err := s.takeForRename(ctx, d.ID, renameTo)
+		if err != nil {
+			return res, err
+		}
+		oldPrincipal = p
+		triples = append(fields, triples...)
+		target = renameTo
+	}
+	args := make([]string, 0, 10+len(triples))
+	pArg := ""
+	if hasPrincipal {
+		pArg = "=" + principal
+	}
+	mustExist := ""
+	args = append(args, d.Owner, strconv.FormatUint(uint64(d.Epoch), 10),
+		strconv.FormatInt(d.Created, 10), strconv.FormatInt(d.LastAccess, 10),
+		strconv.FormatInt(d.IdleTimeout, 10), strconv.FormatInt(d.Deadline, 10),
+		strconv.FormatInt(s.ttl(d.LastAccess, d.IdleTimeout, d.Deadline), 10),
+		pArg, strconv.Itoa(s.cfg.MaxSessionBytes), mustExist)
+	args = append(args, triples...)
+	var extra []rueidis.Completed
+	need := int64(0)
+	if c != replicator.Async {
+		need = 1
+		if c == replicator.SyncAll {
+			need = int64(s.cfg.SyncAllReplicas)
+		}
+		extra = append(extra, s.c.B().Wait().Numreplicas(need).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
+	}
+	out := s.eval(ctx, scCommit, []string{s.key(target), s.tomb(target)}, args, extra...)
+	arr, err := out[0].ToArray()
+	if err != nil {
+		if e, ok := scriptErr(err); ok {
+			return res, e
+		}
+		s.st.commitErrors.Add(1)
+		return res, s.fail("commit", err)
+	}
+	v, _ := arr[0].AsInt64()
+	d.Version = uint64(v)
+	if renameTo == "" {
+		oldPrincipal, _ = arr[1].ToString()
+	}
+	s.remember(target, d.Version)
+	s.st.commits.Add(1)
+	s.ok()
+	if renameTo != "" || (hasPrincipal && principal != oldPrincipal) {
+		newP := oldPrincipal
+		if hasPrincipal {
+			newP = principal
+		}
+		if err := s.moveIndex(ctx, d.ID, target, oldPrincipal, newP, d.Deadline); err != nil {
+			return res, err
+		}
+	}
+	if need > 0 {
+		acks, err := out[1].AsInt64()
+		if err != nil {
+			s.st.commitErrors.Add(1)
+			return res, s.fail("wait", err)
+		}
+		res.Acks = int(acks)
+		if acks < need {
+			res.TimedOut = true
+			s.st.notReplicated.Add(1)
+			return res, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, acks, need, s.cfg.SyncTimeout)
+		}
+		res.Replicated = true
+	}
+	return res, nil
+}
+
+// invalidate turns a session into a tombstone and removes it from its
+// principal's index.
+func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
+	out := s.eval(ctx, scInvalidate, []string{s.key(id), s.tomb(id)},
+		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""})
+	arr, err := out[0].ToArray()
+	if err != nil {
+		if e, ok := scriptErr(err); ok {
+			return e
+		}
+		s.st.commitErrors.Add(1)
+		return s.fail("commit", err)
+	}
+	s.remember(id, math.MaxUint64)
+	s.st.commits.Add(1)
+	s.ok()
+	if p, _ := arr[0].ToString(); p != "" {
+		if err := s.c.Do(ctx, s.c.B().Zrem().Key(s.index(p)).Member(id).Build()).Error(); err != nil {
+			s.st.indexErrors.Add(1)
+			return s.fail("index", err)
+		}
+	}
+	return nil
+}
+
+// takeForRename turns the old ID into a tombstone pointing to the new one
+// and returns its fields as raw-copy triples for the commit on the new ID.
+func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (triples []string, principal string, err error) {
+	out := s.eval(ctx, scInvalidate, []string{s.key(oldID), s.tomb(oldID)},
+		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"})
+	arr, err := out[0].ToArray()
+	if err != nil {
+		if e, ok := scriptErr(err); ok {
+			return nil, "", e
+		}
+		s.st.commitErrors.Add(1)
+		return nil, "", s.fail("commit", err)
+	}
+	s.remember(oldID, math.MaxUint64)
+	principal, _ = arr[0].ToString()
+	kv, _ := arr[1].AsStrSlice()
+	for i := 0; i+1 < len(kv); i += 2 {
+		triples = append(triples, "f", kv[i], kv[i+1])
+	}
+	return triples, principal, nil
+}
+
+// indexScript adds a session to its principal's index (a sorted set
+// scored by the session's deadline in ms, +inf for none), drops entries
+// past their deadline and lets the index expire with its last session.
+//
+//	KEYS[1] index  ARGV[1] ID  ARGV[2] score  ARGV[3] now (ms)
+const indexScript = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] == 'inf' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIREAT', KEYS[1], top[2])
+end
+return 1
+`
+
+// moveIndex updates the principal index after a principal change or a
+// rename.
+func (s *Store) moveIndex(ctx context.Context, oldID, newID, oldP, newP string, deadline int64) error {
+	if oldP != "" {
+		if err := s.c.Do(ctx, s.c.B().Zrem().Key(s.index(oldP)).Member(oldID).Build()).Error(); err != nil {
+			s.st.indexErrors.Add(1)
+			return s.fail("index", err)
+		}
+	}
+	if newP == "" {
+		return nil
+	}
+	score := "inf"
+	if deadline > 0 {
+		score = strconv.FormatInt(deadline/1e6, 10)
+	}
+	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)})
+	if err := out[0].Error(); err != nil {
+		s.st.indexErrors.Add(1)
+		return s.fail("index", err)
+	}
+	return nil
+}
+
+// SessionsOf returns the IDs of the live sessions of a principal, sorted.
+// An outage returns nil (counted, reported by Ready).
+func (s *Store) SessionsOf(principal string) []string {
+	if principal == "" {
+		return nil
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	key := s.index(principal)
+	ids, err := s.c.Do(ctx, s.c.B().Zrange().Key(key).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Byscore().Build()).AsStrSlice()
+	if err != nil {
+		s.fail("index", err)
+		return nil
+	}
+	out := ids[:0]
+	for _, id := range ids {
+		ss, err := s.Load(ctx, id)
+		if err != nil {
+			return nil
+		}
+		if ss == nil || ss.Principal != principal {
+			// Expired by its TTL, or moved: drop the stale entry.
+			s.c.Do(ctx, s.c.B().Zrem().Key(key).Member(id).Build())
+			continue
+		}
+		out = append(out, id)
+	}
+	sortStrings(out)
+	return out
+}
+
+// Touch records an access at now (unix nanoseconds). Accesses are batched
+// and written every TouchInterval, extending the session's TTL.
+func (s *Store) Touch(id string, now int64) {
+	s.touchMu.Lock()
+	if now > s.touches[id] {
+		s.touches[id] = now
+	}
+	s.touchMu.Unlock()
+	s.st.touches.Add(1)
+}
+
+func (s *Store) flushLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.TouchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.flushTouches()
+		s.pruneRecent()
+	}
+}
+
+// flushTouches writes the batched accesses, pipelined, per slot.
+func (s *Store) flushTouches() {
+	s.touchMu.Lock()
+	batch := s.touches
+	if len(batch) == 0 {
+		s.touchMu.Unlock()
+		return
+	}
+	s.touches = make(map[string]int64, len(batch))
+	s.touchMu.Unlock()
+	grace := strconv.FormatInt(2*s.cfg.TouchInterval.Milliseconds(), 10)
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	build := func(full bool, ids []string) []rueidis.Completed {
+		cmds := make([]rueidis.Completed, len(ids))
+		for i, id := range ids {
+			cmds[i] = s.evalCmd(scTouch, full, []string{s.key(id)}, []string{strconv.FormatInt(batch[id], 10), grace})
+		}
+		return cmds
+	}
+	var failed, missing []string
+	for i, r := range s.c.DoMulti(ctx, build(false, ids)...) {
+		if err := r.Error(); noScript(err) {
+			missing = append(missing, ids[i])
+		} else if err != nil {
+			failed = append(failed, ids[i])
+			s.fail("touch", err)
+		}
+	}
+	if len(missing) > 0 {
+		for i, r := range s.c.DoMulti(ctx, build(true, missing)...) {
+			if err := r.Error(); err != nil {
+				failed = append(failed, missing[i])
+				s.fail("touch", err)
+			}
+		}
+	}
+	// Keep failed accesses for the next round unless a newer one came.
+	s.touchMu.Lock()
+	for _, id := range failed {
+		if batch[id] > s.touches[id] {
+			s.touches[id] = batch[id]
+		}
+	}
+	s.touchMu.Unlock()
+}
+
+func (s *Store) pruneRecent() {
+	cut := time.Now().Add(-2 * time.Second)
+	s.recentMu.Lock()
+	for id, rw := range s.recent {
+		if rw.at.Before(cut) {
+			delete(s.recent, id)
+		}
+	}
+	s.recentMu.Unlock()
+}
