@@ -172,7 +172,7 @@ func (s *Store) Kill(id string) bool {
 
 type stats struct {
 	commits, commitErrors, getErrors, indexErrors atomic.Uint64
-	touchErrors, scanErrors, pingErrors         atomic.Uint64
+	touchErrors, scanErrors, pingErrors           atomic.Uint64
 	notReplicated, touches                        atomic.Uint64
 	cacheHits, cacheMisses                        atomic.Uint64
 	other                                         atomic.Uint64

@@ -344,33 +344,24 @@ func noScript(err error) bool {
 	return ok && re.IsNoScript()
 }
 
-// eval runs one script, with extra commands after it on the same
-// connection (WAIT), and returns every result.
-func (s *Store) eval(ctx context.Context, sc *script, keys, args []string, extra ...rueidis.Completed) []rueidis.RedisResult {
+// eval runs one script and, when wait > 0, a WAIT for that many
+// replicas on the same connection, and returns every result.
+func (s *Store) eval(ctx context.Context, sc *script, keys, args []string, wait int64) []rueidis.RedisResult {
 	for _, full := range []bool{false, true} {
-		cmds := append([]rueidis.Completed{s.evalCmd(sc, full, keys, args)}, extra...)
+		cmd := s.evalCmd(sc, full, keys, args)
 		var res []rueidis.RedisResult
-		if len(cmds) == 1 {
-			res = []rueidis.RedisResult{s.c.Do(ctx, cmds[0])}
+		if wait > 0 {
+			res = s.c.DoMulti(ctx, cmd, s.c.B().Wait().Numreplicas(wait).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
 		} else {
-			res = s.c.DoMulti(ctx, cmds...)
+			res = []rueidis.RedisResult{s.c.Do(ctx, cmd)}
 		}
 		if full || !noScript(res[0].Error()) {
 			return res
 		}
-		// WAIT ran after a failed script: nothing to undo. Rebuild the
-		// extra commands (a Completed is consumed by Do).
-		extra = rebuild(s.c, extra)
+		// Not in this server's script cache (a restart, a failover):
+		// send the source. The WAIT after a failed script did nothing.
 	}
 	panic("unreachable")
-}
-
-func rebuild(c rueidis.Client, cmds []rueidis.Completed) []rueidis.Completed {
-	out := make([]rueidis.Completed, len(cmds))
-	for i, cmd := range cmds {
-		out[i] = c.B().Arbitrary(cmd.Commands()...).Blocking()
-	}
-	return out
 }
 
 // scriptErr maps the scripts' errors to the replicator's.
@@ -463,16 +454,14 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		strconv.FormatInt(s.ttl(d.LastAccess, d.IdleTimeout, d.Deadline), 10),
 		pArg, strconv.Itoa(s.cfg.MaxSessionBytes), mustExist)
 	args = append(args, triples...)
-	var extra []rueidis.Completed
 	need := int64(0)
 	if c != replicator.Async {
 		need = 1
 		if c == replicator.SyncAll {
 			need = int64(s.cfg.SyncAllReplicas)
 		}
-		extra = append(extra, s.c.B().Wait().Numreplicas(need).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
 	}
-	out := s.eval(ctx, scCommit, []string{s.key(target), s.tomb(target)}, args, extra...)
+	out := s.eval(ctx, scCommit, []string{s.key(target), s.tomb(target)}, args, need)
 	arr, err := out[0].ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
@@ -519,7 +508,7 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 // principal's index.
 func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 	out := s.eval(ctx, scInvalidate, []string{s.key(id), s.tomb(id)},
-		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""})
+		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""}, 0)
 	arr, err := out[0].ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
@@ -544,7 +533,7 @@ func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 // and returns its fields as raw-copy triples for the commit on the new ID.
 func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (triples []string, principal string, err error) {
 	out := s.eval(ctx, scInvalidate, []string{s.key(oldID), s.tomb(oldID)},
-		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"})
+		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"}, 0)
 	arr, err := out[0].ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
@@ -595,7 +584,7 @@ func (s *Store) moveIndex(ctx context.Context, oldID, newID, oldP, newP string, 
 	if deadline > 0 {
 		score = strconv.FormatInt(deadline/1e6, 10)
 	}
-	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)})
+	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)}, 0)
 	if err := out[0].Error(); err != nil {
 		s.st.indexErrors.Add(1)
 		return s.fail("index", err)

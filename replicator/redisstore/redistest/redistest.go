@@ -187,6 +187,7 @@ func StartCluster(t testing.TB, masters, replicas int, nodeTimeout time.Duration
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitHealthy(masters, 30*time.Second)
+	c.WaitReplicas(replicas, 30*time.Second)
 	return c
 }
 
@@ -220,6 +221,35 @@ func (c *Cluster) MasterOf(key string) *Server {
 		}
 	}
 	return nil
+}
+
+// WaitReplicas waits until every live master has n replicas with an
+// established replication link, or fails the test.
+func (c *Cluster) WaitReplicas(n int, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok := true
+		for _, m := range c.Masters() {
+			info := m.Info("replication")
+			if k, _ := strconv.Atoi(info["connected_slaves"]); k < n {
+				ok = false
+				break
+			}
+			for i := range n {
+				if !strings.Contains(info["slave"+strconv.Itoa(i)], "state=online") {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: masters without %d online replicas after %s", n, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // WaitHealthy waits until every live server reports cluster_state:ok and
