@@ -19,17 +19,14 @@ import (
 	"github.com/hanode/hanode/replicator"
 )
 
-// Errors returned by the store besides replicator's ErrTooLarge and
-// ErrDestroyed.
+// Errors returned by the store besides replicator's ErrTooLarge,
+// ErrDestroyed, ErrClosed and ErrNotReplicated (a Sync or SyncAll commit
+// that no, or not enough, Redis replicas acknowledged within SyncTimeout:
+// applied on the master, its survival of a failover unknown).
 var (
 	// ErrUnavailable wraps every failure to reach Redis: the request that
 	// needed the store gets it, nothing is silently dropped.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
-	// ErrNotReplicated is returned by a Sync or SyncAll commit that no
-	// (resp. not enough) Redis replica acknowledged within SyncTimeout.
-	// The write is applied on the master and may or may not survive its
-	// failure: the outcome is unknown, like any failed request.
-	ErrNotReplicated = errors.New("redisstore: write not acknowledged by a redis replica in time")
 )
 
 type script struct {
@@ -387,7 +384,7 @@ func scriptErr(err error) (error, bool) {
 // round trip (the new ID has another hash tag), a principal change one to
 // update the principal index. An error means the request must not
 // assume the write happened; ErrNotReplicated means it happened on the
-// master only.
+// master only (replicator.ErrNotReplicated).
 func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Consistency) (replicator.CommitResult, error) {
 	var res replicator.CommitResult
 	if err := ctx.Err(); err != nil {
@@ -497,7 +494,7 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		if acks < need {
 			res.TimedOut = true
 			s.st.notReplicated.Add(1)
-			return res, fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, acks, need, s.cfg.SyncTimeout)
+			return res, fmt.Errorf("%w: %d of %d redis replicas within %s", replicator.ErrNotReplicated, acks, need, s.cfg.SyncTimeout)
 		}
 		res.Replicated = true
 	}
