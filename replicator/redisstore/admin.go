@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,9 +22,13 @@ func defaultDialer(timeout time.Duration) net.Dialer {
 
 func sortStrings(s []string) { slices.Sort(s) }
 
-// ping checks every Redis node the client knows.
+// ping checks every Redis master.
 func (s *Store) ping(ctx context.Context) error {
-	for addr, n := range s.c.Nodes() {
+	ms, err := s.masters(ctx)
+	if err != nil {
+		return err
+	}
+	for addr, n := range ms {
 		if err := n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
 			return fmt.Errorf("%s: %w", addr, err)
 		}
@@ -67,19 +72,37 @@ func (s *Store) Err() error {
 	return nil
 }
 
-// masters returns a client per master node (all nodes answer ROLE).
-func (s *Store) masters(ctx context.Context) ([]rueidis.Client, error) {
-	var out []rueidis.Client
-	for addr, n := range s.c.Nodes() {
-		role, err := n.Do(ctx, n.B().Role().Build()).ToArray()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", addr, err)
+// masters returns a client per master node, by address. It never
+// connects to a replica: a replica's connection would report every write
+// replicated to it as a change, and empty the near cache.
+func (s *Store) masters(ctx context.Context) (map[string]rueidis.Client, error) {
+	nodes := s.c.Nodes()
+	if s.c.Mode() != rueidis.ClientModeCluster {
+		return nodes, nil
+	}
+	slots, err := s.c.Do(ctx, s.c.B().ClusterSlots().Build()).ToArray()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]rueidis.Client{}
+	for _, sl := range slots {
+		r, err := sl.ToArray()
+		if err != nil || len(r) < 3 {
+			continue
 		}
-		if len(role) > 0 {
-			if r, _ := role[0].ToString(); r == "master" {
-				out = append(out, n)
-			}
+		m, err := r[2].ToArray()
+		if err != nil || len(m) < 2 {
+			continue
 		}
+		host, _ := m[0].ToString()
+		port, _ := m[1].AsInt64()
+		addr := net.JoinHostPort(host, strconv.FormatInt(port, 10))
+		if n, ok := nodes[addr]; ok {
+			out[addr] = n
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no master among the %d known nodes", len(nodes))
 	}
 	return out, nil
 }

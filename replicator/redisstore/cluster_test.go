@@ -110,7 +110,7 @@ func masterKill(t *testing.T, c *redistest.Cluster, cons replicator.Consistency)
 	close(stop)
 	wg.Wait()
 	// Read every session from Redis itself (no near cache).
-	r := open(t, redisstore.Config{Node: "check", Addrs: c.Addrs(), CacheBytes: -1})
+	r := open(t, redisstore.Config{Node: "check", Addrs: c.Addrs(), CacheSessions: -1})
 	for _, id := range ids {
 		ss, err := r.Load(context.Background(), id)
 		if err != nil {

@@ -42,14 +42,12 @@ type Config struct {
 	// TombstoneTTL is how long a destroyed session's ID keeps refusing
 	// commits (late requests must not bring it back). Default 5 min.
 	TombstoneTTL time.Duration
-	// CacheBytes is the near cache per Redis connection, in bytes: reads
-	// are served locally and Redis invalidates them on every change
-	// (server-assisted client-side caching, RESP3). Default 64 MiB;
-	// negative disables the cache (every Get is a round trip).
-	CacheBytes int
-	// CacheTTL caps how long a cached session is served without asking
-	// Redis again. Default 1 min.
-	CacheTTL time.Duration
+	// CacheSessions bounds the near cache, in sessions: decoded sessions
+	// served from memory until Redis reports a change by another client
+	// (server-assisted client-side caching, RESP3 CLIENT TRACKING; a
+	// lost connection empties it). Default 100,000; negative disables it
+	// (every Get is a round trip).
+	CacheSessions int
 	// MaxSessionBytes caps one session's attributes (names and values),
 	// MaxAttrBytes one value. Defaults 1 MiB and 256 KiB, as the replica.
 	MaxSessionBytes int
@@ -78,7 +76,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Timeout < 0 || c.SyncTimeout < 0 || c.TouchInterval < 0 || c.TombstoneTTL < 0 ||
-		c.CacheTTL < 0 || c.HealthInterval < 0 || c.SyncAllReplicas < 0 ||
+		c.HealthInterval < 0 || c.SyncAllReplicas < 0 ||
 		c.MaxSessionBytes < 0 || c.MaxAttrBytes < 0 {
 		return fmt.Errorf("%w: negative duration or size", ErrConfig)
 	}
@@ -104,11 +102,8 @@ func (c *Config) setDefaults() {
 	if c.TombstoneTTL == 0 {
 		c.TombstoneTTL = 5 * time.Minute
 	}
-	if c.CacheBytes == 0 {
-		c.CacheBytes = 64 << 20
-	}
-	if c.CacheTTL == 0 {
-		c.CacheTTL = time.Minute
+	if c.CacheSessions == 0 {
+		c.CacheSessions = 100_000
 	}
 	if c.MaxSessionBytes == 0 {
 		c.MaxSessionBytes = 1 << 20

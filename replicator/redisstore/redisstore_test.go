@@ -62,7 +62,7 @@ func TestStandaloneNoCache(t *testing.T) {
 	srv := redistest.Start(t)
 	storetest.Run(t, storetest.Options{
 		New: func(t *testing.T, node string) replicator.Store {
-			return open(t, redisstore.Config{Node: node, Addrs: []string{srv.Addr}, CacheBytes: -1})
+			return open(t, redisstore.Config{Node: node, Addrs: []string{srv.Addr}, CacheSessions: -1})
 		},
 		Shared: true, Expires: true,
 	})

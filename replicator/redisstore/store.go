@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +39,6 @@ func newScript(src string) *script {
 }
 
 var (
-	scCommit     = newScript(commitScript)
 	scInvalidate = newScript(invalidateScript)
 	scTouch      = newScript(touchScript)
 	scIndex      = newScript(indexScript)
@@ -58,8 +56,7 @@ type Store struct {
 	touchMu sync.Mutex
 	touches map[string]int64
 
-	recentMu sync.Mutex
-	recent   map[string]recentWrite
+	near *nearCache // nil when CacheSessions < 0
 
 	lenMu sync.Mutex
 	lenN  int
@@ -74,14 +71,6 @@ type Store struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
-}
-
-// recentWrite remembers the version this node last wrote to a session, so
-// that a near-cache entry whose invalidation is still in flight is never
-// served to this node's next request (read-your-writes).
-type recentWrite struct {
-	version uint64 // math.MaxUint64 after a destroy or a rename
-	at      time.Time
 }
 
 type outage struct {
@@ -101,15 +90,33 @@ func New(cfg Config) (*Store, error) {
 	}
 	cfg.setDefaults()
 	opt := rueidis.ClientOption{
-		InitAddress:       cfg.Addrs,
-		Username:          cfg.Username,
-		Password:          cfg.Password,
-		TLSConfig:         cfg.TLS,
-		ClientName:        "hanode-" + cfg.Node,
-		CacheSizeEachConn: max(cfg.CacheBytes, 1),
-		DisableCache:      cfg.CacheBytes < 0,
-		ConnWriteTimeout:  max(cfg.Timeout, time.Second),
-		Dialer:            defaultDialer(cfg.Timeout),
+		InitAddress:      cfg.Addrs,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		TLSConfig:        cfg.TLS,
+		ClientName:       "hanode-" + cfg.Node,
+		DisableCache:     cfg.CacheSessions < 0,
+		ConnWriteTimeout: max(cfg.Timeout, time.Second),
+		Dialer:           defaultDialer(cfg.Timeout),
+	}
+	var near *nearCache
+	if cfg.CacheSessions > 0 {
+		// The near cache is ours (decoded sessions); rueidis's own cache
+		// stays empty (no DoCache), its connections only carry the
+		// tracking of the keys they read.
+		near = newNearCache(cfg.Prefix, cfg.CacheSessions)
+		opt.CacheSizeEachConn = 1 << 16
+		// Default tracking mode: Redis remembers the keys this
+		// connection read and reports their changes by others (NOLOOP:
+		// not this connection's own, which Commit follows itself).
+		// Broadcast mode would also report, through the connections
+		// rueidis keeps to replicas, every write replicated to them.
+		opt.ClientTrackingOptions = []string{"NOLOOP"}
+		opt.OnInvalidations = near.onInvalidate
+		// One pipelined connection per Redis node: NOLOOP hides this
+		// process's writes only from the connection that made them, so a
+		// second connection would echo every write back as a change.
+		opt.PipelineMultiplex = -1
 	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
@@ -118,7 +125,7 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg: cfg, c: c,
 		touches: map[string]int64{},
-		recent:  map[string]recentWrite{},
+		near:    near,
 		stop:    make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
@@ -129,7 +136,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.up.Store(true)
 	cfg.Logger.Info("redis session store connected", "addrs", strings.Join(cfg.Addrs, ","),
-		"mode", modeName(c.Mode()), "near_cache", cfg.CacheBytes > 0)
+		"mode", modeName(c.Mode()), "near_cache_sessions", max(cfg.CacheSessions, 0))
 	s.wg.Add(2)
 	go s.flushLoop()
 	go s.healthLoop()
@@ -164,10 +171,9 @@ func (s *Store) Client() rueidis.Client { return s.c }
 // Node returns this node's name.
 func (s *Store) Node() string { return s.cfg.Node }
 
-// Key names. The session ID is the hash tag: a session's hash and
-// tombstone always share a slot.
-func (s *Store) key(id string) string  { return s.cfg.Prefix + "s:{" + id + "}" }
-func (s *Store) tomb(id string) string { return s.cfg.Prefix + "x:{" + id + "}" }
+// Key names. The session ID is the hash tag (a cluster slot never
+// splits a session's keys); a principal's index is tagged by its hash.
+func (s *Store) key(id string) string { return s.cfg.Prefix + "s:{" + id + "}" }
 func (s *Store) index(principal string) string {
 	sum := sha256.Sum256([]byte(principal))
 	return s.cfg.Prefix + "p:{" + hex.EncodeToString(sum[:16]) + "}"
@@ -215,43 +221,34 @@ func (s *Store) Get(id string) *replicator.Session {
 
 // Load returns the live session with this ID; nil and a nil error when
 // there is none; an error wrapping ErrUnavailable when Redis could not
-// answer. Reads are served from the near cache when it holds the key.
+// answer. A session in the near cache is served from memory.
 func (s *Store) Load(ctx context.Context, id string) (*replicator.Session, error) {
 	if id == "" {
 		return nil, nil
 	}
+	var tok nearToken
+	if s.near != nil {
+		if ss := s.near.get(id); ss != nil {
+			if !s.pastTTL(ss, time.Now().UnixNano()) {
+				s.st.cacheHits.Add(1)
+				return ss, nil
+			}
+			// Redis has removed it or is about to: ask.
+			s.forget(id)
+		}
+		tok = s.near.token(id)
+	}
+	s.st.cacheMisses.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	key := s.key(id)
-	s.recentMu.Lock()
-	rw, fresh := s.recent[id]
-	s.recentMu.Unlock()
-	var res rueidis.RedisResult
-	cached := s.cfg.CacheBytes > 0 && !(fresh && rw.version == math.MaxUint64)
-	if cached {
-		res = s.c.DoCache(ctx, s.c.B().Hgetall().Key(key).Cache(), s.cfg.CacheTTL)
-	} else {
-		res = s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build())
-	}
-	m, err := res.AsStrMap()
+	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.key(id)).Build()).AsStrMap()
 	if err != nil {
 		s.st.getErrors.Add(1)
 		return nil, s.fail("get", err)
 	}
-	if cached && res.IsCacheHit() {
-		s.st.cacheHits.Add(1)
-	} else {
-		s.st.cacheMisses.Add(1)
-	}
 	ss := parse(id, m)
-	if cached && fresh && (ss == nil || ss.Version < rw.version) {
-		// The invalidation of this node's own write has not arrived
-		// yet: ask Redis itself.
-		res = s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build())
-		if m, err = res.AsStrMap(); err != nil {
-			return nil, s.fail("get", err)
-		}
-		ss = parse(id, m)
+	if s.near != nil {
+		s.near.put(id, ss, tok)
 	}
 	s.ok()
 	return ss, nil
@@ -261,6 +258,9 @@ func (s *Store) Load(ctx context.Context, id string) (*replicator.Session, error
 func parse(id string, m map[string]string) *replicator.Session {
 	if len(m) == 0 {
 		return nil
+	}
+	if _, dead := m["x"]; dead {
+		return nil // a tombstone
 	}
 	ss := &replicator.Session{ID: id, Attrs: make(map[string]replicator.Attr, len(m))}
 	for k, v := range m {
@@ -299,6 +299,15 @@ func parse(id string, m map[string]string) *replicator.Session {
 	return ss
 }
 
+// pastTTL reports whether a cached snapshot is past the TTL its commit
+// gave it in Redis (an expiry's invalidation may not have arrived).
+func (s *Store) pastTTL(ss *replicator.Session, now int64) bool {
+	if ss.Deadline != 0 && now >= ss.Deadline {
+		return true
+	}
+	return ss.IdleTimeout > 0 && now-ss.LastAccess >= ss.IdleTimeout+2*int64(s.cfg.TouchInterval)
+}
+
 // ttl returns the Redis TTL of a session in milliseconds (0: none): the
 // idle timeout plus a grace for batched touches, capped by the absolute
 // deadline. httpsession checks both exactly at load; the TTL removes
@@ -320,11 +329,12 @@ func (s *Store) ttl(last, idle, deadline int64) int64 {
 	return max(ttl, 1)
 }
 
-func (s *Store) remember(id string, version uint64) {
-	now := time.Now()
-	s.recentMu.Lock()
-	s.recent[id] = recentWrite{version: version, at: now}
-	s.recentMu.Unlock()
+// forget removes id from the near cache (after this process changed it
+// in a way the cache cannot follow).
+func (s *Store) forget(id string) {
+	if s.near != nil {
+		s.near.put(id, nil, nearToken{})
+	}
 }
 
 // evalCmd builds EVALSHA, or EVAL when the script is not cached on the
@@ -371,9 +381,6 @@ func scriptErr(err error) (error, bool) {
 	switch {
 	case strings.Contains(msg, "HANODE_DESTROYED"):
 		return fmt.Errorf("%w: commit on a destroyed session", replicator.ErrDestroyed), true
-	case strings.Contains(msg, "HANODE_TOOLARGE"):
-		_, size, _ := strings.Cut(msg, "HANODE_TOOLARGE ")
-		return fmt.Errorf("%w: session would be %s bytes", replicator.ErrTooLarge, strings.TrimSpace(size)), true
 	}
 	return nil, false
 }
@@ -403,7 +410,9 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		invalidate, hasPrincipal bool
 		reason                   byte = byte(replicator.ReasonInvalidated)
 		renameTo, principal      string
-		triples                  []string
+		fields                   []string // attribute field, value pairs for HSET
+		copied                   []string // a renamed session's fields
+		dels                     []string
 	)
 	for _, op := range d.Ops {
 		switch op.Kind {
@@ -411,9 +420,9 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 			if len(op.Value) > s.cfg.MaxAttrBytes {
 				return res, fmt.Errorf("%w: attribute %q is %d bytes, limit %d", replicator.ErrTooLarge, op.Key, len(op.Value), s.cfg.MaxAttrBytes)
 			}
-			triples = append(triples, "s", op.Key, string(op.Value))
+			fields = append(fields, "a:"+op.Key, string(op.Value))
 		case replicator.OpDel:
-			triples = append(triples, "d", op.Key, "")
+			dels = append(dels, "a:"+op.Key)
 		case replicator.OpInvalidate:
 			invalidate = true
 			if len(op.Value) == 1 {
@@ -428,51 +437,122 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 	if invalidate {
 		return res, s.invalidate(ctx, d.ID, string([]byte{reason}))
 	}
+	// The session as this process knows it: for the size limit and to
+	// follow its own write in the near cache.
+	old, err := s.Load(ctx, d.ID)
+	if err != nil {
+		s.st.commitErrors.Add(1)
+		return res, err
+	}
+	if size := sizeAfter(old, d); size > s.cfg.MaxSessionBytes {
+		return res, fmt.Errorf("%w: session would be %d bytes, limit %d", replicator.ErrTooLarge, size, s.cfg.MaxSessionBytes)
+	}
 	target := d.ID
 	var oldPrincipal string
 	if renameTo != "" {
-		fields, p, err := s.takeForRename(ctx, d.ID, renameTo)
+		target = renameTo
+		var p string
+		copied, p, err = s.takeForRename(ctx, d.ID, renameTo)
 		if err != nil {
 			return res, err
 		}
 		oldPrincipal = p
-		triples = append(fields, triples...)
-		target = renameTo
 	}
-	args := make([]string, 0, 10+len(triples))
-	pArg := ""
+	var tok nearToken
+	if s.near != nil {
+		tok = s.near.token(target)
+	}
+	// One transaction on the session's master: plain commands, not a
+	// script, so that Redis does not echo the change back to this
+	// connection (CLIENT TRACKING NOLOOP ignores script writes).
+	key := s.key(target)
+	b := s.c.B()
+	ttl := s.ttl(d.LastAccess, d.IdleTimeout, d.Deadline)
+	meta := []string{"o", d.Owner, "e", strconv.FormatUint(uint64(d.Epoch), 10),
+		"l", strconv.FormatInt(d.LastAccess, 10), "i", strconv.FormatInt(d.IdleTimeout, 10),
+		"d", strconv.FormatInt(d.Deadline, 10)}
 	if hasPrincipal {
-		pArg = "=" + principal
+		meta = append(meta, "p", principal)
 	}
-	mustExist := ""
-	args = append(args, d.Owner, strconv.FormatUint(uint64(d.Epoch), 10),
-		strconv.FormatInt(d.Created, 10), strconv.FormatInt(d.LastAccess, 10),
-		strconv.FormatInt(d.IdleTimeout, 10), strconv.FormatInt(d.Deadline, 10),
-		strconv.FormatInt(s.ttl(d.LastAccess, d.IdleTimeout, d.Deadline), 10),
-		pArg, strconv.Itoa(s.cfg.MaxSessionBytes), mustExist)
-	args = append(args, triples...)
+	hset := b.Hset().Key(key).FieldValue()
+	for i := 0; i+1 < len(copied); i += 2 {
+		hset = hset.FieldValue(copied[i], copied[i+1])
+	}
+	for i := 0; i+1 < len(meta); i += 2 {
+		hset = hset.FieldValue(meta[i], meta[i+1])
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		hset = hset.FieldValue(fields[i], fields[i+1])
+	}
+	cmds := rueidis.Commands{
+		b.Multi().Build(),
+		b.Hmget().Key(key).Field("x", "p").Build(),
+		hset.Build(),
+	}
+	if len(dels) > 0 {
+		cmds = append(cmds, b.Hdel().Key(key).Field(dels...).Build())
+	}
+	cmds = append(cmds, b.Hsetnx().Key(key).Field("c").Value(strconv.FormatInt(d.Created, 10)).Build(),
+		b.Hincrby().Key(key).Field("v").Increment(1).Build())
+	if ttl > 0 {
+		cmds = append(cmds, b.Pexpire().Key(key).Milliseconds(ttl).Build())
+	} else {
+		cmds = append(cmds, b.Persist().Key(key).Build())
+	}
+	// A read after the writes keeps this connection tracking the key
+	// (a write ends the tracking of every client, its own included).
+	cmds = append(cmds, b.Hexists().Key(key).Field("x").Build(), b.Exec().Build())
 	need := int64(0)
 	if c != replicator.Async {
 		need = 1
 		if c == replicator.SyncAll {
 			need = int64(s.cfg.SyncAllReplicas)
 		}
+		cmds = append(cmds, b.Wait().Numreplicas(need).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
 	}
-	out := s.eval(ctx, scCommit, []string{s.key(target), s.tomb(target)}, args, need)
-	arr, err := out[0].ToArray()
+	out := s.c.DoMulti(ctx, cmds...)
+	execAt := len(cmds) - 1
+	if need > 0 {
+		execAt--
+	}
+	arr, err := out[execAt].ToArray()
+	if err == nil && len(arr) < 5 {
+		err = fmt.Errorf("transaction answered %d replies", len(arr))
+	}
 	if err != nil {
-		if e, ok := scriptErr(err); ok {
-			return res, e
+		for _, r := range out[:execAt] {
+			if e := r.Error(); e != nil {
+				err = e
+				break
+			}
 		}
+		s.forget(target)
 		s.st.commitErrors.Add(1)
 		return res, s.fail("commit", err)
 	}
-	v, _ := arr[0].AsInt64()
-	d.Version = uint64(v)
-	if renameTo == "" {
-		oldPrincipal, _ = arr[1].ToString()
+	hm, _ := arr[0].ToArray()
+	if len(hm) == 2 {
+		if !hm[0].IsNil() {
+			// A tombstone: the writes went into it and stay invisible.
+			s.forget(target)
+			return res, fmt.Errorf("%w: commit on a destroyed session", replicator.ErrDestroyed)
+		}
+		if renameTo == "" {
+			oldPrincipal, _ = hm[1].ToString()
+		}
 	}
-	s.remember(target, d.Version)
+	v, _ := arr[len(arr)-3].AsInt64()
+	d.Version = uint64(v)
+	if s.near != nil {
+		// Follow this process's own write (Redis does not echo it): the
+		// loaded snapshot plus d is the new state when nobody else wrote
+		// in between (the version says so).
+		var ns *replicator.Session
+		if (old != nil && old.Version+1 == d.Version) || (old == nil && d.Version == 1 && renameTo == "") {
+			ns = applyDelta(old, target, d, d.Version)
+		}
+		s.near.put(target, ns, tok)
+	}
 	s.st.commits.Add(1)
 	s.ok()
 	if renameTo != "" || (hasPrincipal && principal != oldPrincipal) {
@@ -485,7 +565,7 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		}
 	}
 	if need > 0 {
-		acks, err := out[1].AsInt64()
+		acks, err := out[len(out)-1].AsInt64()
 		if err != nil {
 			s.st.commitErrors.Add(1)
 			return res, s.fail("wait", err)
@@ -501,10 +581,36 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 	return res, nil
 }
 
+// sizeAfter returns the bytes of old's live attributes (names and
+// values) once d's sets and deletes are applied.
+func sizeAfter(old *replicator.Session, d *replicator.Delta) int {
+	size := 0
+	cur := map[string]int{}
+	if old != nil {
+		for k, a := range old.Attrs {
+			if !a.Deleted {
+				cur[k] = len(k) + len(a.Value)
+			}
+		}
+	}
+	for _, op := range d.Ops {
+		switch op.Kind {
+		case replicator.OpSet:
+			cur[op.Key] = len(op.Key) + len(op.Value)
+		case replicator.OpDel:
+			delete(cur, op.Key)
+		}
+	}
+	for _, n := range cur {
+		size += n
+	}
+	return size
+}
+
 // invalidate turns a session into a tombstone and removes it from its
 // principal's index.
 func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
-	out := s.eval(ctx, scInvalidate, []string{s.key(id), s.tomb(id)},
+	out := s.eval(ctx, scInvalidate, []string{s.key(id)},
 		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""}, 0)
 	arr, err := out[0].ToArray()
 	if err != nil {
@@ -514,7 +620,7 @@ func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 		s.st.commitErrors.Add(1)
 		return s.fail("commit", err)
 	}
-	s.remember(id, math.MaxUint64)
+	s.forget(id)
 	s.st.commits.Add(1)
 	s.ok()
 	if p, _ := arr[0].ToString(); p != "" {
@@ -527,9 +633,11 @@ func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 }
 
 // takeForRename turns the old ID into a tombstone pointing to the new one
-// and returns its fields as raw-copy triples for the commit on the new ID.
-func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (triples []string, principal string, err error) {
-	out := s.eval(ctx, scInvalidate, []string{s.key(oldID), s.tomb(oldID)},
+// and returns its fields as field, value pairs for the commit on the new
+// ID.
+func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (pairs []string, principal string, err error) {
+	var version string
+	out := s.eval(ctx, scInvalidate, []string{s.key(oldID)},
 		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"}, 0)
 	arr, err := out[0].ToArray()
 	if err != nil {
@@ -539,13 +647,21 @@ func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (triples
 		s.st.commitErrors.Add(1)
 		return nil, "", s.fail("commit", err)
 	}
-	s.remember(oldID, math.MaxUint64)
+	s.forget(oldID)
 	principal, _ = arr[0].ToString()
 	kv, _ := arr[1].AsStrSlice()
 	for i := 0; i+1 < len(kv); i += 2 {
-		triples = append(triples, "f", kv[i], kv[i+1])
+		if kv[i] != "v" && kv[i] != "c" { // the version goes on; created by HSETNX
+			pairs = append(pairs, kv[i], kv[i+1])
+		}
+		if kv[i] == "v" {
+			version = kv[i+1]
+		}
 	}
-	return triples, principal, nil
+	if version != "" {
+		pairs = append(pairs, "v", version)
+	}
+	return pairs, principal, nil
 }
 
 // indexScript adds a session to its principal's index (a sorted set
@@ -629,6 +745,9 @@ func (s *Store) Touch(id string, now int64) {
 	}
 	s.touchMu.Unlock()
 	s.st.touches.Add(1)
+	if s.near != nil {
+		s.near.touch(id, now)
+	}
 }
 
 func (s *Store) flushLoop() {
@@ -642,7 +761,6 @@ func (s *Store) flushLoop() {
 		case <-t.C:
 		}
 		s.flushTouches()
-		s.pruneRecent()
 	}
 }
 
@@ -695,15 +813,4 @@ func (s *Store) flushTouches() {
 		}
 	}
 	s.touchMu.Unlock()
-}
-
-func (s *Store) pruneRecent() {
-	cut := time.Now().Add(-2 * time.Second)
-	s.recentMu.Lock()
-	for id, rw := range s.recent {
-		if rw.at.Before(cut) {
-			delete(s.recent, id)
-		}
-	}
-	s.recentMu.Unlock()
 }
