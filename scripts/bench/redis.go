@@ -2,8 +2,8 @@ package bench
 
 import (
 	"io"
-	"time"
 	"log/slog"
+	"time"
 
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/redisstore"
@@ -17,7 +17,7 @@ func HanodeRedis(name string, addrs []string, c replicator.Consistency) (*Varian
 		// The benchmark measures cost, not the tail: a WAIT that a
 		// loaded 2-CPU host answers late must not fail a request.
 		SyncTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		return nil, err
