@@ -156,7 +156,7 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 	if !ok {
 		return
 	}
-	snap, err := m.loadSnapshot(r.Context(), id) // loadstore.go
+	snap, err := m.loadSnapshot(ctx, id) // loadstore.go
 	if err != nil {
 		s.loadErr = err // the store could not be read: the commit fails with it
 		return
