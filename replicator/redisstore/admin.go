@@ -147,14 +147,15 @@ func (s *Store) Range(fn func(id string) bool) {
 
 // Len returns the number of sessions in Redis. It counts with SCAN and
 // caches the count for a second, so it is approximate (MaxActive uses
-// it). An outage returns the last count.
+// it; destroyed sessions count until their tombstone expires). During an
+// outage it returns the last count without waiting.
 func (s *Store) Len() int {
 	s.lenMu.Lock()
 	defer s.lenMu.Unlock()
-	if time.Since(s.lenAt) < time.Second {
-		return s.lenN
+	if time.Since(s.lenAt) < time.Second || !s.Ready() {
+		return s.lenN // during an outage: the last count, at once
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
 	n := 0
 	if err := s.scan(ctx, func(string) bool { n++; return true }); err != nil {
