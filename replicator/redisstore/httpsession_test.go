@@ -131,6 +131,9 @@ func TestHTTPSessionOutageIsAnError(t *testing.T) {
 		t.Fatalf("get = %q", v)
 	}
 	srv.Kill()
+	// The near cache may answer until the store notices (its connection
+	// drops or a health check fails); from then on requests fail.
+	waitFor(t, 5*time.Second, "the store notices the outage", func() bool { return !s.Ready() })
 	if code, body := get(t, c, sa.URL+"/get"); code < 500 {
 		t.Fatalf("a read during the outage answered %d %q, want a 5xx error", code, body)
 	}

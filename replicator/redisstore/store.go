@@ -227,7 +227,7 @@ func (s *Store) Load(ctx context.Context, id string) (*replicator.Session, error
 		return nil, nil
 	}
 	var tok nearToken
-	if s.near != nil {
+	if s.near != nil && s.up.Load() { // during a known outage, ask Redis (and fail)
 		if ss := s.near.get(id); ss != nil {
 			if !s.pastTTL(ss, time.Now().UnixNano()) {
 				s.st.cacheHits.Add(1)
@@ -789,6 +789,43 @@ func (s *Store) flushTouches() {
 		return cmds
 	}
 	var failed, missing []string
+	// Sessions in the near cache: a transaction of plain commands, which
+	// Redis does not echo back to this node (a script's writes it does,
+	// emptying the entry the touch just refreshed).
+	var viaScript []string
+	var tx []rueidis.Completed
+	var txIDs []string
+	var execs []int // index of each EXEC in tx
+	b := s.c.B()
+	for _, id := range ids {
+		var ss *replicator.Session
+		if s.near != nil {
+			ss = s.near.get(id)
+		}
+		if ss == nil {
+			viaScript = append(viaScript, id)
+			continue
+		}
+		at, key := batch[id], s.key(id)
+		tx = append(tx, b.Multi().Build(),
+			b.Hset().Key(key).FieldValue().FieldValue("l", strconv.FormatInt(at, 10)).Build())
+		if ttl := s.ttl(at, ss.IdleTimeout, ss.Deadline); ttl > 0 {
+			tx = append(tx, b.Pexpire().Key(key).Milliseconds(ttl).Build())
+		}
+		tx = append(tx, b.Hexists().Key(key).Field("x").Build(), b.Exec().Build())
+		txIDs = append(txIDs, id)
+		execs = append(execs, len(tx)-1)
+	}
+	if len(tx) > 0 {
+		out := s.c.DoMulti(ctx, tx...) // tx is consumed
+		for k, i := range execs {
+			if err := out[i].Error(); err != nil {
+				failed = append(failed, txIDs[k])
+				s.fail("touch", err)
+			}
+		}
+	}
+	ids = viaScript
 	for i, r := range s.c.DoMulti(ctx, build(false, ids)...) {
 		if err := r.Error(); noScript(err) {
 			missing = append(missing, ids[i])
