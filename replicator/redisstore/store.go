@@ -484,23 +484,22 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 	for i := 0; i+1 < len(fields); i += 2 {
 		hset = hset.FieldValue(fields[i], fields[i+1])
 	}
-	cmds := rueidis.Commands{
-		b.Multi().Build(),
-		b.Hmget().Key(key).Field("x", "p").Build(),
-		hset.Build(),
-	}
+	cmds := rueidis.Commands{b.Multi().Build(), hset.Build()}
 	if len(dels) > 0 {
 		cmds = append(cmds, b.Hdel().Key(key).Field(dels...).Build())
 	}
-	cmds = append(cmds, b.Hsetnx().Key(key).Field("c").Value(strconv.FormatInt(d.Created, 10)).Build(),
-		b.Hincrby().Key(key).Field("v").Increment(1).Build())
+	if old == nil || renameTo != "" {
+		cmds = append(cmds, b.Hsetnx().Key(key).Field("c").Value(strconv.FormatInt(d.Created, 10)).Build())
+	}
+	cmds = append(cmds, b.Hincrby().Key(key).Field("v").Increment(1).Build())
 	if ttl > 0 {
 		cmds = append(cmds, b.Pexpire().Key(key).Milliseconds(ttl).Build())
 	} else {
 		cmds = append(cmds, b.Persist().Key(key).Build())
 	}
-	// A read after the writes keeps this connection tracking the key
-	// (a write ends the tracking of every client, its own included).
+	// A read after the writes keeps this connection tracking the key (a
+	// write ends the tracking of every client, its own included) and
+	// tells whether the writes landed in a tombstone.
 	cmds = append(cmds, b.Hexists().Key(key).Field("x").Build(), b.Exec().Build())
 	need := int64(0)
 	if c != replicator.Async {
@@ -516,7 +515,7 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		execAt--
 	}
 	arr, err := out[execAt].ToArray()
-	if err == nil && len(arr) < 5 {
+	if err == nil && len(arr) < 4 {
 		err = fmt.Errorf("transaction answered %d replies", len(arr))
 	}
 	if err != nil {
@@ -530,16 +529,16 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		s.st.commitErrors.Add(1)
 		return res, s.fail("commit", err)
 	}
-	hm, _ := arr[0].ToArray()
-	if len(hm) == 2 {
-		if !hm[0].IsNil() {
-			// A tombstone: the writes went into it and stay invisible.
-			s.forget(target)
-			return res, fmt.Errorf("%w: commit on a destroyed session", replicator.ErrDestroyed)
-		}
-		if renameTo == "" {
-			oldPrincipal, _ = hm[1].ToString()
-		}
+	if dead, _ := arr[len(arr)-1].AsBool(); dead {
+		// A tombstone: the writes went into it and stay invisible.
+		s.forget(target)
+		return res, fmt.Errorf("%w: commit on a destroyed session", replicator.ErrDestroyed)
+	}
+	if renameTo == "" && old != nil {
+		// The principal as this node knows it (the near cache follows
+		// every change); a stale one leaves an index entry that
+		// SessionsOf drops.
+		oldPrincipal = old.Principal
 	}
 	v, _ := arr[len(arr)-3].AsInt64()
 	d.Version = uint64(v)
