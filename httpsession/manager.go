@@ -156,7 +156,11 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 	if !ok {
 		return
 	}
-	snap := m.store.Get(id)
+	snap, err := m.loadSnapshot(ctx, id) // loadstore.go
+	if err != nil {
+		s.loadErr = err // the store could not be read: the commit fails with it
+		return
+	}
 	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) {
 		return
 	}

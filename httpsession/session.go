@@ -95,6 +95,7 @@ type Session struct {
 	committed bool
 	lastRes   replicator.CommitResult
 	lastErr   error
+	loadErr   error // the store could not be read at load (LoadStore)
 	// handedErr is the commit error Flush returned to the handler, until
 	// the next change: the handler answers for it, not ErrorFunc.
 	handedErr error
@@ -655,6 +656,9 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 	m := s.m
 	ctx := s.context()
 	var res replicator.CommitResult
+	if s.loadErr != nil {
+		return s.done(res, s.loadErr)
+	}
 	if s.destroyOld != nil {
 		if err := m.destroyID(ctx, s.destroyOld, replicator.ReasonInvalidated); err != nil {
 			return s.done(res, err)

@@ -64,6 +64,11 @@ type option struct {
 var options = []option{
 	{name: "node", kind: kindNodeName, usage: "node name, the session cookie's route suffix (required when HA is on)"},
 	{name: "ha", kind: kindBool, def: "false", usage: "replicate sessions to the other nodes (false: local sessions, no network)"},
+	{name: "store", kind: kindEnum, def: "replica", choices: []string{StoreReplica, StoreRedis}, usage: "where sessions live: replica (in-process; replicated when ha is on) or redis (Redis or Redis Cluster at store-addrs, whatever ha says)"},
+	{name: "store-addrs", kind: kindList, usage: "Redis host:port (store = redis): one address is a standalone Redis, several are the seeds of a Redis Cluster"},
+	{name: "store-password", kind: kindSecret, usage: "password of the Redis store (AUTH)"},
+	{name: "store-password-file", kind: kindPath, usage: "file holding the Redis store's password (instead of store-password)"},
+	{name: "store-tls", kind: kindBool, def: "false", usage: "connect to the Redis store over TLS"},
 	{name: "listen", kind: kindAddr, def: "127.0.0.1:8080", usage: "HTTP address of the (demo) application"},
 	{name: "admin", kind: kindAddr, def: "127.0.0.1:9090", usage: "HTTP address of the admin API (/livez /readyz /metrics ...); keep it on loopback or set --admin-token"},
 	{name: "admin-token", kind: kindSecret, usage: "bearer token required by the admin endpoints that list or kill sessions (required for them when --admin is not loopback); visible in ps: prefer admin-token-file"},
@@ -151,6 +156,13 @@ type Config struct {
 	LogLevel        string
 	Pprof           bool
 	DemoDebug       bool
+
+	// The Redis store (store = redis).
+	Store             string   // store: StoreReplica or StoreRedis
+	StoreAddrs        []string // store-addrs
+	StorePassword     string   // store-password
+	StorePasswordFile string   // store-password-file
+	StoreTLS          bool     // store-tls
 
 	// ConfigFile is the file the settings were read from, if any.
 	ConfigFile string
@@ -346,6 +358,8 @@ func (c *Config) set(o option, raw string) error {
 			c.Pprof = b
 		case "demo-debug":
 			c.DemoDebug = b
+		case "store-tls":
+			c.StoreTLS = b
 		}
 	case kindInt:
 		n, err := strconv.Atoi(raw)
@@ -430,6 +444,8 @@ func (c *Config) set(o option, raw string) error {
 			c.LogFormat = raw
 		case "log-level":
 			c.LogLevel = raw
+		case "store":
+			c.Store = raw
 		}
 	case kindNodeName:
 		if raw != "" && !nodeNameRE.MatchString(raw) {
@@ -450,8 +466,14 @@ func (c *Config) set(o option, raw string) error {
 			for _, p := range ps {
 				c.Peers = append(c.Peers, p.String())
 			}
+		case "store-addrs":
+			for _, a := range items {
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					return fmt.Errorf("%q is not HOST:PORT", a)
+				}
+			}
+			c.StoreAddrs = items
 		}
-		_ = items
 	case kindString, kindSecret, kindPath:
 		switch o.name {
 		case "admin-token":
@@ -476,6 +498,10 @@ func (c *Config) set(o option, raw string) error {
 			c.AdminTokenFile = raw
 		case "snapshot":
 			c.Snapshot = raw
+		case "store-password":
+			c.StorePassword = raw
+		case "store-password-file":
+			c.StorePasswordFile = raw
 		case "cookie-name":
 			if raw == "" || strings.ContainsAny(raw, " \t;,=\"") {
 				return fmt.Errorf("%q is not a valid cookie name", raw)
@@ -533,7 +559,15 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%w: %s is required when HA is on (--%s, %s or `%s = ...` in the config file)", ErrConfig, name, name, envName(name), name))
 		}
 	}
-	if c.HA {
+	if c.Store == StoreRedis {
+		if len(c.StoreAddrs) == 0 {
+			errs = append(errs, fmt.Errorf("%w: store-addrs is required when store = redis (--store-addrs host:port[,host:port...], %s or `store-addrs = [...]` in the config file)", ErrConfig, envName("store-addrs")))
+		}
+		if c.StorePassword != "" && c.StorePasswordFile != "" {
+			errs = append(errs, fmt.Errorf("%w: set store-password (%s) or store-password-file (%s), not both", ErrConfig, c.values["store-password"].where, c.values["store-password-file"].where))
+		}
+	}
+	if c.HA && c.Store != StoreRedis {
 		need("node", c.Node != "")
 		need("interface", c.Interface != "")
 		need("key-file", c.KeyFile != "")

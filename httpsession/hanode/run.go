@@ -45,6 +45,15 @@ func newBaseLogger(cfg *Config, w io.Writer) *slog.Logger {
 // function that stops its SIGHUP handler.
 // log is the base logger (without the node field: the runtime adds it).
 func openStore(cfg *Config, log *slog.Logger) (backend, func(), error) {
+	if cfg.Store == StoreRedis { // redis.go
+		stop := logHangups(log.With("node", cfg.NodeName()))
+		b, err := openRedisStore(cfg, log.With("node", cfg.NodeName()))
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		return b, stop, nil
+	}
 	if !cfg.HA {
 		stop := logHangups(log.With("node", cfg.NodeName()))
 		return newLocalBackend(cfg.NodeName()), stop, nil
@@ -166,7 +175,7 @@ func (n *Node) Serve(ctx context.Context, app http.Handler) error {
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- serve(adminSrv, n.adminLn) }()
 	go func() { serveErr <- serve(appSrv, n.appLn) }()
-	log.Info("hanode running", "version", cfg.version(), "ha", cfg.HA, "listen", n.appLn.Addr().String(),
+	log.Info("hanode running", "version", cfg.version(), "ha", cfg.HA, "store", cfg.Store, "listen", n.appLn.Addr().String(),
 		"admin", n.adminLn.Addr().String(), "group", cfg.Group.String(), "interface", cfg.Interface, "consistency", cfg.Consistency.String())
 
 	var runErr error

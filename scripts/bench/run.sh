@@ -51,8 +51,10 @@ ip route add 224.0.0.0/4 dev lo
 args=()
 redis_pid=
 redis_dir=$(mktemp -d)
+cluster_pids=()
 cleanup() {
 	if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
+	for p in "${cluster_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 	rm -rf "$redis_dir"
 }
 trap cleanup EXIT
@@ -67,5 +69,40 @@ if command -v redis-server >/dev/null; then
 	done
 	echo "== redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on 127.0.0.1:$port (pid $redis_pid)" >&2
 	args+=(-redis "127.0.0.1:$port")
+fi
+# A Redis Cluster of 3 masters and 3 replicas for the rows of hanode with
+# store = redis on a cluster (skipped without redis-cli).
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+	caddrs=()
+	for i in 0 1 2 3 4 5; do
+		cport=$((7101 + i))
+		mkdir -p "$redis_dir/c$cport"
+		redis-server --port "$cport" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
+			--cluster-node-timeout 2000 --save '' --appendonly no --dir "$redis_dir/c$cport" \
+			--daemonize no --loglevel warning >"$redis_dir/c$cport/log" 2>&1 &
+		cluster_pids+=($!)
+		caddrs+=("127.0.0.1:$cport")
+		for _ in $(seq 50); do
+			if (exec 3<>/dev/tcp/127.0.0.1/$cport) 2>/dev/null; then break; fi
+			sleep 0.1
+		done
+	done
+	if redis-cli --cluster create "${caddrs[@]}" --cluster-replicas 1 --cluster-yes >"$redis_dir/cluster.log" 2>&1; then
+		for _ in $(seq 100); do
+			redis-cli -p 7101 cluster info 2>/dev/null | grep -q cluster_state:ok && break
+			sleep 0.1
+		done
+		# Every replica linked to its master (sync rows WAIT for them).
+		for _ in $(seq 100); do
+			up=$(for c in "${caddrs[@]}"; do redis-cli -p "${c#*:}" info replication; done | grep -c 'master_link_status:up' || true)
+			[ "$up" -ge 3 ] && break
+			sleep 0.1
+		done
+		echo "== Redis Cluster (3 masters, 3 replicas) on 127.0.0.1:7101-7106" >&2
+		args+=(-redis-cluster "${caddrs[0]},${caddrs[1]},${caddrs[2]}")
+	else
+		echo "run.sh: redis-cli --cluster create failed; cluster rows skipped:" >&2
+		cat "$redis_dir/cluster.log" >&2
+	fi
 fi
 "$HANODE_BENCH_BIN" "${args[@]}" "$@"

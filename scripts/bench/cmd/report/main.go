@@ -29,7 +29,7 @@ var (
 	maxHA     = flag.Int("max-ha-sessions", 100_000, "largest session count of the scaling table with HA on (1,000,000 did not settle in 6 minutes on 2 CPUs, see README)")
 	transferN = flag.Int("transfer-sessions", 100_000, "sessions of the state-transfer test")
 	sessionsN = flag.Int("sessions", 10_000, "distinct sessions of the per-request and load tests")
-	only      = flag.String("only", "", "comma-separated sections to run (request,replication,memory,transfer,compression,hotpath,scale,nodes,transports); default all")
+	only      = flag.String("only", "", "comma-separated sections to run (request,redis,replication,memory,transfer,compression,hotpath,scale,nodes,transports); default all")
 )
 
 func want(s string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), s) }
@@ -63,6 +63,9 @@ func main() {
 	var t targets
 	if want("request") {
 		requestSection(&t)
+	}
+	if want("redis") {
+		redisSection(&t) // redis.go
 	}
 	if want("replication") {
 		replicationSection(&t)

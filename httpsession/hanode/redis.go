@@ -1,0 +1,95 @@
+package hanode
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hanode/hanode/replicator/cluster"
+	"github.com/hanode/hanode/replicator/redisstore"
+)
+
+// Store names of the store setting.
+const (
+	StoreReplica = "replica" // in-process replica: local with HA off, replicated over the LAN with HA on
+	StoreRedis   = "redis"   // Redis or Redis Cluster (store-addrs), whatever ha says
+)
+
+// redisBackend adapts the Redis store to backend: its readiness is the
+// store's reachability, its only member is this node (the other nodes
+// share the sessions through Redis, not through membership).
+type redisBackend struct {
+	*redisstore.Store
+	started  time.Time
+	draining atomic.Bool
+}
+
+var _ backend = (*redisBackend)(nil)
+
+// openRedisStore connects to the store-addrs. Multicast settings and the
+// key file are not used; when set they are named in an info line.
+func openRedisStore(cfg *Config, log *slog.Logger) (*redisBackend, error) {
+	var ignored []string
+	for _, name := range []string{"ha", "group", "interface", "key-file", "ttl", "loopback", "snapshot", "snapshot-interval", "cluster"} {
+		if src, _ := cfg.Source(name); src != sourceDefault {
+			ignored = append(ignored, name)
+		}
+	}
+	if len(ignored) > 0 {
+		log.Info("store = redis: sessions are shared through Redis; these settings are ignored", "ignored", strings.Join(ignored, ","))
+	}
+	password := cfg.StorePassword
+	if cfg.StorePasswordFile != "" {
+		b, err := os.ReadFile(cfg.StorePasswordFile)
+		if err != nil {
+			_, where := cfg.Source("store-password-file")
+			return nil, fmt.Errorf("%w: store-password-file (%s): %v", ErrConfig, where, err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	var tlsCfg *tls.Config
+	if cfg.StoreTLS {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	s, err := redisstore.New(redisstore.Config{
+		Node:        cfg.NodeName(),
+		Addrs:       cfg.StoreAddrs,
+		Password:    password,
+		TLS:         tlsCfg,
+		SyncTimeout: cfg.SyncTimeout,
+		Logger:      log.With("subsystem", "redisstore"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	return &redisBackend{Store: s, started: time.Now()}, nil
+}
+
+func (r *redisBackend) Ready() bool { return r.Store.Ready() && !r.draining.Load() }
+func (r *redisBackend) Drain()      { r.draining.Store(true) }
+
+func (r *redisBackend) Members() []cluster.MemberInfo {
+	return []cluster.MemberInfo{{
+		ID: r.Node(), Name: r.Node(), Addr: "redis", State: "alive",
+		Self: true, Ready: r.Ready(), Started: r.started, LastSeen: time.Now(),
+	}}
+}
+
+func (r *redisBackend) Status() cluster.Status {
+	phase, reason := "ready", ""
+	switch {
+	case r.draining.Load():
+		phase = "draining"
+	case !r.Store.Ready():
+		phase = "store-unavailable"
+		reason = "session store unavailable: " + fmt.Sprint(r.Store.Err())
+	}
+	return cluster.Status{
+		Node: r.Node(), ID: r.Node(), Ready: r.Ready(), Draining: r.draining.Load(),
+		Sessions: r.Len(), Members: 1, ViewID: "redis", Phase: phase, NotReadyReason: reason,
+	}
+}

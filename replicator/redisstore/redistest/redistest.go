@@ -1,0 +1,280 @@
+// Package redistest starts real redis-server processes for tests: a
+// standalone server, or a Redis Cluster of masters with replicas built
+// with redis-cli --cluster create. Every process listens on 127.0.0.1 (in
+// the test's network namespace when the suite runs in one), keeps no
+// data on disk and is killed when the test ends.
+//
+// The tests fail, not skip, when redis-server or redis-cli is missing:
+// CI installs Debian's redis-server and redis-tools.
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process.
+type Server struct {
+	Addr string
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Cluster is a Redis Cluster started by StartCluster.
+type Cluster struct {
+	Servers []*Server
+	t       testing.TB
+}
+
+func binary(t testing.TB, name string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("redistest: %s not found (apt-get install redis-server redis-tools): %v", name, err)
+	}
+	return p
+}
+
+func freePort(t testing.TB) int {
+	// A cluster node also listens on port+10000: pick ports whose bus
+	// port is free too.
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("redistest: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if port+10000 > 65535 {
+			continue
+		}
+		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return port
+	}
+	t.Fatal("redistest: no free port pair")
+	return 0
+}
+
+// Start starts a standalone redis-server with extra arguments
+// (e.g. "--requirepass", "secret").
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	return start(t, extra...)
+}
+
+func start(t testing.TB, extra ...string) *Server {
+	bin := binary(t, "redis-server")
+	dir := t.TempDir()
+	var lastErr error
+	for range 3 {
+		port := freePort(t)
+		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
+			"--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(dir, "redis.log")}, extra...)
+		cmd := exec.Command(bin, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("redistest: start redis-server: %v", err)
+		}
+		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, cmd: cmd, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(s.done) }()
+		t.Cleanup(s.Kill)
+		if lastErr = s.waitUp(10 * time.Second); lastErr == nil {
+			return s
+		}
+		s.Kill()
+	}
+	t.Fatalf("redistest: redis-server did not start: %v", lastErr)
+	return nil
+}
+
+func (s *Server) waitUp(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		select {
+		case <-s.done:
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+			return fmt.Errorf("exited: %s", log)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening after %s", s.Addr, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill ends the process with SIGKILL and waits for it (idempotent).
+func (s *Server) Kill() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+// Alive reports whether the process still runs.
+func (s *Server) Alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Do runs one command with redis-cli against the server and returns its
+// output, trimmed.
+func (s *Server) Do(args ...string) (string, error) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(cli, append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// Info returns the fields of INFO section.
+func (s *Server) Info(section string) map[string]string {
+	out, _ := s.Do("INFO", section)
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":"); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// StartCluster starts masters*(1+replicas) cluster-enabled servers and
+// joins them with redis-cli --cluster create. nodeTimeout is the
+// cluster-node-timeout (how soon a dead master's replica takes over).
+func StartCluster(t testing.TB, masters, replicas int, nodeTimeout time.Duration) *Cluster {
+	t.Helper()
+	cli := binary(t, "redis-cli")
+	c := &Cluster{t: t}
+	var addrs []string
+	for range masters * (1 + replicas) {
+		s := start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(len(addrs))+".conf",
+			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
+			"--cluster-require-full-coverage", "no")
+		c.Servers = append(c.Servers, s)
+		addrs = append(addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c.WaitHealthy(masters, 30*time.Second)
+	c.WaitReplicas(replicas, 30*time.Second)
+	return c
+}
+
+// Addrs returns every server's address.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, s := range c.Servers {
+		out = append(out, s.Addr)
+	}
+	return out
+}
+
+// Masters returns the live servers whose role is master.
+func (c *Cluster) Masters() []*Server {
+	var out []*Server
+	for _, s := range c.Servers {
+		if s.Alive() && s.Info("replication")["role"] == "master" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// MasterOf returns the live master serving key's slot.
+func (c *Cluster) MasterOf(key string) *Server {
+	for _, s := range c.Masters() {
+		// A master owns the slot when it answers a read for the key
+		// without a redirection.
+		if r, err := s.Do("EXISTS", key); err == nil && !strings.HasPrefix(r, "MOVED") && !strings.Contains(r, "MOVED") {
+			return s
+		}
+	}
+	return nil
+}
+
+// WaitReplicas waits until every live master has n replicas with an
+// established replication link, or fails the test.
+func (c *Cluster) WaitReplicas(n int, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok := true
+		for _, m := range c.Masters() {
+			info := m.Info("replication")
+			if k, _ := strconv.Atoi(info["connected_slaves"]); k < n {
+				ok = false
+				break
+			}
+			for i := range n {
+				if !strings.Contains(info["slave"+strconv.Itoa(i)], "state=online") {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: masters without %d online replicas after %s", n, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// WaitHealthy waits until every live server reports cluster_state:ok and
+// the cluster has want masters with slots, or fails the test.
+func (c *Cluster) WaitHealthy(want int, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok := true
+		for _, s := range c.Servers {
+			if !s.Alive() {
+				continue
+			}
+			out, err := s.Do("CLUSTER", "INFO")
+			if err != nil || !strings.Contains(out, "cluster_state:ok") {
+				ok = false
+				break
+			}
+		}
+		if ok && len(c.Masters()) >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: cluster not healthy after %s", d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
