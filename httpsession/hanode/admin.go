@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hanode/hanode/internal/buildinfo"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
 )
@@ -107,6 +108,7 @@ func (a *admin) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st := a.store.Status()
+		build := buildinfo.Read()
 		writeJSON(w, http.StatusOK, map[string]any{
 			"node":     a.cfg.NodeName(),
 			"id":       st.ID,
@@ -134,6 +136,13 @@ func (a *admin) handler() http.Handler {
 			"lone_survivor":    a.cfg.LoneSurvivor.String(),
 			"replication":      replicationOf(a.cfg, st),
 			"not_ready_reason": notReadyReason(a, st),
+
+			// The build: commit, Go version, wire protocol versions
+			// accepted (the last is sent); see `hanode version`.
+			"commit":              build.Commit,
+			"go_version":          build.GoVersion,
+			"wire_versions":       build.WireVersions,
+			"membership_versions": build.MembershipVersions,
 		})
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
