@@ -40,11 +40,10 @@ func versionCommand(stdout io.Writer) *cli.Command {
 			if info.Modified {
 				commit += " (with uncommitted changes)"
 			}
-			ws := info.WireVersions
 			_, err := fmt.Fprintf(stdout, "hanode %s\ncommit:     %s\ngo:         %s\nwire:       %d (accepts %s)\nmembership: %d (accepts %s)\n",
 				info.Version, commit, info.GoVersion,
-				ws[len(ws)-1], buildinfo.FormatVersions(ws),
-				info.MembershipVersions[len(info.MembershipVersions)-1], buildinfo.FormatVersions(info.MembershipVersions))
+				info.WireVersion, buildinfo.FormatVersions(info.WireVersions),
+				info.MembershipVersion, buildinfo.FormatVersions(info.MembershipVersions))
 			return err
 		},
 	}

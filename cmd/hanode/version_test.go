@@ -38,13 +38,14 @@ func TestVersionPrintsBuildAndWire(t *testing.T) {
 		Version      string `json:"version"`
 		Commit       *string
 		GoVersion    string `json:"go_version"`
+		WireVersion  int    `json:"wire_version"`
 		WireVersions []int  `json:"wire_versions"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("version --json: %v\n%s", err, out)
 	}
 	if v.Version != buildVersion() || v.GoVersion != runtime.Version() || v.Commit == nil ||
-		len(v.WireVersions) == 0 || v.WireVersions[len(v.WireVersions)-1] != multicast.WireVersion {
+		v.WireVersion != multicast.WireVersion || len(v.WireVersions) == 0 {
 		t.Errorf("version --json: %+v\n%s", v, out)
 	}
 }

@@ -137,11 +137,13 @@ func (a *admin) handler() http.Handler {
 			"replication":      replicationOf(a.cfg, st),
 			"not_ready_reason": notReadyReason(a, st),
 
-			// The build: commit, Go version, wire protocol versions
-			// accepted (the last is sent); see `hanode version`.
+			// The build: commit, Go version, the wire protocol versions
+			// sent and accepted; see `hanode version`.
 			"commit":              build.Commit,
 			"go_version":          build.GoVersion,
+			"wire_version":        build.WireVersion,
 			"wire_versions":       build.WireVersions,
+			"membership_version":  build.MembershipVersion,
 			"membership_versions": build.MembershipVersions,
 		})
 	})

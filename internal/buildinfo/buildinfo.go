@@ -44,18 +44,23 @@ type Info struct {
 	Modified bool `json:"modified,omitempty"`
 	// GoVersion is the Go release that compiled the binary.
 	GoVersion string `json:"go_version"`
-	// WireVersions are the versions of the multicast packet header (the
-	// wire protocol) this build accepts, ascending; it sends the last.
+	// WireVersion is the version of the multicast packet header (the
+	// wire protocol) this build sends.
+	WireVersion int `json:"wire_version"`
+	// WireVersions are the header versions this build accepts, ascending.
 	WireVersions []int `json:"wire_versions"`
-	// MembershipVersions are the versions of the membership messages
-	// (heartbeats, probes) this build accepts, ascending; it sends the last.
+	// MembershipVersion is the version of the membership messages
+	// (heartbeats, probes) this build sends.
+	MembershipVersion int `json:"membership_version"`
+	// MembershipVersions are the membership versions it accepts, ascending.
 	MembershipVersions []int `json:"membership_versions"`
 }
 
 // WireVersions returns the multicast header versions this build accepts,
-// ascending; the last one is what it sends. A release that changes the
-// header keeps accepting the previous version (README, "Compatibility and
-// upgrades") until a later release drops it.
+// ascending; it sends multicast.WireVersion. A wire change is made in
+// steps (README, "Compatibility and upgrades"): a release accepts the new
+// version while it still sends the old one, the next sends the new one,
+// a later one stops accepting the old one.
 func WireVersions() []int {
 	return []int{multicast.WireVersion}
 }
@@ -85,7 +90,9 @@ var releaseRE = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 func Read() Info {
 	info := Info{
 		GoVersion:          runtime.Version(),
+		WireVersion:        multicast.WireVersion,
 		WireVersions:       WireVersions(),
+		MembershipVersion:  membership.ProtocolVersion,
 		MembershipVersions: MembershipVersions(),
 	}
 	var mainVersion, revision string

@@ -2,6 +2,7 @@ package buildinfo
 
 import (
 	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/hanode/hanode/multicast"
@@ -34,9 +35,11 @@ func TestRead(t *testing.T) {
 	if info.Version == "" || !regexp.MustCompile(`^go1\.`).MatchString(info.GoVersion) {
 		t.Errorf("Read: %+v", info)
 	}
-	ws := info.WireVersions
-	if len(ws) == 0 || ws[len(ws)-1] != multicast.WireVersion {
-		t.Errorf("wire versions %v: the last must be the one sent, %d", ws, multicast.WireVersion)
+	if info.WireVersion != multicast.WireVersion || !slices.Contains(info.WireVersions, info.WireVersion) {
+		t.Errorf("wire version %d, accepted %v: it must accept what it sends, %d", info.WireVersion, info.WireVersions, multicast.WireVersion)
+	}
+	if !slices.Contains(info.MembershipVersions, info.MembershipVersion) {
+		t.Errorf("membership version %d not in %v", info.MembershipVersion, info.MembershipVersions)
 	}
 	if len(info.MembershipVersions) == 0 {
 		t.Error("no membership versions")
