@@ -55,7 +55,7 @@ func TestStatusAndMetricsShowBuild(t *testing.T) {
 		t.Errorf("/status build fields: %+v\n%s", st, body)
 	}
 	want := fmt.Sprintf(`hanode_build_info{version="v0.1.0",go_version=%q,node=`, build.GoVersion)
-	wire := fmt.Sprintf(`,commit=%q,wire_versions=%q} 1`, build.Commit, buildinfo.FormatVersions(build.WireVersions))
+	wire := fmt.Sprintf(`,commit=%q,wire_version="%d",wire_versions=%q} 1`, build.Commit, multicast.WireVersion, buildinfo.FormatVersions(build.WireVersions))
 	m := get("/metrics")
 	if !strings.Contains(m, want) || !strings.Contains(m, wire) {
 		t.Errorf("/metrics lacks %s...%s:\n%s", want, wire, m)
