@@ -21,7 +21,8 @@
 # (scripts/install-test.sh). nfpm or goreleaser would add a Go module tree
 # to fetch for what is here three files and one dpkg-deb call per arch.
 #
-# Needs: go, git, dpkg-deb, sha256sum. Reproducible: -trimpath, no build
+# Needs: go, git, dpkg-deb, sha256sum. Aims at reproducible output (not yet
+# checked byte for byte): -trimpath, no build
 # ID, file times from the commit (SOURCE_DATE_EPOCH).
 set -euo pipefail
 
