@@ -18,16 +18,12 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3";
-// otherwise it comes from the module's build info.
+// version, when set at build time with -ldflags "-X main.version=v1.2.3",
+// overrides the version of internal/buildinfo (which the release script
+// sets, with the commit).
 var version = ""
 
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	return hanode.BuildVersion()
-}
+func buildVersion() string { return buildInfo().Version }
 
 func main() {
 	os.Exit(runMain(os.Args, os.Stdout, os.Stderr))
@@ -173,43 +169,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					},
 				}},
 			},
-			{
-				Name:  "keygen",
-				Usage: "print a new cluster key file to stdout (save it with mode 600 on every node); with --id, one key line to add to an existing file (key rotation)",
-				Flags: []cli.Flag{
-					&cli.UintFlag{Name: "id", Usage: "print only a `key line` with this id (1-255), to append to an existing key file"},
-					&cli.BoolFlag{Name: "no-primary", Usage: "with --id: do not mark the key primary (step 1 of a rotation: accepted, not used to send)"},
-				},
-				Action: func(c *cli.Context) error {
-					if c.IsSet("id") || c.Bool("no-primary") {
-						id := c.Uint("id")
-						if id < 1 || id > 255 {
-							return fmt.Errorf("%w: keygen --id must be 1-255", errUsage)
-						}
-						line, err := multicast.GenerateKeyLine(uint8(id), !c.Bool("no-primary"))
-						if err != nil {
-							return err
-						}
-						_, err = io.WriteString(stdout, line)
-						return err
-					}
-					kf, err := multicast.GenerateKeyFile()
-					if err != nil {
-						return err
-					}
-					_, err = io.WriteString(stdout, kf)
-					return err
-				},
-			},
+			keygenCommand(stdout),
 			probeCommand(stdout, stderr),
-			{
-				Name:  "version",
-				Usage: "print the version",
-				Action: func(c *cli.Context) error {
-					fmt.Fprintf(stdout, "hanode %s\n", buildVersion())
-					return nil
-				},
-			},
+			versionCommand(stdout),
 			{
 				Name:   "status",
 				Usage:  "print a node's status (GET /status of its admin API); --wait follows a joining node's state transfer until it is ready",

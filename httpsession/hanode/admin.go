@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hanode/hanode/internal/buildinfo"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
 )
@@ -108,6 +109,7 @@ func (a *admin) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st := a.store.Status()
+		build := buildinfo.Read()
 		writeJSON(w, http.StatusOK, map[string]any{
 			"node":     a.cfg.NodeName(),
 			"id":       st.ID,
@@ -135,6 +137,15 @@ func (a *admin) handler() http.Handler {
 			"lone_survivor":    a.cfg.LoneSurvivor.String(),
 			"replication":      replicationOf(a.cfg, st),
 			"not_ready_reason": notReadyReason(a, st),
+
+			// The build: commit, Go version, the wire protocol versions
+			// sent and accepted; see `hanode version`.
+			"commit":              build.Commit,
+			"go_version":          build.GoVersion,
+			"wire_version":        build.WireVersion,
+			"wire_versions":       build.WireVersions,
+			"membership_version":  build.MembershipVersion,
+			"membership_versions": build.MembershipVersions,
 		})
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {

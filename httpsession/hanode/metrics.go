@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hanode/hanode/internal/buildinfo"
 )
 
 // httpMetrics counts the requests of one HTTP server (app or admin).
@@ -103,7 +105,8 @@ var processStart = time.Now()
 // format: build, process and HTTP servers. The store appends its own.
 func writeDaemonMetrics(w io.Writer, version, node string, ready, draining bool, sessions int, servers ...*httpMetrics) {
 	fmt.Fprintf(w, "# HELP hanode_build_info Build information; the value is always 1.\n# TYPE hanode_build_info gauge\n")
-	fmt.Fprintf(w, "hanode_build_info{version=%q,go_version=%q,node=%q} 1\n", version, runtime.Version(), node)
+	build := buildinfo.Read()
+	fmt.Fprintf(w, "hanode_build_info{version=%q,go_version=%q,node=%q,commit=%q,wire_version=\"%d\",wire_versions=%q} 1\n", version, runtime.Version(), node, build.Commit, build.WireVersion, buildinfo.FormatVersions(build.WireVersions))
 	fmt.Fprintf(w, "# HELP hanode_process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE hanode_process_start_time_seconds gauge\n")
 	fmt.Fprintf(w, "hanode_process_start_time_seconds %d\n", processStart.Unix())
 	var ms runtime.MemStats
