@@ -79,12 +79,19 @@
 // ones:
 //
 //   - ha: the HA toggle (default false).
-//   - node, interface, key-file: required when ha is true. node is the
+//   - node, interface, key-file: required when ha is true (and store is
+//     the replica). node is the
 //     route suffix of the session cookies, so that a load balancer can send
 //     each user to the node that holds the session ("<id>.<node>").
+//   - peers or discovery: unicast to listed peers (a list setting:
+//     peers = ["10.0.0.2", "10.0.0.3"] or "10.0.0.2,10.0.0.3") or to the
+//     addresses of a DNS name, for networks that drop multicast.
+//   - store: replica (default: the in-process replica above) or redis
+//     (sessions on Redis or Redis Cluster at store-addrs, with
+//     store-password-file and store-tls), whatever ha says.
 //   - listen, admin: the application's and the admin API's addresses
 //     (default 127.0.0.1:8080 and 127.0.0.1:9090). Keep admin on loopback
-//     or set admin-token.
+//     or set admin-token-file (or admin-token).
 //   - consistency: async (default: answer at once, replicate in the
 //     background), sync (one peer acknowledges the change before the
 //     first byte; not acknowledged within sync-timeout, the commit fails
