@@ -91,6 +91,11 @@ type Config struct {
 	// warning): it is a replay of old traffic, or the hosts' clocks are
 	// that far apart (synchronise them with NTP). Default 10s.
 	MaxClockSkew time.Duration
+	// Clock is the wall clock whose time this member puts in the packets
+	// it seals (the timestamp other members check against MaxClockSkew);
+	// nothing else reads it. Default time.Now. Tests set it to simulate a
+	// host whose clock is off.
+	Clock func() time.Time
 	// NewSenderRate bounds the key derivations for packets of unknown
 	// senders, per second (burst: one second's worth); beyond it they are
 	// refused ("sender_rate"). Default 256.

@@ -151,10 +151,13 @@ func newEngine(cfg Config) *engine {
 	if cfg.MemberID == uuid.Nil {
 		cfg.MemberID = uuid.New()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	return &engine{
 		cfg:     cfg,
 		id:      cfg.MemberID,
-		wall:    time.Now,
+		wall:    cfg.Clock,
 		seal:    newSealer(cfg.Keyring, ClusterID(cfg.ClusterName)),
 		codec:   newCodec(cfg.Compression, cfg.CompressThreshold, cfg.MaxMessage),
 		scratch: make([]byte, 0, MaxUDPPayload),

@@ -374,6 +374,7 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(
 // when nobody else is there. Then it runs anti-entropy rounds.
 func (n *Node) joinAndRepair() {
 	start := time.Now()
+	staleAtStart := n.tr.Stats().Rejected["stale"]
 	// Hear the others' heartbeats first.
 	if !n.sleep(2 * n.cfg.HeartbeatInterval) {
 		return
@@ -393,14 +394,23 @@ func (n *Node) joinAndRepair() {
 			// Traffic from a sender that membership does not list yet
 			// (its heartbeats queued behind a burst) means a cluster is
 			// there: wait for it rather than start empty, for a while.
-			if seen := n.lastSender.Load(); seen > 0 && len(n.alivePeers()) == 0 &&
+			// So do first packets of unknown senders refused as stale:
+			// a cluster whose clocks are apart from this host's (or a
+			// replay of old traffic: the wait is bounded).
+			stale := n.tr.Stats().Rejected["stale"] - staleAtStart
+			if (n.lastSender.Load() > 0 || stale > 0) && len(n.alivePeers()) == 0 &&
 				time.Since(start) < 10*n.cfg.JoinTimeout {
 				if !n.sleep(100 * time.Millisecond) {
 					return
 				}
 				continue
 			}
-			n.log.Info("no ready member found; starting as the first member", "peers", len(n.alivePeers()))
+			if stale > 0 && len(n.alivePeers()) == 0 {
+				n.log.Error("starting as the first member although packets of other senders were refused as stale: if this host's clock is apart from the others' by more than the tolerated skew, this node now serves sessions apart from the cluster; synchronise the clocks (NTP) and restart it",
+					"stale_packets", stale)
+			} else {
+				n.log.Info("no ready member found; starting as the first member", "peers", len(n.alivePeers()))
+			}
 			break
 		}
 		if !n.sleep(100 * time.Millisecond) {
