@@ -145,20 +145,39 @@ func (s *Store) Range(fn func(id string) bool) {
 	_ = s.scan(ctx, fn)
 }
 
-// Len returns the number of sessions in Redis. It counts with SCAN and
-// caches the count for a second, so it is approximate (MaxActive uses
-// it; destroyed sessions count until their tombstone expires). During an
-// outage it returns the last count without waiting.
+// Len returns the number of sessions in Redis: a count by SCAN of every
+// master, redone in the background when the last one is older than
+// CountInterval (the first call counts at once), so it is approximate:
+// MaxActive uses it, and destroyed sessions count until their tombstone
+// expires. During an outage it returns the last count. It never waits
+// for Redis after the first count (/readyz and /status call it).
 func (s *Store) Len() int {
 	s.lenMu.Lock()
-	defer s.lenMu.Unlock()
-	if time.Since(s.lenAt) < time.Second || !s.Ready() {
-		return s.lenN // during an outage: the last count, at once
+	n, at := s.lenN, s.lenAt
+	start := time.Since(at) >= s.cfg.CountInterval && !s.lenBusy && s.Ready()
+	if start {
+		s.lenBusy = true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	s.lenMu.Unlock()
+	if !start {
+		return n
+	}
+	if at.IsZero() {
+		return s.count()
+	}
+	go s.count()
+	return n
+}
+
+func (s *Store) count() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*s.cfg.Timeout)
 	defer cancel()
 	n := 0
-	if err := s.scan(ctx, func(string) bool { n++; return true }); err != nil {
+	err := s.scan(ctx, func(string) bool { n++; return true })
+	s.lenMu.Lock()
+	defer s.lenMu.Unlock()
+	s.lenBusy = false
+	if err != nil {
 		return s.lenN
 	}
 	s.lenN, s.lenAt = n, time.Now()

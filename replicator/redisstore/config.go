@@ -52,6 +52,9 @@ type Config struct {
 	// MaxAttrBytes one value. Defaults 1 MiB and 256 KiB, as the replica.
 	MaxSessionBytes int
 	MaxAttrBytes    int
+	// CountInterval is how long the session count (Len) may be reused
+	// before a SCAN of every master refreshes it. Default 10 s.
+	CountInterval time.Duration
 	// HealthInterval is how often every Redis node is pinged for Ready.
 	// Default 1 s.
 	HealthInterval time.Duration
@@ -76,7 +79,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Timeout < 0 || c.SyncTimeout < 0 || c.TouchInterval < 0 || c.TombstoneTTL < 0 ||
-		c.HealthInterval < 0 || c.SyncAllReplicas < 0 ||
+		c.HealthInterval < 0 || c.CountInterval < 0 || c.SyncAllReplicas < 0 ||
 		c.MaxSessionBytes < 0 || c.MaxAttrBytes < 0 {
 		return fmt.Errorf("%w: negative duration or size", ErrConfig)
 	}
@@ -110,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAttrBytes == 0 {
 		c.MaxAttrBytes = 256 << 10
+	}
+	if c.CountInterval == 0 {
+		c.CountInterval = 10 * time.Second
 	}
 	if c.HealthInterval == 0 {
 		c.HealthInterval = time.Second

@@ -30,6 +30,9 @@ func open(t testing.TB, cfg redisstore.Config) *redisstore.Store {
 	if cfg.TouchInterval == 0 {
 		cfg.TouchInterval = 50 * time.Millisecond
 	}
+	if cfg.CountInterval == 0 {
+		cfg.CountInterval = 100 * time.Millisecond
+	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 100 * time.Millisecond
 	}

@@ -58,9 +58,10 @@ type Store struct {
 
 	near *nearCache // nil when CacheSessions < 0
 
-	lenMu sync.Mutex
-	lenN  int
-	lenAt time.Time
+	lenMu   sync.Mutex
+	lenN    int
+	lenAt   time.Time
+	lenBusy bool // a count is running
 
 	up      atomic.Bool
 	lastErr atomic.Pointer[outage]
