@@ -45,10 +45,10 @@ var (
 )
 
 // Store keeps sessions in Redis or a Redis Cluster: one hash per session,
-// written by one Lua script per commit (only the changed attributes and
-// the metadata, and the TTL), read through a near cache that Redis
-// invalidates. It implements replicator.Store and httpsession.RangeStore.
-// All methods are safe for concurrent use.
+// written by one MULTI/EXEC per commit (only the changed attributes, the
+// metadata and the TTL), read through a near cache that Redis keeps
+// coherent. It implements replicator.Store, httpsession.RangeStore and
+// httpsession.LoadStore. All methods are safe for concurrent use.
 type Store struct {
 	cfg Config
 	c   rueidis.Client
@@ -352,24 +352,14 @@ func noScript(err error) bool {
 	return ok && re.IsNoScript()
 }
 
-// eval runs one script and, when wait > 0, a WAIT for that many
-// replicas on the same connection, and returns every result.
-func (s *Store) eval(ctx context.Context, sc *script, keys, args []string, wait int64) []rueidis.RedisResult {
-	for _, full := range []bool{false, true} {
-		cmd := s.evalCmd(sc, full, keys, args)
-		var res []rueidis.RedisResult
-		if wait > 0 {
-			res = s.c.DoMulti(ctx, cmd, s.c.B().Wait().Numreplicas(wait).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
-		} else {
-			res = []rueidis.RedisResult{s.c.Do(ctx, cmd)}
-		}
-		if full || !noScript(res[0].Error()) {
-			return res
-		}
-		// Not in this server's script cache (a restart, a failover):
-		// send the source. The WAIT after a failed script did nothing.
+// eval runs one script, by its SHA1 or, when the server does not have it
+// cached (after a restart or a failover), by its source.
+func (s *Store) eval(ctx context.Context, sc *script, keys, args []string) rueidis.RedisResult {
+	res := s.c.Do(ctx, s.evalCmd(sc, false, keys, args))
+	if noScript(res.Error()) {
+		res = s.c.Do(ctx, s.evalCmd(sc, true, keys, args))
 	}
-	panic("unreachable")
+	return res
 }
 
 // scriptErr maps the scripts' errors to the replicator's.
@@ -611,8 +601,8 @@ func sizeAfter(old *replicator.Session, d *replicator.Delta) int {
 // principal's index.
 func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 	out := s.eval(ctx, scInvalidate, []string{s.key(id)},
-		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""}, 0)
-	arr, err := out[0].ToArray()
+		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""})
+	arr, err := out.ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
 			return e
@@ -638,8 +628,8 @@ func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (pairs []string, principal string, err error) {
 	var version string
 	out := s.eval(ctx, scInvalidate, []string{s.key(oldID)},
-		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"}, 0)
-	arr, err := out[0].ToArray()
+		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"})
+	arr, err := out.ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
 			return nil, "", e
@@ -697,8 +687,8 @@ func (s *Store) moveIndex(ctx context.Context, oldID, newID, oldP, newP string, 
 	if deadline > 0 {
 		score = strconv.FormatInt(deadline/1e6, 10)
 	}
-	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)}, 0)
-	if err := out[0].Error(); err != nil {
+	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)})
+	if err := out.Error(); err != nil {
 		s.st.indexErrors.Add(1)
 		return s.fail("index", err)
 	}
