@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
 	"github.com/hanode/hanode/replicator/redisstore"
 )
@@ -61,7 +62,10 @@ func openRedisStore(cfg *Config, log *slog.Logger) (*redisBackend, error) {
 		Password:    password,
 		TLS:         tlsCfg,
 		SyncTimeout: cfg.SyncTimeout,
-		Logger:      log.With("subsystem", "redisstore"),
+		// sync and sync-all cannot succeed while a master has no
+		// replica: then the node is not ready, with the reason.
+		RequireReplica: cfg.Consistency != replicator.Async,
+		Logger:         log.With("subsystem", "redisstore"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
@@ -86,7 +90,7 @@ func (r *redisBackend) Status() cluster.Status {
 		phase = "draining"
 	case !r.Store.Ready():
 		phase = "store-unavailable"
-		reason = "session store unavailable: " + fmt.Sprint(r.Store.Err())
+		reason = "session store: " + fmt.Sprint(r.Store.Err())
 	}
 	return cluster.Status{
 		Node: r.Node(), ID: r.Node(), Ready: r.Ready(), Draining: r.draining.Load(),

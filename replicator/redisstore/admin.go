@@ -22,18 +22,43 @@ func defaultDialer(timeout time.Duration) net.Dialer {
 
 func sortStrings(s []string) { slices.Sort(s) }
 
-// ping checks every Redis master.
+// ping checks every Redis master and counts its online replicas: the
+// fewest any master has goes to s.replicas, and with RequireReplica a
+// master without one makes the store not ready (s.noReplica).
 func (s *Store) ping(ctx context.Context) error {
 	ms, err := s.masters(ctx)
 	if err != nil {
 		return err
 	}
+	fewest, lonely := -1, ""
 	for addr, n := range ms {
-		if err := n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
+		info, err := n.Do(ctx, n.B().Info().Section("replication").Build()).ToString()
+		if err != nil {
 			return fmt.Errorf("%s: %w", addr, err)
 		}
+		k := strings.Count(info, "state=online")
+		if fewest < 0 || k < fewest {
+			fewest = k
+		}
+		if k == 0 && lonely == "" {
+			lonely = addr
+		}
 	}
+	s.replicas.Store(int64(max(fewest, 0)))
+	reason := ""
+	if s.cfg.RequireReplica && lonely != "" {
+		reason = "redis master " + lonely + " has no online replica (consistency sync needs one)"
+	}
+	s.noReplica.Store(&reason)
 	return nil
+}
+
+// replicaProblem returns why sync commits cannot succeed, or "".
+func (s *Store) replicaProblem() string {
+	if p := s.noReplica.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func (s *Store) healthLoop() {
@@ -58,12 +83,18 @@ func (s *Store) healthLoop() {
 }
 
 // Ready reports whether the store works: the last operation or health
-// check (every HealthInterval) succeeded.
-func (s *Store) Ready() bool { return s.up.Load() && !s.closed.Load() }
+// check (every HealthInterval) succeeded and, with RequireReplica, every
+// master has an online replica.
+func (s *Store) Ready() bool {
+	return s.up.Load() && !s.closed.Load() && s.replicaProblem() == ""
+}
 
 // Err returns the last failure while the store is not ready, else nil.
 func (s *Store) Err() error {
 	if s.up.Load() {
+		if p := s.replicaProblem(); p != "" {
+			return fmt.Errorf("%w: %s", ErrNoReplica, p)
+		}
 		return nil
 	}
 	if o := s.lastErr.Load(); o != nil {

@@ -33,9 +33,15 @@ type Config struct {
 	// SyncTimeout bounds the WAIT of a Sync or SyncAll commit for Redis
 	// replicas to acknowledge the write. Default 100 ms.
 	SyncTimeout time.Duration
-	// SyncAllReplicas is how many replicas a SyncAll commit waits for:
-	// the number of replicas each master has. Default 1.
+	// SyncAllReplicas is how many replicas a SyncAll commit waits for.
+	// Default 0: the fewest online replicas any master had at the last
+	// health check (at least 1).
 	SyncAllReplicas int
+	// RequireReplica makes the store not ready (Ready false, Err wraps
+	// ErrNoReplica) while a master has no online replica: set it when
+	// commits use Sync or SyncAll, which then cannot succeed. Default
+	// false.
+	RequireReplica bool
 	// TouchInterval is how often batched accesses (Store.Touch) are
 	// written, extending the sessions' TTLs. Default 500 ms.
 	TouchInterval time.Duration
@@ -95,9 +101,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = 100 * time.Millisecond
-	}
-	if c.SyncAllReplicas == 0 {
-		c.SyncAllReplicas = 1
 	}
 	if c.TouchInterval == 0 {
 		c.TouchInterval = 500 * time.Millisecond

@@ -26,6 +26,9 @@ var (
 	// ErrUnavailable wraps every failure to reach Redis: the request that
 	// needed the store gets it, nothing is silently dropped.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
+	// ErrNoReplica is reported by Err when RequireReplica is set and a
+	// master has no online replica: sync commits to it cannot succeed.
+	ErrNoReplica = errors.New("redisstore: no redis replica")
 )
 
 type script struct {
@@ -63,11 +66,13 @@ type Store struct {
 	lenAt   time.Time
 	lenBusy bool // a count is running
 
-	up      atomic.Bool
-	lastErr atomic.Pointer[outage]
-	logMu   sync.Mutex
-	logAt   time.Time
-	st      stats
+	up        atomic.Bool
+	replicas  atomic.Int64           // fewest online replicas of a master (last health check)
+	noReplica atomic.Pointer[string] // why sync cannot succeed ("" or nil: it can)
+	lastErr   atomic.Pointer[outage]
+	logMu     sync.Mutex
+	logAt     time.Time
+	st        stats
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -497,6 +502,9 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		need = 1
 		if c == replicator.SyncAll {
 			need = int64(s.cfg.SyncAllReplicas)
+			if need == 0 {
+				need = max(s.replicas.Load(), 1)
+			}
 		}
 		cmds = append(cmds, b.Wait().Numreplicas(need).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
 	}
