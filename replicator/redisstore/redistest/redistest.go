@@ -200,6 +200,17 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
+// AliveAddrs returns the addresses of the servers still running.
+func (c *Cluster) AliveAddrs() []string {
+	var out []string
+	for _, s := range c.Servers {
+		if s.Alive() {
+			out = append(out, s.Addr)
+		}
+	}
+	return out
+}
+
 // Masters returns the live servers whose role is master.
 func (c *Cluster) Masters() []*Server {
 	var out []*Server
