@@ -215,14 +215,31 @@ func (s *Store) count() int {
 	return n
 }
 
-// Sessions returns every live session (admin listings).
+// Sessions returns every live session (admin listings), read in
+// pipelined batches straight from Redis: a listing does not fill the near
+// cache that serves requests.
 func (s *Store) Sessions() []*replicator.Session {
 	var ids []string
 	s.Range(func(id string) bool { ids = append(ids, id); return true })
 	out := make([]*replicator.Session, 0, len(ids))
-	for _, id := range ids {
-		if ss := s.Get(id); ss != nil {
-			out = append(out, ss)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*s.cfg.Timeout)
+	defer cancel()
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 256)]
+		ids = ids[len(batch):]
+		cmds := make(rueidis.Commands, len(batch))
+		for i, id := range batch {
+			cmds[i] = s.c.B().Hgetall().Key(s.key(id)).Build()
+		}
+		for i, r := range s.c.DoMulti(ctx, cmds...) {
+			m, err := r.AsStrMap()
+			if err != nil {
+				s.fail("scan", err)
+				return out
+			}
+			if ss := parse(batch[i], m); ss != nil {
+				out = append(out, ss)
+			}
 		}
 	}
 	return out
