@@ -279,3 +279,42 @@ func TestRedisStoreOutage(t *testing.T) {
 		}
 	}
 }
+
+// --store-tls connects over TLS, trusting the system roots (here the
+// test's CA through SSL_CERT_FILE); without it, a TLS-only Redis is an
+// error at start.
+func TestRedisStoreTLS(t *testing.T) {
+	bin := hanodeBinary(t)
+	srv, ca := redistest.StartTLS(t)
+	plain := startLocalNode(t, bin, "", "--store", "redis", "--store-addrs", srv.Addr)
+	select {
+	case <-plain.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("hanode run without --store-tls on a TLS-only Redis did not exit")
+	}
+	if plain.cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("plain connection to a TLS-only Redis accepted:\n%s", plain.Logs())
+	}
+	n := &procNode{name: "tls", done: make(chan struct{})}
+	a := loopbackAddrs(t, 2)
+	n.app, n.admin = "http://"+a[0], "http://"+a[1]
+	n.cmd = exec.Command(bin, "run", "--listen", a[0], "--admin", a[1], "--store", "redis", "--store-addrs", srv.Addr, "--store-tls")
+	n.cmd.Env = append(cleanEnv(), "SSL_CERT_FILE="+ca)
+	n.cmd.Stdout, n.cmd.Stderr = n, n
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = n.cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() {
+		n.kill()
+		if t.Failed() {
+			t.Logf("logs:\n%s", n.Logs())
+		}
+	})
+	waitProcReady(t, 20*time.Second, n)
+	c := &client{}
+	c.counter(t, http.MethodPost, n.app)
+	if cj := c.counter(t, http.MethodPost, n.app); cj.N != 2 {
+		t.Fatalf("over TLS: %+v", cj)
+	}
+}

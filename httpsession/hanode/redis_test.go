@@ -1,14 +1,21 @@
 package hanode
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hanode/hanode/multicast"
+	"github.com/hanode/hanode/replicator"
+	"github.com/hanode/hanode/replicator/redisstore"
 	"github.com/hanode/hanode/replicator/redisstore/redistest"
 )
 
@@ -98,4 +105,85 @@ func TestStartWithRedisStore(t *testing.T) {
 	if keys, _ := srv.Do("--no-auth-warning", "-a", "pw", "KEYS", "hanode:s:*"); !strings.Contains(keys, "hanode:s:{") {
 		t.Fatalf("no session hash in Redis: %q", keys)
 	}
+}
+
+// Switching to store = redis imports the sessions of the replica store's
+// snapshot file once (users stay logged in); what Redis already holds
+// wins; the file is renamed so that a later start imports nothing.
+func TestSwitchImportsSnapshot(t *testing.T) {
+	srv := redistest.Start(t)
+	kf, err := multicast.GenerateKeyFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := writeFile(t, "cluster.key", kf, 0o600)
+	kr, err := multicast.ParseKeyring([]byte(kf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replica store's sessions, as a node on store = replica saved them.
+	l := replicator.NewLocal("n1", replicator.DefaultReplicaConfig())
+	now := time.Now().UnixNano()
+	commit := func(id string, ops ...replicator.Op) {
+		d := &replicator.Delta{ID: id, Epoch: 1, Created: now, LastAccess: now, IdleTimeout: int64(time.Hour), Deadline: now + int64(24*time.Hour), Ops: ops}
+		if _, err := l.Commit(context.Background(), d, replicator.Async); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := func(k, v string) replicator.Op {
+		return replicator.Op{Kind: replicator.OpSet, Key: k, Value: []byte(v)}
+	}
+	commit("alice-session-000000000000000001", set("cart", "3 items"), replicator.Op{Kind: replicator.OpPrincipal, Value: []byte("alice")})
+	commit("bob-session-00000000000000000002", set("cart", "from the replica"))
+	commit("gone-session-0000000000000000003", set("k", "v"))
+	commit("gone-session-0000000000000000003", replicator.InvalidateOp(replicator.ReasonInvalidated))
+	snap := filepath.Join(t.TempDir(), "replica.snap")
+	if _, err := replicator.SaveFile(snap, l.Replica(), "hanode", multicast.SnapshotSealer{Keyring: kr}); err != nil {
+		t.Fatal(err)
+	}
+	// bob's session is already in Redis, newer: it must stay.
+	pre, err := redisstore.New(redisstore.Config{Node: "n2", Addrs: []string{srv.Addr}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &replicator.Delta{ID: "bob-session-00000000000000000002", Epoch: 1, Created: now, LastAccess: now, IdleTimeout: int64(time.Hour), Ops: []replicator.Op{set("cart", "from redis")}}
+	if _, err := pre.Commit(context.Background(), d, replicator.Async); err != nil {
+		t.Fatal(err)
+	}
+	pre.Close()
+
+	start := func() *Node {
+		cfg, err := loadConfig(flagSource{"store": "redis", "store-addrs": srv.Addr, "snapshot": snap, "key-file": keyFile,
+			"listen": "127.0.0.1:0", "admin": "localhost:0"}, env(nil), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		n, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := start()
+	st := n.Sessions().Store()
+	if ss := st.Get("alice-session-000000000000000001"); ss == nil || string(ss.Attrs["cart"].Value) != "3 items" || ss.Principal != "alice" {
+		t.Fatalf("alice's session after the import: %+v", ss)
+	}
+	if ids := st.SessionsOf("alice"); len(ids) != 1 {
+		t.Fatalf("principal index after the import: %v", ids)
+	}
+	if ss := st.Get("bob-session-00000000000000000002"); ss == nil || string(ss.Attrs["cart"].Value) != "from redis" {
+		t.Fatalf("the import overwrote what Redis held: %+v", ss)
+	}
+	if ss := st.Get("gone-session-0000000000000000003"); ss != nil {
+		t.Fatal("a destroyed session was imported")
+	}
+	if _, err := os.Stat(snap + ".imported"); err != nil {
+		t.Fatalf("snapshot not renamed: %v", err)
+	}
+	n.Close()
+	// A second start finds no snapshot: nothing is imported again.
+	n = start()
+	n.Close()
 }

@@ -22,18 +22,43 @@ func defaultDialer(timeout time.Duration) net.Dialer {
 
 func sortStrings(s []string) { slices.Sort(s) }
 
-// ping checks every Redis master.
+// ping checks every Redis master and counts its online replicas: the
+// fewest any master has goes to s.replicas, and with RequireReplica a
+// master without one makes the store not ready (s.noReplica).
 func (s *Store) ping(ctx context.Context) error {
 	ms, err := s.masters(ctx)
 	if err != nil {
 		return err
 	}
+	fewest, lonely := -1, ""
 	for addr, n := range ms {
-		if err := n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
+		info, err := n.Do(ctx, n.B().Info().Section("replication").Build()).ToString()
+		if err != nil {
 			return fmt.Errorf("%s: %w", addr, err)
 		}
+		k := strings.Count(info, "state=online")
+		if fewest < 0 || k < fewest {
+			fewest = k
+		}
+		if k == 0 && lonely == "" {
+			lonely = addr
+		}
 	}
+	s.replicas.Store(int64(max(fewest, 0)))
+	reason := ""
+	if s.cfg.RequireReplica && lonely != "" {
+		reason = "redis master " + lonely + " has no online replica (consistency sync needs one)"
+	}
+	s.noReplica.Store(&reason)
 	return nil
+}
+
+// replicaProblem returns why sync commits cannot succeed, or "".
+func (s *Store) replicaProblem() string {
+	if p := s.noReplica.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func (s *Store) healthLoop() {
@@ -58,12 +83,18 @@ func (s *Store) healthLoop() {
 }
 
 // Ready reports whether the store works: the last operation or health
-// check (every HealthInterval) succeeded.
-func (s *Store) Ready() bool { return s.up.Load() && !s.closed.Load() }
+// check (every HealthInterval) succeeded and, with RequireReplica, every
+// master has an online replica.
+func (s *Store) Ready() bool {
+	return s.up.Load() && !s.closed.Load() && s.replicaProblem() == ""
+}
 
 // Err returns the last failure while the store is not ready, else nil.
 func (s *Store) Err() error {
 	if s.up.Load() {
+		if p := s.replicaProblem(); p != "" {
+			return fmt.Errorf("%w: %s", ErrNoReplica, p)
+		}
 		return nil
 	}
 	if o := s.lastErr.Load(); o != nil {
@@ -145,34 +176,70 @@ func (s *Store) Range(fn func(id string) bool) {
 	_ = s.scan(ctx, fn)
 }
 
-// Len returns the number of sessions in Redis. It counts with SCAN and
-// caches the count for a second, so it is approximate (MaxActive uses
-// it; destroyed sessions count until their tombstone expires). During an
-// outage it returns the last count without waiting.
+// Len returns the number of sessions in Redis: a count by SCAN of every
+// master, redone in the background when the last one is older than
+// CountInterval (the first call counts at once), so it is approximate:
+// MaxActive uses it, and destroyed sessions count until their tombstone
+// expires. During an outage it returns the last count. It never waits
+// for Redis after the first count (/readyz and /status call it).
 func (s *Store) Len() int {
 	s.lenMu.Lock()
-	defer s.lenMu.Unlock()
-	if time.Since(s.lenAt) < time.Second || !s.Ready() {
-		return s.lenN // during an outage: the last count, at once
+	n, at := s.lenN, s.lenAt
+	start := time.Since(at) >= s.cfg.CountInterval && !s.lenBusy && s.Ready()
+	if start {
+		s.lenBusy = true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	s.lenMu.Unlock()
+	if !start {
+		return n
+	}
+	if at.IsZero() {
+		return s.count()
+	}
+	go s.count()
+	return n
+}
+
+func (s *Store) count() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*s.cfg.Timeout)
 	defer cancel()
 	n := 0
-	if err := s.scan(ctx, func(string) bool { n++; return true }); err != nil {
+	err := s.scan(ctx, func(string) bool { n++; return true })
+	s.lenMu.Lock()
+	defer s.lenMu.Unlock()
+	s.lenBusy = false
+	if err != nil {
 		return s.lenN
 	}
 	s.lenN, s.lenAt = n, time.Now()
 	return n
 }
 
-// Sessions returns every live session (admin listings).
+// Sessions returns every live session (admin listings), read in
+// pipelined batches straight from Redis: a listing does not fill the near
+// cache that serves requests.
 func (s *Store) Sessions() []*replicator.Session {
 	var ids []string
 	s.Range(func(id string) bool { ids = append(ids, id); return true })
 	out := make([]*replicator.Session, 0, len(ids))
-	for _, id := range ids {
-		if ss := s.Get(id); ss != nil {
-			out = append(out, ss)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*s.cfg.Timeout)
+	defer cancel()
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 256)]
+		ids = ids[len(batch):]
+		cmds := make(rueidis.Commands, len(batch))
+		for i, id := range batch {
+			cmds[i] = s.c.B().Hgetall().Key(s.key(id)).Build()
+		}
+		for i, r := range s.c.DoMulti(ctx, cmds...) {
+			m, err := r.AsStrMap()
+			if err != nil {
+				s.fail("scan", err)
+				return out
+			}
+			if ss := parse(batch[i], m); ss != nil {
+				out = append(out, ss)
+			}
 		}
 	}
 	return out

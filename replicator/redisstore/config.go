@@ -33,9 +33,15 @@ type Config struct {
 	// SyncTimeout bounds the WAIT of a Sync or SyncAll commit for Redis
 	// replicas to acknowledge the write. Default 100 ms.
 	SyncTimeout time.Duration
-	// SyncAllReplicas is how many replicas a SyncAll commit waits for:
-	// the number of replicas each master has. Default 1.
+	// SyncAllReplicas is how many replicas a SyncAll commit waits for.
+	// Default 0: the fewest online replicas any master had at the last
+	// health check (at least 1).
 	SyncAllReplicas int
+	// RequireReplica makes the store not ready (Ready false, Err wraps
+	// ErrNoReplica) while a master has no online replica: set it when
+	// commits use Sync or SyncAll, which then cannot succeed. Default
+	// false.
+	RequireReplica bool
 	// TouchInterval is how often batched accesses (Store.Touch) are
 	// written, extending the sessions' TTLs. Default 500 ms.
 	TouchInterval time.Duration
@@ -52,6 +58,9 @@ type Config struct {
 	// MaxAttrBytes one value. Defaults 1 MiB and 256 KiB, as the replica.
 	MaxSessionBytes int
 	MaxAttrBytes    int
+	// CountInterval is how long the session count (Len) may be reused
+	// before a SCAN of every master refreshes it. Default 10 s.
+	CountInterval time.Duration
 	// HealthInterval is how often every Redis node is pinged for Ready.
 	// Default 1 s.
 	HealthInterval time.Duration
@@ -76,7 +85,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Timeout < 0 || c.SyncTimeout < 0 || c.TouchInterval < 0 || c.TombstoneTTL < 0 ||
-		c.HealthInterval < 0 || c.SyncAllReplicas < 0 ||
+		c.HealthInterval < 0 || c.CountInterval < 0 || c.SyncAllReplicas < 0 ||
 		c.MaxSessionBytes < 0 || c.MaxAttrBytes < 0 {
 		return fmt.Errorf("%w: negative duration or size", ErrConfig)
 	}
@@ -93,9 +102,6 @@ func (c *Config) setDefaults() {
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = 100 * time.Millisecond
 	}
-	if c.SyncAllReplicas == 0 {
-		c.SyncAllReplicas = 1
-	}
 	if c.TouchInterval == 0 {
 		c.TouchInterval = 500 * time.Millisecond
 	}
@@ -110,6 +116,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAttrBytes == 0 {
 		c.MaxAttrBytes = 256 << 10
+	}
+	if c.CountInterval == 0 {
+		c.CountInterval = 10 * time.Second
 	}
 	if c.HealthInterval == 0 {
 		c.HealthInterval = time.Second

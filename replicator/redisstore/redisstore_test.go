@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ func open(t testing.TB, cfg redisstore.Config) *redisstore.Store {
 	}
 	if cfg.TouchInterval == 0 {
 		cfg.TouchInterval = 50 * time.Millisecond
+	}
+	if cfg.CountInterval == 0 {
+		cfg.CountInterval = 100 * time.Millisecond
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 100 * time.Millisecond
@@ -135,4 +139,25 @@ func TestOutageIsAnError(t *testing.T) {
 		t.Fatalf("outage not counted: %+v", st)
 	}
 	t.Logf("Err during the outage: %v", s.Err())
+}
+
+// With RequireReplica, a master without an online replica makes the
+// store not ready (sync commits could not succeed); once a replica is
+// linked, Sync and SyncAll commits are acknowledged by it.
+func TestRequireReplica(t *testing.T) {
+	master := redistest.Start(t)
+	s := open(t, redisstore.Config{Node: "a", Addrs: []string{master.Addr}, RequireReplica: true, SyncTimeout: time.Second})
+	if s.Ready() || !errors.Is(s.Err(), redisstore.ErrNoReplica) {
+		t.Fatalf("no replica: Ready %v, Err %v", s.Ready(), s.Err())
+	}
+	t.Logf("not ready: %v", s.Err())
+	redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	waitFor(t, 20*time.Second, "ready once a replica is online", s.Ready)
+	for _, c := range []replicator.Consistency{replicator.Sync, replicator.SyncAll} {
+		d := &replicator.Delta{ID: storetest.NewID(), Epoch: 1, Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("v")}}}
+		res, err := s.Commit(context.Background(), d, c)
+		if err != nil || !res.Replicated || res.Acks < 1 {
+			t.Fatalf("%s commit with a replica: %+v %v", c, res, err)
+		}
+	}
 }

@@ -70,3 +70,24 @@ if ttl >= 0 then
 end
 return 1
 `
+
+// importScript writes a whole session unless the key exists (a session or
+// a tombstone already there wins).
+//
+//	KEYS[1] session hash
+//	ARGV[1] TTL in ms (0 = none)  ARGV[2..] field, value pairs
+//
+// Reply: 1 when written, 0 when the key existed.
+const importScript = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1])
+end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`

@@ -26,6 +26,9 @@ var (
 	// ErrUnavailable wraps every failure to reach Redis: the request that
 	// needed the store gets it, nothing is silently dropped.
 	ErrUnavailable = errors.New("redisstore: redis unavailable")
+	// ErrNoReplica is reported by Err when RequireReplica is set and a
+	// master has no online replica: sync commits to it cannot succeed.
+	ErrNoReplica = errors.New("redisstore: no redis replica")
 )
 
 type script struct {
@@ -45,10 +48,10 @@ var (
 )
 
 // Store keeps sessions in Redis or a Redis Cluster: one hash per session,
-// written by one Lua script per commit (only the changed attributes and
-// the metadata, and the TTL), read through a near cache that Redis
-// invalidates. It implements replicator.Store and httpsession.RangeStore.
-// All methods are safe for concurrent use.
+// written by one MULTI/EXEC per commit (only the changed attributes, the
+// metadata and the TTL), read through a near cache that Redis keeps
+// coherent. It implements replicator.Store, httpsession.RangeStore and
+// httpsession.LoadStore. All methods are safe for concurrent use.
 type Store struct {
 	cfg Config
 	c   rueidis.Client
@@ -58,15 +61,18 @@ type Store struct {
 
 	near *nearCache // nil when CacheSessions < 0
 
-	lenMu sync.Mutex
-	lenN  int
-	lenAt time.Time
+	lenMu   sync.Mutex
+	lenN    int
+	lenAt   time.Time
+	lenBusy bool // a count is running
 
-	up      atomic.Bool
-	lastErr atomic.Pointer[outage]
-	logMu   sync.Mutex
-	logAt   time.Time
-	st      stats
+	up        atomic.Bool
+	replicas  atomic.Int64           // fewest online replicas of a master (last health check)
+	noReplica atomic.Pointer[string] // why sync cannot succeed ("" or nil: it can)
+	lastErr   atomic.Pointer[outage]
+	logMu     sync.Mutex
+	logAt     time.Time
+	st        stats
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -351,24 +357,14 @@ func noScript(err error) bool {
 	return ok && re.IsNoScript()
 }
 
-// eval runs one script and, when wait > 0, a WAIT for that many
-// replicas on the same connection, and returns every result.
-func (s *Store) eval(ctx context.Context, sc *script, keys, args []string, wait int64) []rueidis.RedisResult {
-	for _, full := range []bool{false, true} {
-		cmd := s.evalCmd(sc, full, keys, args)
-		var res []rueidis.RedisResult
-		if wait > 0 {
-			res = s.c.DoMulti(ctx, cmd, s.c.B().Wait().Numreplicas(wait).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
-		} else {
-			res = []rueidis.RedisResult{s.c.Do(ctx, cmd)}
-		}
-		if full || !noScript(res[0].Error()) {
-			return res
-		}
-		// Not in this server's script cache (a restart, a failover):
-		// send the source. The WAIT after a failed script did nothing.
+// eval runs one script, by its SHA1 or, when the server does not have it
+// cached (after a restart or a failover), by its source.
+func (s *Store) eval(ctx context.Context, sc *script, keys, args []string) rueidis.RedisResult {
+	res := s.c.Do(ctx, s.evalCmd(sc, false, keys, args))
+	if noScript(res.Error()) {
+		res = s.c.Do(ctx, s.evalCmd(sc, true, keys, args))
 	}
-	panic("unreachable")
+	return res
 }
 
 // scriptErr maps the scripts' errors to the replicator's.
@@ -506,6 +502,9 @@ func (s *Store) Commit(ctx context.Context, d *replicator.Delta, c replicator.Co
 		need = 1
 		if c == replicator.SyncAll {
 			need = int64(s.cfg.SyncAllReplicas)
+			if need == 0 {
+				need = max(s.replicas.Load(), 1)
+			}
 		}
 		cmds = append(cmds, b.Wait().Numreplicas(need).Timeout(max(s.cfg.SyncTimeout.Milliseconds(), 1)).Build())
 	}
@@ -610,8 +609,8 @@ func sizeAfter(old *replicator.Session, d *replicator.Delta) int {
 // principal's index.
 func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 	out := s.eval(ctx, scInvalidate, []string{s.key(id)},
-		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""}, 0)
-	arr, err := out[0].ToArray()
+		[]string{tombValue, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), ""})
+	arr, err := out.ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
 			return e
@@ -637,8 +636,8 @@ func (s *Store) invalidate(ctx context.Context, id, tombValue string) error {
 func (s *Store) takeForRename(ctx context.Context, oldID, newID string) (pairs []string, principal string, err error) {
 	var version string
 	out := s.eval(ctx, scInvalidate, []string{s.key(oldID)},
-		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"}, 0)
-	arr, err := out[0].ToArray()
+		[]string{"r:" + newID, strconv.FormatInt(s.cfg.TombstoneTTL.Milliseconds(), 10), "1"})
+	arr, err := out.ToArray()
 	if err != nil {
 		if e, ok := scriptErr(err); ok {
 			return nil, "", e
@@ -696,8 +695,8 @@ func (s *Store) moveIndex(ctx context.Context, oldID, newID, oldP, newP string, 
 	if deadline > 0 {
 		score = strconv.FormatInt(deadline/1e6, 10)
 	}
-	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)}, 0)
-	if err := out[0].Error(); err != nil {
+	out := s.eval(ctx, scIndex, []string{s.index(newP)}, []string{newID, score, strconv.FormatInt(time.Now().UnixMilli(), 10)})
+	if err := out.Error(); err != nil {
 		s.st.indexErrors.Add(1)
 		return s.fail("index", err)
 	}

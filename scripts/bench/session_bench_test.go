@@ -25,12 +25,15 @@ var variants = []struct {
 	{"scs-memstore", func() (*Variant, error) { return SCSMem(), nil }},
 	{"scs-redis", func() (*Variant, error) { return SCSRedis(os.Getenv("REDIS_ADDR")), nil }},
 	{"gorilla-redis", func() (*Variant, error) { return GorillaRedis(os.Getenv("REDIS_ADDR")), nil }},
+	{"hanode-redis", func() (*Variant, error) {
+		return HanodeRedis("hanode, store = redis", []string{os.Getenv("REDIS_ADDR")}, replicator.Async)
+	}},
 }
 
 // BenchmarkMiddleware: one request with one get and one put per op.
 func BenchmarkMiddleware(b *testing.B) {
 	for _, vv := range variants {
-		if (vv.name == "scs-redis" || vv.name == "gorilla-redis") && os.Getenv("REDIS_ADDR") == "" {
+		if (vv.name == "scs-redis" || vv.name == "gorilla-redis" || vv.name == "hanode-redis") && os.Getenv("REDIS_ADDR") == "" {
 			b.Run(vv.name, func(b *testing.B) { b.Skip("REDIS_ADDR not set") })
 			continue
 		}

@@ -10,7 +10,14 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -73,18 +80,24 @@ func freePort(t testing.TB) int {
 // (e.g. "--requirepass", "secret").
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	return start(t, extra...)
+	return start(t, false, extra...)
 }
 
-func start(t testing.TB, extra ...string) *Server {
+// start runs redis-server on a free port (TLS-only on it when tlsOnly).
+func start(t testing.TB, tlsOnly bool, extra ...string) *Server {
 	bin := binary(t, "redis-server")
 	dir := t.TempDir()
 	var lastErr error
 	for range 3 {
 		port := freePort(t)
-		args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		args := []string{"--port", strconv.Itoa(port)}
+		if tlsOnly {
+			args = []string{"--port", "0", "--tls-port", strconv.Itoa(port)}
+		}
+		args = append(args, "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-			"--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(dir, "redis.log")}, extra...)
+			"--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(dir, "redis.log"))
+		args = append(args, extra...)
 		cmd := exec.Command(bin, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("redistest: start redis-server: %v", err)
@@ -166,6 +179,44 @@ func (s *Server) Info(section string) map[string]string {
 	return m
 }
 
+// StartTLS starts a standalone redis-server that accepts only TLS, with a
+// self-signed certificate for 127.0.0.1, and returns it and the path of
+// that certificate in PEM (the CA a client must trust).
+func StartTLS(t testing.TB, extra ...string) (*Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The listening port chosen by start carries TLS; plain TCP is off.
+	s := start(t, true, append([]string{"--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no"}, extra...)...)
+	return s, certFile
+}
+
 // StartCluster starts masters*(1+replicas) cluster-enabled servers and
 // joins them with redis-cli --cluster create. nodeTimeout is the
 // cluster-node-timeout (how soon a dead master's replica takes over).
@@ -175,7 +226,7 @@ func StartCluster(t testing.TB, masters, replicas int, nodeTimeout time.Duration
 	c := &Cluster{t: t}
 	var addrs []string
 	for range masters * (1 + replicas) {
-		s := start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(len(addrs))+".conf",
+		s := start(t, false, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(len(addrs))+".conf",
 			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
 			"--cluster-require-full-coverage", "no")
 		c.Servers = append(c.Servers, s)
@@ -196,6 +247,17 @@ func (c *Cluster) Addrs() []string {
 	var out []string
 	for _, s := range c.Servers {
 		out = append(out, s.Addr)
+	}
+	return out
+}
+
+// AliveAddrs returns the addresses of the servers still running.
+func (c *Cluster) AliveAddrs() []string {
+	var out []string
+	for _, s := range c.Servers {
+		if s.Alive() {
+			out = append(out, s.Addr)
+		}
 	}
 	return out
 }
