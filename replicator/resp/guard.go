@@ -69,6 +69,8 @@ type guard struct {
 	need   int64 // bytes left in the current bulk string, CRLF included
 	cmd    int64 // bulk bytes of the current request
 	inline int
+	words  int  // words of the current inline line (an upper bound of its arguments)
+	space  bool // the previous inline byte was a space
 	err    error
 }
 
@@ -87,7 +89,7 @@ func (g *guard) feed(p []byte) (int, error) {
 			case '*':
 				g.state, g.hlen, g.cr, g.cmd = gArrayHdr, 0, false, 0
 			default:
-				g.state, g.inline = gInline, 0
+				g.state, g.inline, g.words, g.space = gInline, 0, 0, true
 				continue // the byte belongs to the line
 			}
 			i++
@@ -103,7 +105,9 @@ func (g *guard) feed(p []byte) (int, error) {
 			if g.state == gArrayHdr {
 				switch {
 				case n > int64(g.lim.MaxArgs):
-					return g.failAt(i, fmt.Errorf("request of %d arguments, limit %d", n, g.lim.MaxArgs))
+					// The line's '\n' is withheld: the reader never sees
+					// a complete header that breaks a limit.
+					return g.failAt(i-1, fmt.Errorf("request of %d arguments, limit %d", n, g.lim.MaxArgs))
 				case n <= 0:
 					g.state = gStart // the reader answers *0 and *-1 itself
 				default:
@@ -112,11 +116,11 @@ func (g *guard) feed(p []byte) (int, error) {
 				continue
 			}
 			if n < 0 || n > int64(g.lim.MaxBulkBytes) {
-				return g.failAt(i, fmt.Errorf("bulk string of %d bytes, limit %d", n, g.lim.MaxBulkBytes))
+				return g.failAt(i-1, fmt.Errorf("bulk string of %d bytes, limit %d", n, g.lim.MaxBulkBytes))
 			}
 			g.cmd += n
 			if g.cmd > int64(g.lim.MaxCommandBytes) {
-				return g.failAt(i, fmt.Errorf("request larger than %d bytes", g.lim.MaxCommandBytes))
+				return g.failAt(i-1, fmt.Errorf("request larger than %d bytes", g.lim.MaxCommandBytes))
 			}
 			g.need, g.state = n+2, gBulkData
 		case gBulkStart:
@@ -148,9 +152,18 @@ func (g *guard) feed(p []byte) (int, error) {
 		case gInline:
 			if c == '\n' {
 				g.state = gStart
-			} else if g.inline++; g.inline > g.lim.MaxInlineBytes {
+				i++
+				continue
+			}
+			if g.inline++; g.inline > g.lim.MaxInlineBytes {
 				return g.failAt(i, fmt.Errorf("inline request longer than %d bytes", g.lim.MaxInlineBytes))
 			}
+			if c != ' ' && g.space {
+				if g.words++; g.words > g.lim.MaxArgs {
+					return g.failAt(i, fmt.Errorf("request of more than %d arguments", g.lim.MaxArgs))
+				}
+			}
+			g.space = c == ' '
 			i++
 		}
 	}
