@@ -837,6 +837,7 @@ func (en *entry) fields() []field {
 			fs = append(fs, field{a[1:], v})
 		}
 	})
+	sort.Slice(fs, func(i, j int) bool { return fs[i].name < fs[j].name }) // a stable order for clients and tests
 	return fs
 }
 
