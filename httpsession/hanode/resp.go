@@ -1,4 +1,4 @@
-package main
+package hanode
 
 import (
 	"errors"
@@ -7,14 +7,15 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/resp"
 )
 
-// validateRedis checks the Redis-protocol settings: a listener reachable
+// validateRESP checks the Redis-protocol settings: a listener reachable
 // from other hosts must ask for a password.
-func (c *Config) validateRedis() []error {
+func (c *Config) validateRESP() []error {
 	var errs []error
 	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
 		errs = append(errs, fmt.Errorf("%w: set one of redis-password and redis-password-file, not both", ErrConfig))
@@ -27,6 +28,9 @@ func (c *Config) validateRedis() []error {
 	if c.RedisListen == "" {
 		return errs
 	}
+	if c.Store == StoreRedis {
+		errs = append(errs, fmt.Errorf("%w: redis-listen serves the node's own replica; it needs store = %s, not %s", ErrConfig, StoreReplica, c.Store))
+	}
 	for _, other := range []string{c.Listen, c.Admin} {
 		if other == c.RedisListen {
 			errs = append(errs, fmt.Errorf("%w: redis-listen %s is also the HTTP or admin address", ErrConfig, other))
@@ -37,7 +41,7 @@ func (c *Config) validateRedis() []error {
 
 // redisPassword returns the password in effect: --redis-password, or the
 // first line of --redis-password-file.
-func (c *Config) redisPassword() (string, error) {
+func (c *Config) respPassword() (string, error) {
 	if c.RedisPasswordFile == "" {
 		return c.RedisPassword, nil
 	}
@@ -53,16 +57,17 @@ func (c *Config) redisPassword() (string, error) {
 	return pw, nil
 }
 
-// redisServer is the Redis-protocol listener of `hanode run`.
-type redisServer struct {
+// respServer is the Redis-protocol listener of `hanode run`.
+type respServer struct {
 	srv  *resp.Server
 	ln   net.Listener
 	done chan error
+	once sync.Once
 }
 
-// listenRedis binds the Redis-protocol listener (nil when off), before the
+// listenRESP binds the Redis-protocol listener (nil when off), before the
 // store is opened, so that a port in use fails early.
-func listenRedis(cfg *Config) (net.Listener, error) {
+func listenRESP(cfg *Config) (net.Listener, error) {
 	if cfg.RedisListen == "" {
 		return nil, nil
 	}
@@ -73,13 +78,13 @@ func listenRedis(cfg *Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// startRedis serves the Redis protocol on ln over store.
-func startRedis(cfg *Config, ln net.Listener, store replicator.Store, log *slog.Logger) (*redisServer, error) {
+// startRESP serves the Redis protocol on ln over store.
+func startRESP(cfg *Config, ln net.Listener, store replicator.Store, log *slog.Logger) (*respServer, error) {
 	rstore, ok := store.(resp.Store)
 	if !ok {
 		return nil, fmt.Errorf("redis: the store (%T) cannot list its records", store)
 	}
-	pw, err := cfg.redisPassword()
+	pw, err := cfg.respPassword()
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +96,7 @@ func startRedis(cfg *Config, ln net.Listener, store replicator.Store, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	rs := &redisServer{srv: resp.NewServer(e), ln: ln, done: make(chan error, 1)}
+	rs := &respServer{srv: resp.NewServer(e), ln: ln, done: make(chan error, 1)}
 	go func() {
 		err := rs.srv.Serve(ln)
 		if errors.Is(err, resp.ErrServerClosed) {
@@ -104,7 +109,7 @@ func startRedis(cfg *Config, ln net.Listener, store replicator.Store, log *slog.
 }
 
 // engine returns the engine, nil when the server is off.
-func (rs *redisServer) engine() *resp.Engine {
+func (rs *respServer) engine() *resp.Engine {
 	if rs == nil {
 		return nil
 	}
@@ -112,10 +117,12 @@ func (rs *redisServer) engine() *resp.Engine {
 }
 
 // close stops the listener and every connection.
-func (rs *redisServer) close() {
+func (rs *respServer) close() {
 	if rs == nil {
 		return
 	}
-	rs.srv.Close()
-	<-rs.done
+	rs.once.Do(func() {
+		rs.srv.Close()
+		<-rs.done
+	})
 }
