@@ -78,7 +78,7 @@ pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 # Modules of their own (their dependencies stay out of hanode's go.mod):
 # tested too when the whole suite runs.
-nested=(httpsession/scsstore httpsession/routertest)
+nested=(httpsession/scsstore httpsession/routertest replicator/resp/goredistest)
 [ $# -eq 0 ] || nested=()
 
 if [ "${HANODE_IN_NETNS:-}" != 1 ]; then
