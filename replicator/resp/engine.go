@@ -236,13 +236,24 @@ func (en *entry) kind() kind {
 	if _, ok := en.get(attrString); ok {
 		return kindString
 	}
-	k := kindNone
-	en.each(func(a string, _ []byte) {
-		if len(a) > 0 && a[0] == hashPrefix[0] {
-			k = kindHash
+	for a, v := range en.over {
+		if v != nil && len(a) > 0 && a[0] == hashPrefix[0] {
+			return kindHash
 		}
-	})
-	return k
+	}
+	if en.cleared || en.phys == nil {
+		return kindNone
+	}
+	for a, at := range en.phys.Attrs {
+		if at.Deleted || len(a) == 0 || a[0] != hashPrefix[0] {
+			continue
+		}
+		if v, ok := en.over[a]; ok && v == nil {
+			continue // deleted by this command
+		}
+		return kindHash
+	}
+	return kindNone
 }
 
 func (en *entry) set(a string, v []byte) {
@@ -328,9 +339,7 @@ func (t *tx) commit() error {
 		if d == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), t.e.cfg.CommitTimeout)
-		res, err := t.e.store.Commit(ctx, d, t.e.cfg.Consistency)
-		cancel()
+		res, err := t.e.commitOne(d)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -342,6 +351,13 @@ func (t *tx) commit() error {
 		t.e.stats.commitErrors.Add(1)
 	}
 	return errors.Join(errs...)
+}
+
+// commitOne commits one delta, bounded by CommitTimeout.
+func (e *Engine) commitOne(d *replicator.Delta) (replicator.CommitResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.CommitTimeout)
+	defer cancel()
+	return e.store.Commit(ctx, d, e.cfg.Consistency)
 }
 
 // ErrNotReplicated: with sync consistency, no peer acknowledged a write
