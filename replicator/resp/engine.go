@@ -144,6 +144,7 @@ type Client struct {
 	multi   bool
 	queue   [][][]byte
 	queueOK bool // no error while queueing
+	queued  int  // bytes of the queued arguments
 	LibName string
 	LibVer  string
 }

@@ -576,3 +576,23 @@ func TestScanCursor(t *testing.T) {
 		t.Fatalf("scan saw %d of %d keys in %d calls, cursor %s", len(seen), len(want), calls, cursor)
 	}
 }
+
+func TestMultiQueueIsBounded(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := h.e.NewClient("test")
+	h.do(c, "MULTI")
+	var w Reply
+	for i := 0; i < maxQueued; i++ {
+		w.Reset()
+		h.e.Exec(c, [][]byte{[]byte("SET"), []byte("k"), []byte("v")}, &w)
+	}
+	if got := h.do(c, "SET k v"); !strings.HasPrefix(got, "!ERR MULTI queue full") {
+		t.Fatalf("over the bound: %s", got)
+	}
+	if got := h.do(c, "EXEC"); got != "!EXECABORT Transaction discarded because of previous errors." {
+		t.Fatal(got)
+	}
+	if got := h.do(c, "GET k"); got != "nil" {
+		t.Fatal(got)
+	}
+}

@@ -93,7 +93,7 @@ func (e *Engine) exec(c *Client, cmd *command, args [][]byte, w *Reply) bool {
 			w.Error("ERR MULTI calls can not be nested")
 			return false
 		}
-		c.multi, c.queue, c.queueOK = true, nil, true
+		c.multi, c.queue, c.queueOK, c.queued = true, nil, true, 0
 		w.OK()
 		return false
 	case connDiscard:
@@ -113,6 +113,16 @@ func (e *Engine) exec(c *Client, cmd *command, args [][]byte, w *Reply) bool {
 		return false
 	}
 	if c.multi {
+		size := 0
+		for _, a := range args {
+			size += len(a)
+		}
+		if len(c.queue) >= maxQueued || c.queued+size > maxQueuedBytes {
+			c.queueOK = false
+			w.Error("ERR MULTI queue full: at most " + strconv.Itoa(maxQueued) + " commands and " + strconv.Itoa(maxQueuedBytes>>20) + " MiB")
+			return false
+		}
+		c.queued += size
 		q := make([][]byte, len(args))
 		for i, a := range args {
 			q[i] = slices.Clone(a) // the reader reuses its buffer
@@ -132,6 +142,12 @@ func (e *Engine) exec(c *Client, cmd *command, args [][]byte, w *Reply) bool {
 	}
 	return false
 }
+
+// Bounds of a MULTI queue.
+const (
+	maxQueued      = 10000
+	maxQueuedBytes = 16 << 20
+)
 
 // execMulti runs the queued commands as one transaction: every key they
 // name is locked for the whole of it, and the writes are committed

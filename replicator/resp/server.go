@@ -165,6 +165,14 @@ func (s *Server) serveConn(nc net.Conn) {
 				quit = true
 				break
 			}
+			if len(w.B) >= flushBytes {
+				// A long pipeline of large replies goes out in parts.
+				nc.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
+				if _, err := nc.Write(w.B); err != nil {
+					return
+				}
+				w.Reset()
+			}
 		}
 		nc.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
 		if _, err := nc.Write(w.B); err != nil || quit {
@@ -175,6 +183,10 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 	}
 }
+
+// flushBytes is the reply size at which a batch's replies are written
+// before the batch ends.
+const flushBytes = 256 << 10
 
 // protocolMessage turns a reader or guard error into Redis's wording.
 func protocolMessage(err error) string {
