@@ -14,7 +14,9 @@ func BenchmarkExec(b *testing.B) {
 		name string
 		args func(i int) [][]byte
 	}{
-		{"SET", func(i int) [][]byte { return [][]byte{[]byte("SET"), []byte("key:" + strconv.Itoa(i%1000)), []byte("xxx")} }},
+		{"SET", func(i int) [][]byte {
+			return [][]byte{[]byte("SET"), []byte("key:" + strconv.Itoa(i%1000)), []byte("xxx")}
+		}},
 		{"GET", func(i int) [][]byte { return [][]byte{[]byte("GET"), []byte("key:" + strconv.Itoa(i%1000))} }},
 		{"HSET-1000-fields", func(i int) [][]byte {
 			return [][]byte{[]byte("HSET"), []byte("myhash"), []byte("element:" + strconv.Itoa(i%1000)), []byte("xxx")}
