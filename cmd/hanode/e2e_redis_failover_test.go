@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
 
@@ -106,6 +107,12 @@ func TestRedisFailoverPHP(t *testing.T) {
 	out, err := h2.Run("redis-cli", args...)
 	if err != nil || strings.TrimSpace(out) != "20" {
 		t.Fatalf("h2 holds %q of the 20 sessions (%v)", out, err)
+	}
+
+	// The admin listing shows the key records by hash, like sessions.
+	_, body, err := n2.adminGet("/sessions")
+	if err != nil || !strings.Contains(string(body), replicator.ShortID(replicator.KeyPrefix+"PHPREDIS_SESSION:"+users[0].id)) {
+		t.Fatalf("h2's /sessions lacks the key record of session 0 (%v): %.300s", err, body)
 	}
 
 	n1.proc.Kill() // SIGKILL
