@@ -21,8 +21,9 @@
 // GET are atomic there). Writes to one key from two nodes at once resolve
 // per attribute, the later write winning, as HTTP sessions do; the TTL of
 // the later commit wins. Writes follow Config.Consistency: with Sync, +OK
-// means a peer acknowledged the write and a write that no peer
-// acknowledged in time gets an error reply (it stays applied locally).
+// means a peer acknowledged the write, and a write that no peer
+// acknowledged in time (replicator.ErrNotReplicated) gets an error reply
+// asking the client to retry it.
 //
 // # Commands
 //

@@ -345,7 +345,7 @@ func (t *tx) commit() error {
 		case err != nil:
 			errs = append(errs, err)
 		case res.TimedOut:
-			errs = append(errs, ErrNotReplicated)
+			errs = append(errs, replicator.ErrNotReplicated)
 		}
 	}
 	if len(errs) > 0 {
@@ -360,10 +360,6 @@ func (e *Engine) commitOne(d *replicator.Delta) (replicator.CommitResult, error)
 	defer cancel()
 	return e.store.Commit(ctx, d, e.cfg.Consistency)
 }
-
-// ErrNotReplicated: with sync consistency, no peer acknowledged a write
-// in time. The write is applied on this node and still queued.
-var ErrNotReplicated = errors.New("resp: write not acknowledged by a peer in time")
 
 // delta builds the delta that turns en.phys into en's state, or nil when
 // nothing changes.
@@ -455,8 +451,10 @@ func (e *Engine) lock(keys [][]byte) func() {
 // errReply formats a commit error for the client.
 func errReply(err error) string {
 	switch {
-	case errors.Is(err, ErrNotReplicated):
-		return "ERR not replicated: no peer acknowledged the write in time (it is applied on this node)"
+	case errors.Is(err, replicator.ErrNotReplicated):
+		// The store may have applied it here (a sync wait that ran out)
+		// or refused it (no peer to acknowledge it): retry it.
+		return "ERR not replicated: no peer acknowledged the write in time; retry it"
 	case errors.Is(err, replicator.ErrTooLarge):
 		return "ERR value too large: " + err.Error()
 	}

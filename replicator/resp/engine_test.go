@@ -503,6 +503,10 @@ func TestCommitErrorsAreErrorReplies(t *testing.T) {
 		t.Fatalf("timed out sync: %s", got)
 	}
 	rs.res.TimedOut = false
+	rs.err = fmt.Errorf("cluster: %w", replicator.ErrNotReplicated)
+	if got := h.do(c, "SET k v"); got != "!ERR not replicated: no peer acknowledged the write in time; retry it" {
+		t.Fatalf("refused sync commit: %s", got)
+	}
 	rs.err = fmt.Errorf("cluster: %w", errors.New("no peer acknowledged"))
 	if got := h.do(c, "HSET h f v"); got != "!ERR write failed: cluster: no peer acknowledged" {
 		t.Fatalf("commit error: %s", got)
