@@ -32,7 +32,7 @@ func (c *Config) validateRESP() []error {
 		errs = append(errs, fmt.Errorf("%w: redis-listen serves the node's own replica; it needs store = %s, not %s", ErrConfig, StoreReplica, c.Store))
 	}
 	for _, other := range []string{c.Listen, c.Admin} {
-		if other == c.RedisListen {
+		if other == c.RedisListen && !strings.HasSuffix(other, ":0") {
 			errs = append(errs, fmt.Errorf("%w: redis-listen %s is also the HTTP or admin address", ErrConfig, other))
 		}
 	}
