@@ -2,9 +2,9 @@ package resp
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +58,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooMany) {
+			if errors.As(err, &ne) && ne.Timeout() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -73,8 +73,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		go s.serveConn(nc)
 	}
 }
-
-var errTooMany = errors.New("resp: too many connections")
 
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
@@ -194,5 +192,5 @@ func protocolMessage(err error) string {
 	if errors.Is(err, ErrProtocol) {
 		msg = msg[len(ErrProtocol.Error())+2:]
 	}
-	return fmt.Sprintf("ERR Protocol error: %s", msg)
+	return "ERR Protocol error: " + strings.TrimPrefix(msg, "Protocol error: ")
 }

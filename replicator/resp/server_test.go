@@ -174,3 +174,14 @@ func TestServerLimits(t *testing.T) {
 		}
 	}
 }
+
+// The reader's own protocol errors (redcon's) are worded once.
+func TestProtocolMessage(t *testing.T) {
+	cmds, err := readAll([]byte("*0\r\n"), Limits{})
+	if len(cmds) != 0 || err == nil {
+		t.Fatalf("%d commands, %v", len(cmds), err)
+	}
+	if got := protocolMessage(err); got != "ERR Protocol error: invalid multibulk length" {
+		t.Fatalf("%q", got)
+	}
+}
