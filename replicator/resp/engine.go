@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -398,7 +400,9 @@ func (t *tx) delta(en *entry) *replicator.Delta {
 	if len(ops) == 0 && en.phys != nil && deadline == en.phys.Deadline {
 		return nil
 	}
-	sort.Slice(ops, func(i, j int) bool { return ops[i].Key < ops[j].Key }) // deterministic deltas
+	if len(ops) > 1 {
+		slices.SortFunc(ops, func(a, b replicator.Op) int { return strings.Compare(a.Key, b.Key) }) // deterministic deltas
+	}
 	d := &replicator.Delta{
 		ID:         recordID(en.key),
 		Owner:      t.e.store.Node(),
