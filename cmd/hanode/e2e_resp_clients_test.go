@@ -21,7 +21,7 @@ import (
 
 const clientTestPassword = "client-test-pw"
 
-func TestRedisClientPython(t *testing.T) {
+func TestRESPClientPython(t *testing.T) {
 	py := "/usr/bin/python3" // Debian's, where python3-redis is installed
 	if _, err := os.Stat(py); err != nil {
 		py = "python3"
@@ -34,7 +34,7 @@ func TestRedisClientPython(t *testing.T) {
 	}
 }
 
-func TestRedisClientNode(t *testing.T) {
+func TestRESPClientNode(t *testing.T) {
 	needTool(t, "node")
 	dir := filepath.Join("testdata", "redis", "node")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "connect-redis")); err != nil {

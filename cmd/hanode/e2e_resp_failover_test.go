@@ -55,11 +55,11 @@ func phpGet(t *testing.T, url, cookie string) []string {
 	return f
 }
 
-// TestRedisFailoverPHP: a PHP app next to hanode on two hosts keeps its
+// TestRESPFailoverPHP: a PHP app next to hanode on two hosts keeps its
 // sessions in the local hanode over the Redis protocol. A session made
 // through host 1 goes on through host 2 after host 1's hanode is killed
 // with SIGKILL.
-func TestRedisFailoverPHP(t *testing.T) {
+func TestRESPFailoverPHP(t *testing.T) {
 	needTool(t, "php", "redis-cli")
 	lab := netlab.New(t, "redisfo")
 	bin := hanodeBinary(t)

@@ -158,7 +158,7 @@ func diffLines(a, b string) string {
 	return strings.Join(out, "\n")
 }
 
-func TestRedisCompatibility(t *testing.T) {
+func TestRESPCompatibility(t *testing.T) {
 	real := startRedisServer(t)
 	ha := startHanodeRedis(t)
 	for _, sc := range []struct {
@@ -258,7 +258,7 @@ func TestRedisCompatibility(t *testing.T) {
 	}
 }
 
-func TestRedisAuthCompatibility(t *testing.T) {
+func TestRESPAuthCompatibility(t *testing.T) {
 	const pw = "s3cret-pw"
 	real := startRedisServer(t, "--requirepass", pw)
 	pwFile := filepath.Join(t.TempDir(), "redis.pw")
@@ -273,7 +273,7 @@ func TestRedisAuthCompatibility(t *testing.T) {
 }
 
 // A non-loopback --redis-listen without a password is refused at start.
-func TestRedisListenNeedsPassword(t *testing.T) {
+func TestRESPListenNeedsPassword(t *testing.T) {
 	bin := hanodeBinary(t)
 	cmd := exec.Command(bin, "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--redis-listen", "0.0.0.0:6379")
 	cmd.Env = cleanEnv()
