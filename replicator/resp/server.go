@@ -57,13 +57,15 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors and the like: wait and go on, as
+			// net/http does, rather than stop serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.e.cfg.Logger.Warn("redis listener: accept failed; retrying", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		if !s.track(nc) {
