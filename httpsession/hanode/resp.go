@@ -101,6 +101,8 @@ func startRESP(cfg *Config, ln net.Listener, store replicator.Store, log *slog.L
 		err := rs.srv.Serve(ln)
 		if errors.Is(err, resp.ErrServerClosed) {
 			err = nil
+		} else if err != nil {
+			log.Error("the Redis-protocol listener stopped", "err", err)
 		}
 		rs.done <- err
 	}()
