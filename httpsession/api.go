@@ -329,7 +329,12 @@ func (m *Manager) Iterate(ctx context.Context, fn func(context.Context) error) e
 		return ErrNotSupported
 	}
 	var ids []string
-	rs.Range(func(id string) bool { ids = append(ids, id); return true })
+	rs.Range(func(id string) bool {
+		if !replicator.IsKeyRecord(id) { // Redis-protocol keys share the store
+			ids = append(ids, id)
+		}
+		return true
+	})
 	now := m.now()
 	for _, id := range ids {
 		snap := m.store.Get(id)

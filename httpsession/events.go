@@ -127,7 +127,7 @@ type EventStore interface {
 }
 
 func (m *Manager) storeEvent(e replicator.Event) {
-	if e.Kind != replicator.EventDestroyed || !e.ByTimer {
+	if e.Kind != replicator.EventDestroyed || !e.ByTimer || replicator.IsKeyRecord(e.ID) {
 		return
 	}
 	m.countDestroyed(replicator.ReasonExpired)

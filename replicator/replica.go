@@ -269,8 +269,15 @@ func (r *Replica) update(id string, ev *events, fn func(cur *Session) (*Session,
 			r.exp.push(e, id)
 		}
 	}
-	sl.s = next
-	sh.m[id] = sl
+	kv := !isLive && IsKeyRecord(id)
+	if kv {
+		// A key record leaves no tombstone: its key may be written
+		// again at once (see KeyPrefix).
+		delete(sh.m, id)
+	} else {
+		sl.s = next
+		sh.m[id] = sl
+	}
 	var oldP, newP string
 	if wasLive {
 		oldP = cur.Principal
@@ -281,7 +288,7 @@ func (r *Replica) update(id string, ev *events, fn func(cur *Session) (*Session,
 	if oldP != newP {
 		r.reindex(id, oldP, newP)
 	}
-	if !isLive && (cur == nil || !cur.Destroyed) {
+	if !isLive && !kv && (cur == nil || !cur.Destroyed) {
 		r.exp.tombstoned(id)
 	}
 	sh.mu.Unlock()

@@ -131,6 +131,24 @@ type Session struct {
 	RenamedTo string // set with ReasonRenamed
 }
 
+// KeyPrefix starts the ID of every key record: a record of the key-value
+// keyspace served over the Redis protocol (package replicator/resp),
+// whose ID is KeyPrefix followed by the key. httpsession IDs never
+// contain ':', so the two namespaces never collide.
+//
+// Key records differ from sessions in one rule: destroying one (expiry,
+// invalidation) leaves no tombstone, so the key can be written again at
+// once, as Redis allows. The key-value layer therefore deletes a key by
+// deleting its attributes (per-attribute tombstones, which merge like any
+// write) and lets the record's Deadline reclaim it later; only records
+// that are already empty or past their TTL are destroyed.
+const KeyPrefix = "kv:"
+
+// IsKeyRecord reports whether id is the ID of a key record (KeyPrefix).
+func IsKeyRecord(id string) bool {
+	return len(id) >= len(KeyPrefix) && id[:len(KeyPrefix)] == KeyPrefix
+}
+
 // Consistency says when a commit counts as done.
 type Consistency uint8
 

@@ -78,7 +78,7 @@ pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 # Modules of their own (their dependencies stay out of hanode's go.mod):
 # tested too when the whole suite runs.
-nested=(httpsession/scsstore httpsession/routertest)
+nested=(httpsession/scsstore httpsession/routertest replicator/resp/goredistest)
 [ $# -eq 0 ] || nested=()
 
 if [ "${HANODE_IN_NETNS:-}" != 1 ]; then
@@ -88,6 +88,12 @@ if [ "${HANODE_IN_NETNS:-}" != 1 ]; then
 	echo "== go mod download"
 	go mod download
 	for m in "${nested[@]}" scripts/bench; do (cd "$m" && go mod download); done
+	# The Node client test's npm packages, pinned by its package-lock.json.
+	node_app=cmd/hanode/testdata/redis/node
+	if [ ! -d "$node_app/node_modules" ] && command -v npm >/dev/null; then
+		echo "== npm ci ($node_app)"
+		(cd "$node_app" && npm ci --no-audit --no-fund) || echo "scripts/test.sh: npm ci failed; the Node client test will fail" >&2
+	fi
 	# A vet or build failure does not stop the run: every package's tests
 	# still run and report; the script fails at the end.
 	vet=0

@@ -15,6 +15,7 @@ import (
 	"github.com/hanode/hanode/internal/buildinfo"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
+	"github.com/hanode/hanode/replicator/resp"
 )
 
 // admin serves the operator API on --admin.
@@ -25,6 +26,7 @@ type admin struct {
 	draining *atomic.Bool
 	metrics  []*httpMetrics
 	started  time.Time
+	resp     *resp.Engine // nil when redis-listen is off
 }
 
 // sessionHash is how a session is named where its ID must not appear
@@ -152,6 +154,9 @@ func (a *admin) handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		writeDaemonMetrics(w, a.cfg.version(), a.cfg.NodeName(), a.ready(), a.draining.Load(), a.store.Len(), a.metrics...)
 		a.store.WriteMetrics(w)
+		if a.resp != nil {
+			a.resp.WriteMetrics(w)
+		}
 	})
 	mux.Handle("GET /sessions", a.protect(http.HandlerFunc(a.listSessions)))
 	mux.Handle("GET /sessions/{id}", a.protect(http.HandlerFunc(a.showSession)))

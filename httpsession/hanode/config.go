@@ -95,6 +95,9 @@ var options = []option{
 	{name: "log-format", kind: kindEnum, def: "text", choices: []string{"text", "json"}, usage: "log output format"},
 	{name: "log-level", kind: kindEnum, def: "info", choices: []string{"debug", "info", "warn", "error"}, usage: "minimum log level"},
 	{name: "pprof", kind: kindBool, def: "false", usage: "serve /debug/pprof/ on the admin address (requires the admin token when not loopback)"},
+	{name: "redis-listen", kind: kindString, usage: "serve the Redis protocol on this HOST:PORT, each key a replicated record (empty: off); a non-loopback address needs a password"},
+	{name: "redis-password", kind: kindSecret, usage: "password Redis-protocol clients must give with AUTH (or AUTH default PASSWORD)"},
+	{name: "redis-password-file", kind: kindPath, usage: "file holding the Redis-protocol password, its first line (instead of redis-password)"},
 	{name: "demo-debug", kind: kindBool, def: "false", daemon: true, usage: "add GET /debug/sleep?ms=N to the demo application (a slow request, for shutdown tests); never in production"},
 }
 
@@ -163,6 +166,10 @@ type Config struct {
 	StorePassword     string   // store-password
 	StorePasswordFile string   // store-password-file
 	StoreTLS          bool     // store-tls
+
+	RedisListen       string // redis-listen; empty: off
+	RedisPassword     string // redis-password
+	RedisPasswordFile string // redis-password-file
 
 	// ConfigFile is the file the settings were read from, if any.
 	ConfigFile string
@@ -502,6 +509,17 @@ func (c *Config) set(o option, raw string) error {
 			c.StorePassword = raw
 		case "store-password-file":
 			c.StorePasswordFile = raw
+		case "redis-listen":
+			if raw != "" {
+				if err := checkListenAddr(raw); err != nil {
+					return err
+				}
+			}
+			c.RedisListen = raw
+		case "redis-password":
+			c.RedisPassword = raw
+		case "redis-password-file":
+			c.RedisPasswordFile = raw
 		case "cookie-name":
 			if raw == "" || strings.ContainsAny(raw, " \t;,=\"") {
 				return fmt.Errorf("%q is not a valid cookie name", raw)
@@ -578,6 +596,7 @@ func (c *Config) Validate() error {
 	if c.Listen == c.Admin && !strings.HasSuffix(c.Listen, ":0") { // port 0: each gets its own
 		errs = append(errs, fmt.Errorf("%w: listen and admin are both %s (%s, %s)", ErrConfig, c.Listen, c.values["listen"].where, c.values["admin"].where))
 	}
+	errs = append(errs, c.validateRESP()...)
 	if c.IdleTimeout > c.Lifetime {
 		errs = append(errs, fmt.Errorf("%w: idle-timeout %s is longer than lifetime %s", ErrConfig, c.IdleTimeout, c.Lifetime))
 	}

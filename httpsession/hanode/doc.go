@@ -100,6 +100,10 @@
 //     alone does with writes.
 //   - idle-timeout, lifetime, cookie-name, cookie-secure: the sessions.
 //   - shutdown-timeout, drain-delay: the shutdown (below).
+//   - redis-listen (with redis-password-file or redis-password): also
+//     serve the Redis protocol on that address, every key a replicated
+//     record of the replica (package replicator/resp), for applications
+//     in other languages on the same host; RedisAddr returns its address.
 //
 // Settings that are code rather than configuration are fields of Config
 // set before Start: Sessions (the httpsession.Config for ErrorFunc, Codec,

@@ -31,6 +31,7 @@ type Node struct {
 	adminMetrics *httpMetrics
 	adm          *admin
 	stopReload   func()
+	resp         *respServer // nil when redis-listen is off
 
 	serving   atomic.Bool
 	closeOnce sync.Once
@@ -78,6 +79,15 @@ func (n *Node) Drain() {
 // AppAddr returns the address the application listener is bound to
 // (listen; useful when its port is 0).
 func (n *Node) AppAddr() net.Addr { return n.appLn.Addr() }
+
+// RedisAddr returns the address the Redis-protocol listener is bound to
+// (redis-listen), nil when it is off.
+func (n *Node) RedisAddr() net.Addr {
+	if n.resp == nil {
+		return nil
+	}
+	return n.resp.ln.Addr()
+}
 
 // AdminAddr returns the address the admin listener is bound to (admin).
 func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
@@ -129,6 +139,7 @@ func (n *Node) closeStore(stopping time.Time) error {
 // SIGHUP handler and closes the listeners. Sessions stay in the cluster.
 func (n *Node) Close() error {
 	n.Drain()
+	n.resp.close()
 	n.stopReload()
 	n.adminLn.Close()
 	n.appLn.Close()

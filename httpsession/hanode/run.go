@@ -122,11 +122,23 @@ func Start(cfg *Config) (*Node, error) {
 		adminLn.Close()
 		return nil, fmt.Errorf("app listener: %w", err)
 	}
+	respLn, err := listenRESP(cfg)
+	if err != nil {
+		adminLn.Close()
+		appLn.Close()
+		return nil, err
+	}
+	closeRESPLn := func() {
+		if respLn != nil {
+			respLn.Close()
+		}
+	}
 
 	store, stopReload, err := openStore(cfg, base)
 	if err != nil {
 		adminLn.Close()
 		appLn.Close()
+		closeRESPLn()
 		return nil, err
 	}
 	idle := cfg.IdleTimeout
@@ -139,12 +151,24 @@ func Start(cfg *Config) (*Node, error) {
 		_ = store.Close()
 		adminLn.Close()
 		appLn.Close()
+		closeRESPLn()
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	var rs *respServer
+	if respLn != nil {
+		if rs, err = startRESP(cfg, respLn, store, log); err != nil {
+			stopReload()
+			_ = store.Close()
+			adminLn.Close()
+			appLn.Close()
+			closeRESPLn()
+			return nil, err
+		}
 	}
 
 	n := &Node{cfg: cfg, log: log, store: store, mgr: mgr, adminLn: adminLn, appLn: appLn, stopReload: stopReload,
-		appMetrics: newHTTPMetrics("app"), adminMetrics: newHTTPMetrics("admin")}
-	n.adm = &admin{cfg: cfg, store: store, log: log, draining: &n.draining, metrics: []*httpMetrics{n.appMetrics, n.adminMetrics}, started: time.Now()}
+		appMetrics: newHTTPMetrics("app"), adminMetrics: newHTTPMetrics("admin"), resp: rs}
+	n.adm = &admin{cfg: cfg, store: store, log: log, draining: &n.draining, metrics: []*httpMetrics{n.appMetrics, n.adminMetrics}, started: time.Now(), resp: rs.engine()}
 	return n, nil
 }
 
@@ -203,6 +227,7 @@ func (n *Node) Serve(ctx context.Context, app http.Handler) error {
 		log.Info("shutdown: listener closed, in-flight requests finished", "elapsed", time.Since(stopping).Round(time.Millisecond).String())
 	}
 	cancel()
+	n.resp.close() // Redis-protocol clients: the commands they were answered are committed
 	// 3. Flush deltas, announce the leave, stop. Sessions are not expired.
 	// Bounded: a stuck store must not keep the process (and systemd) waiting.
 	if err := n.closeStore(stopping); err != nil && runErr == nil {
