@@ -21,8 +21,12 @@ tools=(
 	"nft:nftables"                            # loss and partitions
 	"haproxy:haproxy" "nginx:nginx-light"     # cmd/hanode/e2e_lb_test.go
 	"chromium|chromium-browser:chromium"      # cmd/hanode/e2e_browser_test.go
-	"redis-server:redis-server" "redis-cli:redis-tools" # scripts/bench comparisons
+	"redis-server:redis-server" "redis-cli:redis-tools" # Redis store and protocol tests
+	"php:php-cli php-redis" "node:nodejs npm"            # cmd/hanode/e2e_resp*_test.go clients
+	"curl:curl"                                          # scripts/install-test.sh
 )
+# python3-redis (the redis-py client test) has no command to look for:
+# apt-get it with the rest (cmd/hanode/e2e_resp_clients_test.go).
 
 # missing_packages prints the packages of the tools not found, once each.
 # HANODE_TOOL_PATH replaces where tools are looked for (tests of this

@@ -11,7 +11,7 @@ import (
 )
 
 // allTools are the commands scripts/test.sh checks, one per package.
-var allTools = []string{"unshare", "nsenter", "ip", "nft", "haproxy", "nginx", "chromium", "redis-server", "redis-cli"}
+var allTools = []string{"unshare", "nsenter", "ip", "nft", "haproxy", "nginx", "chromium", "redis-server", "redis-cli", "php", "node", "curl"}
 
 // runCheck runs the tool check of scripts/test.sh with the given tools
 // present (as stubs), `id -u` answering uid, and a stub apt-get that logs
@@ -117,7 +117,7 @@ func TestTestShNothingMissing(t *testing.T) {
 	}
 	_, apt, _ = runCheck(t, "0", nil)
 	fields := strings.Fields(apt)
-	for _, pkg := range []string{"util-linux", "iproute2", "nftables", "haproxy", "nginx-light", "chromium", "redis-server", "redis-tools"} {
+	for _, pkg := range []string{"util-linux", "iproute2", "nftables", "haproxy", "nginx-light", "chromium", "redis-server", "redis-tools", "php-cli", "php-redis", "curl"} {
 		if !slices.Contains(fields, pkg) {
 			t.Errorf("package %s not in the install line %q", pkg, apt)
 		}
