@@ -529,7 +529,12 @@ func transportsSection() {
 			// No periodic anti-entropy: a round that runs while updates
 			// are in flight "repairs" sessions that were only in transit,
 			// and a real loss must show as a lost session, not be mended.
-			c, err := bench.StartTransportCluster(unicast, k, func(cfg *cluster.Config) { cfg.AntiEntropyInterval = time.Hour })
+			// A sync wait of 2 s: on this shared machine an ack can take
+			// longer than the 100 ms default, and the commit then fails.
+			c, err := bench.StartTransportCluster(unicast, k, func(cfg *cluster.Config) {
+				cfg.AntiEntropyInterval = time.Hour
+				cfg.SyncTimeout = 2 * time.Second
+			})
 			must(err)
 			sd.c = c
 			for i, cons := range []replicator.Consistency{replicator.Async, replicator.Sync} {
