@@ -248,7 +248,10 @@ func loadSessions(t *testing.T, n *Node, prefix string, count, size int) {
 
 func testJoin(t *testing.T, count int) {
 	l := newLab(t, 12)
-	slow := func(c *Config) { c.TransferTimeout = 30 * time.Second }
+	// The production join timeout (2 s), not the lab's 400 ms: n1's
+	// heartbeats queue behind the megabytes it has just sent, and on a
+	// loaded host a joiner that hears nothing in 400 ms starts alone.
+	slow := func(c *Config) { c.TransferTimeout, c.JoinTimeout = 30*time.Second, 2*time.Second }
 	n1 := l.start("n1", slow)
 	waitReady(t, n1)
 	t0 := time.Now()
