@@ -220,7 +220,7 @@ func TestChangeAfterFailedFlushIsCommitted(t *testing.T) {
 		t.Fatalf("recovered: status %d body %q", resp.StatusCode, body)
 	}
 	s := fs.Store.Get(idOf(t, c.token(n)))
-	if s == nil || s.Attrs["k"].Value == nil || s.Attrs["k2"].Value == nil {
+	if s == nil || s.Attrs.Value("k") == nil || s.Attrs.Value("k2") == nil {
 		t.Fatalf("the retried commit lost data: %+v", s)
 	}
 }
@@ -282,7 +282,7 @@ func TestRetryElsewhereWinsOverFailedWrite(t *testing.T) {
 				if s == nil {
 					t.Fatalf("%s lost the session", name)
 				}
-				if v, _ := decodeValue(GobCodec{}, s.Attrs["k"].Value); v != "retried" {
+				if v, _ := decodeValue(GobCodec{}, s.Attrs.Value("k")); v != "retried" {
 					t.Errorf("%s serves k = %v, want the retried write", name, v)
 				}
 			}
@@ -292,7 +292,7 @@ func TestRetryElsewhereWinsOverFailedWrite(t *testing.T) {
 			}
 			for _, name := range []string{"r", "f", "p"} {
 				s := cl.Node(name).Get(id)
-				if v, _ := decodeValue(GobCodec{}, s.Attrs["k"].Value); v != "later" {
+				if v, _ := decodeValue(GobCodec{}, s.Attrs.Value("k")); v != "later" {
 					t.Errorf("%s serves k = %v after a later write", name, v)
 				}
 			}

@@ -151,7 +151,7 @@ func TestPutTooLarge(t *testing.T) {
 	}
 	id := idOf(t, b.cookie.Value)
 	s := store.Get(id)
-	if s == nil || len(s.Attrs) != 1 || len(s.Attrs["a"].Value) != 501 {
+	if s == nil || s.Attrs.Len() != 1 || len(s.Attrs.Value("a")) != 501 {
 		t.Fatalf("stored session: %+v", s)
 	}
 	// Replacing a value counts its new size only.

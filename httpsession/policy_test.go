@@ -18,7 +18,7 @@ func TestUndecodableSessionDropped(t *testing.T) {
 	id := newID()
 	now := time.Now().UnixNano()
 	st.Put(&replicator.Session{ID: id, Owner: "n1", Epoch: 1, Created: now, LastAccess: now,
-		Attrs: map[string]replicator.Attr{"x": {Value: []byte{tagCodec, 0xff, 0x00, 0x13}}, "bad": {Value: []byte{99}}}})
+		Attrs: replicator.NewAttrs(map[string]replicator.Attr{"x": {Value: []byte{tagCodec, 0xff, 0x00, 0x13}}, "bad": {Value: []byte{99}}})})
 	c := newClient(t)
 	c.setToken(n, id+".n1")
 	resp, body := c.get(n, "/?op=put&k=a&v=1")
@@ -354,7 +354,7 @@ func TestIterate(t *testing.T) {
 		t.Fatal(err, count)
 	}
 	st.Range(func(id string) bool {
-		if st.Get(id).Attrs["migrated"].Value == nil {
+		if st.Get(id).Attrs.Value("migrated") == nil {
 			t.Error("iterate change lost")
 		}
 		return true

@@ -109,11 +109,11 @@ type Session struct {
 // record written by an incompatible version is detected before the handler
 // runs, so the session can be dropped instead of failing halfway.
 func (s *Session) loadAttrs(snap *replicator.Session) error {
-	if len(snap.Attrs) == 0 {
+	if snap.Attrs.Len() == 0 {
 		return nil
 	}
-	s.entries = make(map[string]entry, len(snap.Attrs)+1)
-	for k, a := range snap.Attrs {
+	s.entries = make(map[string]entry, snap.Attrs.Len()+1)
+	for k, a := range snap.Attrs.All() {
 		if a.Deleted {
 			continue
 		}
@@ -431,9 +431,9 @@ func (s *Session) MergeSession(token string) error {
 	if (s.stored && sameID(s.storedID, id)) || (s.id != "" && sameID(s.id, id)) {
 		return nil
 	}
-	in := make(map[string]entry, len(snap.Attrs))
+	in := make(map[string]entry, snap.Attrs.Len())
 	var keys []string
-	for k, a := range snap.Attrs {
+	for k, a := range snap.Attrs.All() {
 		if a.Deleted || strings.HasPrefix(k, reservedPrefix) {
 			continue
 		}

@@ -257,7 +257,7 @@ func TestDestroyThenPutStartsNewSession(t *testing.T) {
 		t.Fatalf("old %q new %q", old, nw)
 	}
 	s := n.st.Get(idOf(t, nw))
-	if _, ok := s.Attrs["a"]; ok || s.Attrs["b"].Value == nil {
+	if _, ok := s.Attrs.Get("a"); ok || s.Attrs.Value("b") == nil {
 		t.Fatalf("new session attrs %v", s.Attrs)
 	}
 }
@@ -408,7 +408,7 @@ func TestRenewDuringFailover(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		st := cl.Node(name)
 		s := st.Get(idOf(t, nt))
-		if s == nil || string(s.Attrs["cart"].Value[1:]) != "3" || s.Principal != "bob" || s.Owner != "b" || s.Epoch != 2 {
+		if s == nil || string(s.Attrs.Value("cart")[1:]) != "3" || s.Principal != "bob" || s.Owner != "b" || s.Epoch != 2 {
 			t.Fatalf("node %s: renamed session %+v", name, s)
 		}
 		if st.Get(idOf(t, old)) != nil {
@@ -467,7 +467,7 @@ func TestConcurrentRequestsTwoNodes(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		s := cl.Node(name).Get(idOf(t, tok))
 		live := 0
-		for _, a := range s.Attrs {
+		for _, a := range s.Attrs.All() {
 			if !a.Deleted {
 				live++
 			}
@@ -490,7 +490,7 @@ func TestStreamingCommitsBeforeFirstByte(t *testing.T) {
 		w.Write([]byte("first "))
 		w.(http.Flusher).Flush()
 		// Committed before the first byte: the store has it now.
-		if s := st.Get(idOf(t, m.Token(ctx))); s == nil || s.Attrs["step"].Value == nil {
+		if s := st.Get(idOf(t, m.Token(ctx))); s == nil || s.Attrs.Value("step") == nil {
 			t.Error("not committed at first byte")
 		}
 		if err := http.NewResponseController(w).Flush(); err != nil {
@@ -510,7 +510,7 @@ func TestStreamingCommitsBeforeFirstByte(t *testing.T) {
 	if m.Stats().LateWrites != 1 {
 		t.Fatal("late write not counted")
 	}
-	if s := st.Get(idOf(t, c.token(n))); s.Attrs["late"].Value != nil {
+	if s := st.Get(idOf(t, c.token(n))); s.Attrs.Value("late") != nil {
 		t.Fatal("late write stored")
 	}
 }
@@ -537,7 +537,7 @@ func TestFlushCtxCommitsEarly(t *testing.T) {
 	c := newClient(t)
 	c.get(n, "/")
 	s := cl.Node("b").Get(idOf(t, c.token(n)))
-	if s == nil || s.Attrs["k"].Value == nil || s.Attrs["k2"].Value == nil {
+	if s == nil || s.Attrs.Value("k") == nil || s.Attrs.Value("k2") == nil {
 		t.Fatalf("flush lost data: %+v", s)
 	}
 }
@@ -587,7 +587,7 @@ func TestHijack(t *testing.T) {
 	if body != "ok" {
 		t.Fatalf("body %q", body)
 	}
-	if s := st.Get(idOf(t, c.token(n))); s == nil || s.Attrs["ws"].Value == nil {
+	if s := st.Get(idOf(t, c.token(n))); s == nil || s.Attrs.Value("ws") == nil {
 		t.Fatal("not committed before hijack")
 	}
 }

@@ -153,25 +153,39 @@ func BenchmarkDigest(b *testing.B) {
 }
 
 // TestMemoryPerSession reports the heap held per session for several
-// attribute sizes (run with -v; skipped with -short) and fails when the
-// overhead grows past a regression bound.
+// attribute sizes and counts (run with -v; skipped with -short) and fails
+// when the overhead grows past a bound. Session IDs are made before the
+// first reading (the replica shares the caller's ID string), attribute
+// values are one allocation each, as when decoded from the wire.
 func TestMemoryPerSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
-	for _, tc := range []struct{ n, size int }{{20000, 200}, {5000, 4096}, {500, 65536}} {
+	for _, tc := range []struct {
+		n, size, attrs int
+		limit          float64 // bound on the bytes held per session
+	}{
+		// The issue 15 target: at most 500 B for one 200-byte attribute.
+		{20000, 200, 1, 500},
+		{20000, 200, 4, 0},
+		{5000, 4096, 4, 0},
+		{500, 65536, 4, 0},
+	} {
+		ids := make([]string, tc.n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%032x", i)
+		}
+		keys := []string{"attr0", "attr1", "attr2", "attr3"}
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		r := NewReplica(ReplicaConfig{})
 		var c Clock
-		// Four attributes sharing the size, as a session would, with
-		// values decoded from the wire (one allocation each).
-		per := tc.size / 4
+		per := tc.size / tc.attrs
 		for i := 0; i < tc.n; i++ {
-			d := &Delta{ID: fmt.Sprintf("%032x", i), Owner: "node-a", IdleTimeout: 1800e9, LastAccess: 1}
-			for k := 0; k < 4; k++ {
-				d.Ops = append(d.Ops, Op{Kind: OpSet, Key: fmt.Sprintf("attr%d", k), Value: bytes.Repeat([]byte{'v'}, per-6)})
+			d := &Delta{ID: ids[i], Owner: "node-a", IdleTimeout: 1800e9, LastAccess: 1}
+			for k := 0; k < tc.attrs; k++ {
+				d.Ops = append(d.Ops, Op{Kind: OpSet, Key: keys[k], Value: bytes.Repeat([]byte{'v'}, per-len(keys[k]))})
 			}
 			if err := r.Commit(d, &c, 1); err != nil {
 				t.Fatal(err)
@@ -180,12 +194,17 @@ func TestMemoryPerSession(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		held := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / float64(tc.n)
-		t.Logf("%6d B of attributes: %8.0f B held per session (overhead %5.0f B)", tc.size, held, held-float64(tc.size))
+		t.Logf("%6d B in %d attribute(s): %8.0f B held per session (overhead %5.0f B)", tc.size, tc.attrs, held, held-float64(tc.size))
 		runtime.KeepAlive(r)
-		// A regression guard, not the target: today's fixed overhead is
-		// about 1,050 B per session (see the README's benchmarks).
-		if limit := 1.3*float64(tc.size) + 1500; held > limit {
-			t.Errorf("%d B sessions hold %.0f B each, over %.0f B", tc.size, held, limit)
+		runtime.KeepAlive(ids)
+		limit := tc.limit
+		if limit == 0 {
+			// Regression bound: the fixed overhead is about 300 B per
+			// session of four attributes (see the README's benchmarks).
+			limit = 1.05*float64(tc.size) + 450
+		}
+		if held > limit {
+			t.Errorf("%d B sessions (%d attributes) hold %.0f B each, over %.0f B", tc.size, tc.attrs, held, limit)
 		}
 	}
 }

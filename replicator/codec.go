@@ -3,6 +3,8 @@ package replicator
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Wire and storage encoding of deltas and session records: uvarints for
@@ -330,8 +332,8 @@ func AppendSession(b []byte, s *Session) []byte {
 	b = binary.AppendVarint(b, s.Deadline)
 	b = appendStr(b, s.Principal)
 	b = appendStamp(b, s.PrincipalAt, s.Owner)
-	b = binary.AppendUvarint(b, uint64(len(s.Attrs)))
-	for k, a := range s.Attrs {
+	b = binary.AppendUvarint(b, uint64(s.Attrs.Len()))
+	for k, a := range s.Attrs.All() {
 		b = appendStr(b, k)
 		if a.Deleted {
 			b = append(b, 1)
@@ -430,7 +432,8 @@ func (d *decoder) session() *Session {
 	if d.err != nil {
 		return nil
 	}
-	s.Attrs = make(map[string]Attr, n)
+	es := make([]attrEntry, 0, n)
+	sorted := true
 	for i := 0; i < n; i++ {
 		k := d.str("attribute key", MaxKeyLen)
 		var a Attr
@@ -446,11 +449,23 @@ func (d *decoder) session() *Session {
 		if d.err != nil {
 			return nil
 		}
-		if _, dup := s.Attrs[k]; dup {
-			d.fail("duplicate attribute %q", k)
+		if len(es) > 0 && k <= es[len(es)-1].key {
+			sorted = false
+		}
+		es = append(es, entryOf(k, &a))
+	}
+	// Records of this version sort their attributes; older writers sent
+	// them in map order.
+	if !sorted {
+		slices.SortFunc(es, func(a, b attrEntry) int { return strings.Compare(a.key, b.key) })
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].key == es[i-1].key {
+			d.fail("duplicate attribute %q", es[i].key)
 			return nil
 		}
-		s.Attrs[k] = a
 	}
+	s.Attrs = attrsOf(es)
+	s.Owner = internNode(s.Owner)
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -103,13 +104,50 @@ func TestSessionRoundTrip(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no records")
 	}
-	s := &Session{ID: "x", Owner: "a", Attrs: map[string]Attr{
+	s := &Session{ID: "x", Owner: "a", Attrs: NewAttrs(map[string]Attr{
 		"a": {Value: []byte("1"), Stamp: Stamp{HLC: 1, Node: "b"}},
 		"b": {Value: []byte("2"), Stamp: Stamp{HLC: 2, Node: "b"}},
 		"c": {Deleted: true, Stamp: Stamp{HLC: 3, Node: "a"}},
-	}, PrincipalAt: Stamp{Node: "zz"}}
+	}), PrincipalAt: Stamp{Node: "zz"}}
 	got, _, err := DecodeSession(AppendSession(nil, s))
 	if err != nil || !sameSession(s, got) {
 		t.Fatal(err)
+	}
+}
+
+// TestDecodeSessionUnsortedAttributes: writers before the sorted
+// attribute sets sent attributes in map order; such records still decode,
+// sorted, and a duplicate key is still rejected.
+func TestDecodeSessionUnsortedAttributes(t *testing.T) {
+	attr := func(k string, hlc uint64) map[string]Attr {
+		return map[string]Attr{k: {Value: []byte(k + "!"), Stamp: Stamp{HLC: hlc, Node: "n"}}}
+	}
+	base := &Session{ID: "x", Owner: "o", Epoch: 1}
+	head := AppendSession(nil, base) // ends with the attribute count 0
+	enc := func(k string, hlc uint64) []byte {
+		s := *base
+		s.Attrs = NewAttrs(attr(k, hlc))
+		return AppendSession(nil, &s)[len(head):]
+	}
+	rec := append(append(append(append([]byte{}, head[:len(head)-1]...), 3), enc("c", 3)...), enc("a", 1)...)
+	rec = append(rec, enc("b", 2)...)
+	s, n, err := DecodeSession(rec)
+	if err != nil || n != len(rec) {
+		t.Fatalf("decode: %v (%d of %d bytes)", err, n, len(rec))
+	}
+	var keys []string
+	for k, a := range s.Attrs.All() {
+		keys = append(keys, k)
+		if string(a.Value) != k+"!" {
+			t.Errorf("%s = %q", k, a.Value)
+		}
+	}
+	if strings.Join(keys, ",") != "a,b,c" || string(s.Attrs.Value("b")) != "b!" {
+		t.Fatalf("keys %v", keys)
+	}
+	dup := append(append(append([]byte{}, head[:len(head)-1]...), 2), enc("a", 1)...)
+	dup = append(dup, enc("a", 2)...)
+	if _, _, err := DecodeSession(dup); err == nil {
+		t.Fatal("duplicate attribute accepted")
 	}
 }

@@ -71,12 +71,12 @@ func recordHash(s *Session) uint64 {
 	h = h.u64(uint64(s.Created)).u64(uint64(s.IdleTimeout)).u64(uint64(s.Deadline))
 	h = h.str(s.Principal).stamp(s.PrincipalAt)
 	sum := uint64(0)
-	for k, a := range s.Attrs {
+	for k, a := range s.Attrs.All() {
 		ah := newFNV().str(k).stamp(a.Stamp).u64(uint64(len(a.Value)))
 		if a.Deleted {
 			ah = ah.u64(1)
 		}
-		sum += mix64(uint64(ah)) // order-free over the map
+		sum += mix64(uint64(ah)) // order-free, as when attributes were a map
 	}
 	return mix64(uint64(h.u64(sum)))
 }

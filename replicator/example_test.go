@@ -27,7 +27,7 @@ func Example() {
 	b.Apply(renew)
 	b.Apply(login)
 
-	fmt.Println(string(b.Get("s2").Attrs["user"].Value), b.Get("s1") == nil)
+	fmt.Println(string(b.Get("s2").Attrs.Value("user")), b.Get("s1") == nil)
 	fmt.Println(a.Digest(4)[0] == b.Digest(4)[0] && a.Len() == b.Len())
 	// Output:
 	// alice true

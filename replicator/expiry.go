@@ -115,13 +115,13 @@ func (r *Replica) Expire(now int64, isOwner func(*Session) bool) []string {
 
 		sh := r.shard(it.id)
 		sh.mu.Lock()
-		sl, ok := sh.m[it.id]
+		sl, ok := sh.t.get(it.id)
 		if !ok || sl.sched != it.at {
 			sh.mu.Unlock()
 			continue // stale entry
 		}
 		sl.sched = 0
-		sh.m[it.id] = sl
+		sh.t.put(sl)
 		s := sl.s
 		sh.mu.Unlock()
 		if s.Destroyed {
@@ -164,9 +164,9 @@ func (r *Replica) Expire(now int64, isOwner func(*Session) bool) []string {
 func (r *Replica) requeue(id string, at int64) {
 	sh := r.shard(id)
 	sh.mu.Lock()
-	if sl, ok := sh.m[id]; ok && !sl.s.Destroyed && (sl.sched == 0 || at < sl.sched) {
+	if sl, ok := sh.t.get(id); ok && !sl.s.Destroyed && (sl.sched == 0 || at < sl.sched) {
 		sl.sched = at
-		sh.m[id] = sl
+		sh.t.put(sl)
 		r.exp.push(at, id)
 	}
 	sh.mu.Unlock()
@@ -195,8 +195,8 @@ func (r *Replica) gcTombstones(now int64) {
 	for _, id := range drop {
 		sh := r.shard(id)
 		sh.mu.Lock()
-		if sl, ok := sh.m[id]; ok && sl.s.Destroyed {
-			delete(sh.m, id)
+		if sl, ok := sh.t.get(id); ok && sl.s.Destroyed {
+			sh.t.del(id)
 		}
 		sh.mu.Unlock()
 	}
@@ -208,7 +208,7 @@ func (r *Replica) Tombstones() int {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.RLock()
-		n += len(sh.m)
+		n += sh.t.n
 		sh.mu.RUnlock()
 	}
 	return n - r.Len()

@@ -157,7 +157,7 @@ func FuzzSessionRoundTrip(f *testing.F) {
 		} else {
 			s.Owner, s.Epoch, s.Version, s.LastAccess, s.IdleTimeout = owner, epoch, hlc, la, idle
 			s.Principal, s.PrincipalAt = principal, Stamp{Epoch: epoch, HLC: hlc, Node: node}
-			s.Attrs = map[string]Attr{}
+			m := map[string]Attr{}
 			for i := range keys {
 				a := Attr{Stamp: Stamp{Epoch: epoch, HLC: hlc + uint64(i), Node: []string{owner, node}[i%2]}}
 				if i%3 == 2 {
@@ -165,8 +165,9 @@ func FuzzSessionRoundTrip(f *testing.F) {
 				} else if len(value) > 0 {
 					a.Value = value[:i%len(value)+1]
 				}
-				s.Attrs[string(keys[:i+1])] = a
+				m[string(keys[:i+1])] = a
 			}
+			s.Attrs = NewAttrs(m)
 		}
 		got, n, err := DecodeSession(AppendSession(nil, s))
 		if err != nil || !sameSession(s, got) || n == 0 {

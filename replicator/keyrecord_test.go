@@ -32,7 +32,7 @@ func TestKeyRecordLeavesNoTombstone(t *testing.T) {
 	if err := r.Commit(&Delta{ID: id, Owner: "a", Ops: []Op{set("s", "v2")}}, &clk, now+11*sec); err != nil {
 		t.Fatalf("rewrite after expiry: %v", err)
 	}
-	if s := r.Get(id); s == nil || string(s.Attrs["s"].Value) != "v2" || s.Version != 1 {
+	if s := r.Get(id); s == nil || string(s.Attrs.Value("s")) != "v2" || s.Version != 1 {
 		t.Fatalf("rewritten: %s", dump(s))
 	}
 	if err := r.Commit(&Delta{ID: id, Owner: "a", Ops: []Op{{Kind: OpInvalidate}}}, &clk, now+12*sec); err != nil {

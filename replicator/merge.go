@@ -130,35 +130,30 @@ func joinTomb(a, b *Session) *Session {
 // the result: a itself when b adds nothing, else a new *Session. Neither
 // input is modified.
 func joinLive(a, b *Session) *Session {
-	var attrs map[string]Attr
-	for k, bv := range b.Attrs {
-		av, ok := a.Attrs[k]
+	var ch []attrEntry
+	for k, bv := range b.Attrs.All() {
+		av, ok := a.Attrs.Get(k)
 		if ok && !attrBeats(&bv, &av) {
 			continue
 		}
-		if attrs == nil {
-			attrs = make(map[string]Attr, len(a.Attrs)+len(b.Attrs))
-			for k2, v2 := range a.Attrs {
-				attrs[k2] = v2
-			}
-		}
-		attrs[k] = bv
+		ch = append(ch, entryOf(k, &bv)) // in key order, as All yields
 	}
 	pr := principalBeats(b.PrincipalAt, b.Principal, a.PrincipalAt, a.Principal)
 	mb := compareMeta(metaOf(b), metaOf(a)) > 0
 	la := b.LastAccess > a.LastAccess
-	if attrs == nil && !pr && !mb && !la {
+	if ch == nil && !pr && !mb && !la {
 		return a
 	}
 	n := *a
-	if attrs != nil {
-		n.Attrs = attrs
+	if ch != nil {
+		n.Attrs = a.Attrs.with(ch)
 	}
 	if pr {
 		n.Principal, n.PrincipalAt = b.Principal, b.PrincipalAt
 	}
 	if mb {
 		metaOf(b).setOn(&n)
+		n.Owner = internNode(n.Owner)
 	}
 	if la {
 		n.LastAccess = b.LastAccess
@@ -170,9 +165,9 @@ func joinLive(a, b *Session) *Session {
 // live attributes and the principal.
 func liveSize(s *Session) int {
 	n := len(s.Principal)
-	for k, a := range s.Attrs {
-		if !a.Deleted {
-			n += len(k) + len(a.Value)
+	for _, e := range s.Attrs.entries() {
+		if !e.deleted {
+			n += len(e.key) + int(e.vlen)
 		}
 	}
 	return n

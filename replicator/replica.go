@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,15 +122,10 @@ const numShards = 64
 // maxHops bounds how far a delta is forwarded along a chain of renames.
 const maxHops = 16
 
-type slot struct {
-	s     *Session
-	sched int64 // earliest expiry queued in the heap for this ID; 0 none
-}
-
 type shard struct {
 	mu sync.RWMutex
-	m  map[string]slot
-	_  [40]byte // keep hot locks on separate cache lines
+	t  table
+	_  [64]byte // keep hot locks on separate cache lines (128 bytes a shard)
 }
 
 // Replica is the full replica of every session of the cluster: live
@@ -155,7 +152,7 @@ type Replica struct {
 func NewReplica(cfg ReplicaConfig) *Replica {
 	r := &Replica{cfg: cfg.withDefaults(), seed: maphash.MakeSeed(), byUser: map[string]map[string]struct{}{}}
 	for i := range r.shards {
-		r.shards[i].m = map[string]slot{}
+		r.shards[i].t.seed = r.seed
 	}
 	return r
 }
@@ -172,21 +169,21 @@ func (r *Replica) shard(id string) *shard {
 func (r *Replica) Get(id string) *Session {
 	sh := r.shard(id)
 	sh.mu.RLock()
-	s := sh.m[id].s
+	sl, _ := sh.t.get(id)
 	sh.mu.RUnlock()
-	if s == nil || s.Destroyed {
+	if sl.s == nil || sl.s.Destroyed {
 		return nil
 	}
-	return s
+	return sl.s
 }
 
 // Lookup returns the record under this ID, tombstones included, or nil.
 func (r *Replica) Lookup(id string) *Session {
 	sh := r.shard(id)
 	sh.mu.RLock()
-	s := sh.m[id].s
+	sl, _ := sh.t.get(id)
 	sh.mu.RUnlock()
-	return s
+	return sl.s
 }
 
 // Len returns the number of live sessions.
@@ -211,9 +208,7 @@ func (r *Replica) Range(fn func(*Session) bool) {
 func (r *Replica) shardRecords(i int, buf []*Session) []*Session {
 	sh := &r.shards[i]
 	sh.mu.RLock()
-	for _, sl := range sh.m {
-		buf = append(buf, sl.s)
-	}
+	sh.t.each(func(s *Session) { buf = append(buf, s) })
 	sh.mu.RUnlock()
 	return buf
 }
@@ -254,7 +249,7 @@ func (r *Replica) fire(ev events) {
 func (r *Replica) update(id string, ev *events, fn func(cur *Session) (*Session, error)) (cur, next *Session, err error) {
 	sh := r.shard(id)
 	sh.mu.Lock()
-	sl := sh.m[id]
+	sl, _ := sh.t.get(id)
 	cur = sl.s
 	next, err = fn(cur)
 	if err != nil || next == cur || next == nil {
@@ -273,10 +268,10 @@ func (r *Replica) update(id string, ev *events, fn func(cur *Session) (*Session,
 	if kv {
 		// A key record leaves no tombstone: its key may be written
 		// again at once (see KeyPrefix).
-		delete(sh.m, id)
+		sh.t.del(id)
 	} else {
 		sl.s = next
-		sh.m[id] = sl
+		sh.t.put(sl)
 	}
 	var oldP, newP string
 	if wasLive {
@@ -516,14 +511,15 @@ func (r *Replica) cascade(cur, next *Session, hops int, ev *events) {
 // applyLive returns cur (nil for a new session) with the delta's attribute,
 // principal and metadata changes, cur itself when nothing changes.
 func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error) {
-	st := Stamp{Epoch: d.Epoch, HLC: d.HLC, Node: d.Owner}
+	owner := internNode(d.Owner)
+	st := Stamp{Epoch: d.Epoch, HLC: d.HLC, Node: owner}
 	var base *Session
 	if cur == nil {
 		base = &Session{ID: id}
 	} else {
 		base = cur
 	}
-	var attrs map[string]Attr
+	var ch []attrEntry
 	principalSet := false
 	var principal string
 	// Ops of one delta share a stamp; the last op on a key wins, so walk
@@ -541,16 +537,10 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 			} else {
 				na.Deleted = true
 			}
-			if old, ok := base.Attrs[op.Key]; ok && !attrBeats(&na, &old) {
+			if old, ok := base.Attrs.Get(op.Key); ok && !attrBeats(&na, &old) {
 				continue
 			}
-			if attrs == nil {
-				attrs = make(map[string]Attr, len(base.Attrs)+len(d.Ops))
-				for k, v := range base.Attrs {
-					attrs[k] = v
-				}
-			}
-			attrs[op.Key] = na
+			ch = append(ch, entryOf(op.Key, &na))
 		case OpPrincipal:
 			if !principalSet {
 				principalSet = true
@@ -560,14 +550,18 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 	}
 	pr := principalSet && principalBeats(st, principal, base.PrincipalAt, base.Principal)
 	dm := metaOfDelta(d)
+	dm.owner = owner
 	mb := cur == nil || compareMeta(dm, metaOf(base)) > 0
 	la := d.LastAccess > base.LastAccess
-	if attrs == nil && !pr && !mb && !la {
+	if ch == nil && !pr && !mb && !la {
 		return cur, nil
 	}
 	n := *base
-	if attrs != nil {
-		n.Attrs = attrs
+	if ch != nil {
+		if len(ch) > 1 {
+			slices.SortFunc(ch, func(a, b attrEntry) int { return strings.Compare(a.key, b.key) })
+		}
+		n.Attrs = base.Attrs.with(ch)
 	}
 	if pr {
 		n.Principal, n.PrincipalAt = principal, st
@@ -578,7 +572,7 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 	if la {
 		n.LastAccess = d.LastAccess
 	}
-	if attrs != nil || pr {
+	if ch != nil || pr {
 		if sz := liveSize(&n); sz > r.cfg.MaxSessionBytes {
 			return nil, fmt.Errorf("%w: session would be %d bytes, limit %d", ErrTooLarge, sz, r.cfg.MaxSessionBytes)
 		}
@@ -621,12 +615,12 @@ func (r *Replica) destroyChain(id string, reason DestroyReason, hops int, ev *ev
 func (r *Replica) Touch(id string, lastAccess int64) {
 	sh := r.shard(id)
 	sh.mu.Lock()
-	sl, ok := sh.m[id]
+	sl, ok := sh.t.get(id)
 	if ok && !sl.s.Destroyed && lastAccess > sl.s.LastAccess {
 		n := *sl.s
 		n.LastAccess = lastAccess
 		sl.s = &n
-		sh.m[id] = sl
+		sh.t.put(sl)
 	}
 	sh.mu.Unlock()
 }

@@ -24,11 +24,11 @@ func sameSession(a, b *Session) bool {
 		a.Created != b.Created || a.LastAccess != b.LastAccess || a.IdleTimeout != b.IdleTimeout ||
 		a.Deadline != b.Deadline || a.Principal != b.Principal || a.PrincipalAt != b.PrincipalAt ||
 		a.Destroyed != b.Destroyed || a.Reason != b.Reason || a.RenamedTo != b.RenamedTo ||
-		len(a.Attrs) != len(b.Attrs) {
+		a.Attrs.Len() != b.Attrs.Len() {
 		return false
 	}
-	for k, av := range a.Attrs {
-		bv, ok := b.Attrs[k]
+	for k, av := range a.Attrs.All() {
+		bv, ok := b.Attrs.Get(k)
 		if !ok || av.Stamp != bv.Stamp || av.Deleted != bv.Deleted || !bytes.Equal(av.Value, bv.Value) {
 			return false
 		}
@@ -66,7 +66,7 @@ func val(s *Session, k string) string {
 	if s == nil {
 		return "<no session>"
 	}
-	a, ok := s.Attrs[k]
+	a, ok := s.Attrs.Get(k)
 	if !ok || a.Deleted {
 		return "<none>"
 	}
@@ -567,11 +567,11 @@ func TestDigest(t *testing.T) {
 func TestMergeSessionRules(t *testing.T) {
 	r := NewReplica(ReplicaConfig{})
 	mustApply(t, r, &Delta{ID: "s", Owner: "a", HLC: 10, Ops: []Op{set("x", "1")}})
-	old := &Session{ID: "s", Owner: "a", Attrs: map[string]Attr{"x": {Value: []byte("0"), Stamp: Stamp{HLC: 5, Node: "a"}}}}
+	old := &Session{ID: "s", Owner: "a", Attrs: NewAttrs(map[string]Attr{"x": {Value: []byte("0"), Stamp: Stamp{HLC: 5, Node: "a"}}})}
 	if r.MergeSession(old) {
 		t.Fatal("older record changed the replica")
 	}
-	newer := &Session{ID: "s", Owner: "a", Version: 2, Attrs: map[string]Attr{"y": {Value: []byte("2"), Stamp: Stamp{HLC: 11, Node: "a"}}}}
+	newer := &Session{ID: "s", Owner: "a", Version: 2, Attrs: NewAttrs(map[string]Attr{"y": {Value: []byte("2"), Stamp: Stamp{HLC: 11, Node: "a"}}})}
 	if !r.MergeSession(newer) || val(r.Get("s"), "x") != "1" || val(r.Get("s"), "y") != "2" {
 		t.Fatalf("%s", dump(r.Get("s")))
 	}
@@ -622,7 +622,7 @@ func TestConcurrentCommitAndGet(t *testing.T) {
 	wg.Wait()
 	for i := 0; i < 20; i++ {
 		s := r.Get(fmt.Sprintf("s%d", i))
-		if len(s.Attrs) != 8 || s.Version != 200 {
+		if s.Attrs.Len() != 8 || s.Version != 200 {
 			t.Fatalf("%s", dump(s))
 		}
 	}

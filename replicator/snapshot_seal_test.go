@@ -78,7 +78,7 @@ func TestSnapshotFileSealed(t *testing.T) {
 	}
 	// A restart: the keyring is parsed again from the same key file.
 	dst, err := load(ring1)
-	if err != nil || dst.Len() != len(ids) || string(dst.Get(ids[3]).Attrs["secret-attribute"].Value) != "card-number-0003" {
+	if err != nil || dst.Len() != len(ids) || string(dst.Get(ids[3]).Attrs.Value("secret-attribute")) != "card-number-0003" {
 		t.Fatalf("reload: %v (%d sessions)", err, dst.Len())
 	}
 	// Key rotation: key 2 installed and promoted, key 1 still in the ring.

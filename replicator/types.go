@@ -111,24 +111,28 @@ func (r DestroyReason) String() string {
 // replica never mutates a *Session it has handed out: every change builds
 // a new one (copy on write), so readers need no lock. Callers must not
 // modify it either.
+//
+// The field order keeps the struct at 160 bytes (a size class): a small
+// session's fixed cost is mostly this struct.
 type Session struct {
-	ID          string
-	Owner       string
-	Epoch       uint32
+	ID    string
+	Owner string
+	Epoch uint32
+
+	// Tombstone fields: a destroyed session stays as a tombstone for a
+	// while so that late deltas cannot resurrect it.
+	Destroyed bool
+	Reason    DestroyReason
+
 	Version     uint64
 	Created     int64 // unix nanoseconds
 	LastAccess  int64 // unix nanoseconds
 	IdleTimeout int64 // nanoseconds; 0 means none
 	Deadline    int64 // unix nanoseconds; 0 means none
 	Principal   string
-	PrincipalAt Stamp // stamp of the last OpPrincipal
-	Attrs       map[string]Attr
-
-	// Tombstone fields: a destroyed session stays as a tombstone for a
-	// while so that late deltas cannot resurrect it.
-	Destroyed bool
-	Reason    DestroyReason
-	RenamedTo string // set with ReasonRenamed
+	PrincipalAt Stamp  // stamp of the last OpPrincipal
+	Attrs       Attrs  // sorted by key; see Attrs
+	RenamedTo   string // tombstones only: set with ReasonRenamed
 }
 
 // KeyPrefix starts the ID of every key record: a record of the key-value

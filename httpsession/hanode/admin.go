@@ -281,7 +281,7 @@ type (
 
 func liveAttrs(s *replicator.Session) int {
 	n := 0
-	for _, a := range s.Attrs {
+	for _, a := range s.Attrs.All() {
 		if !a.Deleted {
 			n++
 		}
@@ -351,7 +351,7 @@ func (a *admin) showSession(w http.ResponseWriter, r *http.Request) {
 		Node  string `json:"written_by"`
 	}
 	attrs := []attr{}
-	for k, v := range s.Attrs {
+	for k, v := range s.Attrs.All() {
 		if !v.Deleted {
 			attrs = append(attrs, attr{Key: k, Bytes: len(v.Value), Node: v.Stamp.Node})
 		}

@@ -167,13 +167,13 @@ func TestSwitchImportsSnapshot(t *testing.T) {
 	}
 	n := start()
 	st := n.Sessions().Store()
-	if ss := st.Get("alice-session-000000000000000001"); ss == nil || string(ss.Attrs["cart"].Value) != "3 items" || ss.Principal != "alice" {
+	if ss := st.Get("alice-session-000000000000000001"); ss == nil || string(ss.Attrs.Value("cart")) != "3 items" || ss.Principal != "alice" {
 		t.Fatalf("alice's session after the import: %+v", ss)
 	}
 	if ids := st.SessionsOf("alice"); len(ids) != 1 {
 		t.Fatalf("principal index after the import: %v", ids)
 	}
-	if ss := st.Get("bob-session-00000000000000000002"); ss == nil || string(ss.Attrs["cart"].Value) != "from redis" {
+	if ss := st.Get("bob-session-00000000000000000002"); ss == nil || string(ss.Attrs.Value("cart")) != "from redis" {
 		t.Fatalf("the import overwrote what Redis held: %+v", ss)
 	}
 	if ss := st.Get("gone-session-0000000000000000003"); ss != nil {

@@ -52,7 +52,7 @@ func (st *Store) FindCtx(_ context.Context, token string) ([]byte, bool, error) 
 	if s == nil || s.Destroyed || (s.Deadline != 0 && st.now().UnixNano() >= s.Deadline) {
 		return nil, false, nil
 	}
-	a, ok := s.Attrs[attr]
+	a, ok := s.Attrs.Get(attr)
 	if !ok || a.Deleted {
 		return nil, false, nil
 	}

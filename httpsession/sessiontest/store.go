@@ -8,7 +8,6 @@ package sessiontest
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"sync"
 
@@ -227,11 +226,7 @@ func (s *Store) Range(fn func(id string) bool) {
 }
 
 func clone(ss *replicator.Session) *replicator.Session {
-	ns := *ss
-	ns.Attrs = maps.Clone(ss.Attrs)
-	if ns.Attrs == nil {
-		ns.Attrs = map[string]replicator.Attr{}
-	}
+	ns := *ss // Attrs are immutable: changes build a new set
 	return &ns
 }
 
@@ -255,7 +250,7 @@ func (s *Store) apply(d *replicator.Delta) {
 	}
 	var ns *replicator.Session
 	if cur == nil {
-		ns = &replicator.Session{ID: d.ID, Created: d.Created, Attrs: map[string]replicator.Attr{}}
+		ns = &replicator.Session{ID: d.ID, Created: d.Created}
 	} else {
 		ns = clone(cur)
 	}
@@ -269,20 +264,20 @@ func (s *Store) apply(d *replicator.Delta) {
 	for _, op := range d.Ops {
 		switch op.Kind {
 		case replicator.OpSet, replicator.OpDel:
-			if a, ok := ns.Attrs[op.Key]; ok && !less(a.Stamp, st) {
+			if a, ok := ns.Attrs.Get(op.Key); ok && !less(a.Stamp, st) {
 				continue
 			}
 			if op.Kind == replicator.OpSet {
-				ns.Attrs[op.Key] = replicator.Attr{Value: op.Value, Stamp: st}
+				ns.Attrs = ns.Attrs.With(op.Key, replicator.Attr{Value: op.Value, Stamp: st})
 			} else {
-				ns.Attrs[op.Key] = replicator.Attr{Stamp: st, Deleted: true}
+				ns.Attrs = ns.Attrs.With(op.Key, replicator.Attr{Stamp: st, Deleted: true})
 			}
 		case replicator.OpPrincipal:
 			if less(ns.PrincipalAt, st) {
 				ns.Principal, ns.PrincipalAt = string(op.Value), st
 			}
 		case replicator.OpInvalidate:
-			ns.Destroyed, ns.Attrs = true, nil
+			ns.Destroyed, ns.Attrs = true, replicator.Attrs{}
 			ns.Reason = replicator.ReasonInvalidated
 			if len(op.Value) == 1 {
 				ns.Reason = replicator.DestroyReason(op.Value[0])

@@ -157,7 +157,7 @@ func attr(n *Node, id, key string) (string, bool) {
 	if s == nil {
 		return "", false
 	}
-	a, ok := s.Attrs[key]
+	a, ok := s.Attrs.Get(key)
 	if !ok || a.Deleted {
 		return "", false
 	}

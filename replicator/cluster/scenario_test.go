@@ -276,7 +276,7 @@ func testJoin(t *testing.T, count int) {
 	}
 	for _, i := range []int{0, count / 2, count - 1} {
 		a, b := n1.Get(sid("join", i)), n2.Get(sid("join", i))
-		if b == nil || string(a.Attrs["blob"].Value) != string(b.Attrs["blob"].Value) {
+		if b == nil || string(a.Attrs.Value("blob")) != string(b.Attrs.Value("blob")) {
 			t.Fatalf("session %d differs on the joiner", i)
 		}
 	}
@@ -387,7 +387,7 @@ func TestScenarioRollingRestart(t *testing.T) {
 				s := node.Get(u.id)
 				have := 0
 				if s != nil {
-					if a, ok := s.Attrs["n"]; ok {
+					if a, ok := s.Attrs.Get("n"); ok {
 						have, _ = strconv.Atoi(string(a.Value))
 					}
 				}
@@ -526,11 +526,11 @@ func TestScenarioPartition(t *testing.T) {
 				if s == nil {
 					return fmt.Errorf("%s lacks %s", n.Node(), id[:8])
 				}
-				if s.Owner != ref.Owner || s.Epoch != ref.Epoch || len(s.Attrs) != len(ref.Attrs) {
-					return fmt.Errorf("session %s: n1 %s/%d/%d attrs, %s %s/%d/%d attrs", id[:8], ref.Owner, ref.Epoch, len(ref.Attrs), n.Node(), s.Owner, s.Epoch, len(s.Attrs))
+				if s.Owner != ref.Owner || s.Epoch != ref.Epoch || s.Attrs.Len() != ref.Attrs.Len() {
+					return fmt.Errorf("session %s: n1 %s/%d/%d attrs, %s %s/%d/%d attrs", id[:8], ref.Owner, ref.Epoch, ref.Attrs.Len(), n.Node(), s.Owner, s.Epoch, s.Attrs.Len())
 				}
-				for k, a := range ref.Attrs {
-					b := s.Attrs[k]
+				for k, a := range ref.Attrs.All() {
+					b, _ := s.Attrs.Get(k)
 					if string(a.Value) != string(b.Value) || a.Deleted != b.Deleted || a.Stamp != b.Stamp {
 						return fmt.Errorf("session %s key %s: n1 %q %+v, %s %q %+v", id[:8], k, a.Value, a.Stamp, n.Node(), b.Value, b.Stamp)
 					}

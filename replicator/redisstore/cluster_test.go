@@ -132,7 +132,7 @@ func masterKill(t *testing.T, c *redistest.Cluster, cons replicator.Consistency)
 				lost++
 				continue
 			}
-			if _, ok := ss.Attrs[k]; !ok {
+			if _, ok := ss.Attrs.Get(k); !ok {
 				lost++
 			}
 		}

@@ -27,7 +27,7 @@ func FuzzParse(f *testing.F) {
 		if ss.Version == 0 || ss.ID != "id" {
 			t.Fatalf("session without a version: %+v", ss)
 		}
-		for k, a := range ss.Attrs {
+		for k, a := range ss.Attrs.All() {
 			if m["a:"+k] != string(a.Value) {
 				t.Fatalf("attribute %q not from field a:%s", k, k)
 			}
@@ -38,8 +38,8 @@ func FuzzParse(f *testing.F) {
 				n++
 			}
 		}
-		if n != len(ss.Attrs) {
-			t.Fatalf("%d a: fields, %d attributes", n, len(ss.Attrs))
+		if n != ss.Attrs.Len() {
+			t.Fatalf("%d a: fields, %d attributes", n, ss.Attrs.Len())
 		}
 	})
 }

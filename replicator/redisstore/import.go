@@ -30,7 +30,7 @@ func (s *Store) Import(ctx context.Context, ss *replicator.Session) (bool, error
 	if ss.Principal != "" {
 		args = append(args, "p", ss.Principal)
 	}
-	for k, a := range ss.Attrs {
+	for k, a := range ss.Attrs.All() {
 		if !a.Deleted {
 			args = append(args, "a:"+k, string(a.Value))
 		}

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"hash/maphash"
-	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,14 +147,12 @@ func (c *nearCache) onInvalidate(keys []rueidis.RedisMessage) {
 // commit script applies it, at version v, under id.
 func applyDelta(old *replicator.Session, id string, d *replicator.Delta, v uint64) *replicator.Session {
 	var ns replicator.Session
+	attrs := map[string]replicator.Attr{}
 	if old != nil {
 		ns = *old
-		ns.Attrs = maps.Clone(old.Attrs)
+		attrs = old.Attrs.Map()
 	} else {
 		ns = replicator.Session{Epoch: 0, Created: d.Created}
-	}
-	if ns.Attrs == nil {
-		ns.Attrs = map[string]replicator.Attr{}
 	}
 	ns.ID = id
 	if old == nil || d.Epoch >= ns.Epoch {
@@ -170,17 +167,18 @@ func applyDelta(old *replicator.Session, id string, d *replicator.Delta, v uint6
 	for _, op := range d.Ops {
 		switch op.Kind {
 		case replicator.OpSet:
-			ns.Attrs[op.Key] = replicator.Attr{Value: op.Value}
+			attrs[op.Key] = replicator.Attr{Value: op.Value}
 		case replicator.OpDel:
-			delete(ns.Attrs, op.Key)
+			delete(attrs, op.Key)
 		case replicator.OpPrincipal:
 			ns.Principal = string(op.Value)
 		}
 	}
-	for k, a := range ns.Attrs {
+	for k, a := range attrs {
 		a.Stamp = st
-		ns.Attrs[k] = a
+		attrs[k] = a
 	}
+	ns.Attrs = replicator.NewAttrs(attrs)
 	ns.PrincipalAt = st
 	ns.Version = v
 	return &ns

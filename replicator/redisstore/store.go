@@ -268,10 +268,11 @@ func parse(id string, m map[string]string) *replicator.Session {
 	if _, dead := m["x"]; dead {
 		return nil // a tombstone
 	}
-	ss := &replicator.Session{ID: id, Attrs: make(map[string]replicator.Attr, len(m))}
+	ss := &replicator.Session{ID: id}
+	attrs := make(map[string]replicator.Attr, len(m))
 	for k, v := range m {
 		if name, ok := strings.CutPrefix(k, "a:"); ok {
-			ss.Attrs[name] = replicator.Attr{Value: []byte(v)}
+			attrs[name] = replicator.Attr{Value: []byte(v)}
 			continue
 		}
 		switch k {
@@ -297,10 +298,11 @@ func parse(id string, m map[string]string) *replicator.Session {
 	if ss.Version == 0 {
 		return nil // a hash left by a partial write, never a session
 	}
-	for k, a := range ss.Attrs {
+	for k, a := range attrs {
 		a.Stamp = replicator.Stamp{Epoch: ss.Epoch, Node: ss.Owner}
-		ss.Attrs[k] = a
+		attrs[k] = a
 	}
+	ss.Attrs = replicator.NewAttrs(attrs)
 	ss.PrincipalAt = replicator.Stamp{Epoch: ss.Epoch, Node: ss.Owner}
 	return ss
 }
@@ -585,7 +587,7 @@ func sizeAfter(old *replicator.Session, d *replicator.Delta) int {
 	size := 0
 	cur := map[string]int{}
 	if old != nil {
-		for k, a := range old.Attrs {
+		for k, a := range old.Attrs.All() {
 			if !a.Deleted {
 				cur[k] = len(k) + len(a.Value)
 			}

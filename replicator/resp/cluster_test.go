@@ -128,10 +128,10 @@ func TestReplicatedKeys(t *testing.T) {
 	// One HSET field is one attribute's write.
 	on(ea, ca, "HSET h a 1 b 2")
 	eventuallyReply(eb, cb, "HGET h b", `"2"`)
-	before := nodes[1].Get(replicator.KeyPrefix + "h").Attrs
+	before := nodes[1].Get(replicator.KeyPrefix + "h").Attrs.Map()
 	on(ea, ca, "HSET h a 3")
 	eventuallyReply(eb, cb, "HGET h a", `"3"`)
-	after := nodes[1].Get(replicator.KeyPrefix + "h").Attrs
+	after := nodes[1].Get(replicator.KeyPrefix + "h").Attrs.Map()
 	if after["hb"].Stamp != before["hb"].Stamp || after["ha"].Stamp == before["ha"].Stamp {
 		t.Fatalf("HSET of field a rewrote b: before %+v after %+v", before, after)
 	}

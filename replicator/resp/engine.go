@@ -188,7 +188,7 @@ func (en *entry) get(a string) ([]byte, bool) {
 	if en.cleared || en.phys == nil {
 		return nil, false
 	}
-	at, ok := en.phys.Attrs[a]
+	at, ok := en.phys.Attrs.Get(a)
 	if !ok || at.Deleted {
 		return nil, false
 	}
@@ -198,7 +198,7 @@ func (en *entry) get(a string) ([]byte, bool) {
 // each calls fn for every live attribute (order unspecified).
 func (en *entry) each(fn func(a string, v []byte)) {
 	if !en.cleared && en.phys != nil {
-		for a, at := range en.phys.Attrs {
+		for a, at := range en.phys.Attrs.All() {
 			if at.Deleted {
 				continue
 			}
@@ -247,7 +247,7 @@ func (en *entry) kind() kind {
 	if en.cleared || en.phys == nil {
 		return kindNone
 	}
-	for a, at := range en.phys.Attrs {
+	for a, at := range en.phys.Attrs.All() {
 		if at.Deleted || len(a) == 0 || a[0] != hashPrefix[0] {
 			continue
 		}
@@ -368,7 +368,7 @@ func (e *Engine) commitOne(d *replicator.Delta) (replicator.CommitResult, error)
 func (t *tx) delta(en *entry) *replicator.Delta {
 	var ops []replicator.Op
 	if en.cleared && en.phys != nil {
-		for a, at := range en.phys.Attrs {
+		for a, at := range en.phys.Attrs.All() {
 			if _, ok := en.over[a]; !at.Deleted && !ok {
 				ops = append(ops, replicator.Op{Kind: replicator.OpDel, Key: a})
 			}
@@ -380,7 +380,7 @@ func (t *tx) delta(en *entry) *replicator.Delta {
 			continue
 		}
 		if en.phys != nil {
-			if at, ok := en.phys.Attrs[a]; ok && !at.Deleted {
+			if at, ok := en.phys.Attrs.Get(a); ok && !at.Deleted {
 				ops = append(ops, replicator.Op{Kind: replicator.OpDel, Key: a})
 			}
 		}

@@ -461,7 +461,7 @@ func TestRecordsInTheReplica(t *testing.T) {
 
 func liveAttrs(s *replicator.Session) int {
 	n := 0
-	for _, a := range s.Attrs {
+	for _, a := range s.Attrs.All() {
 		if !a.Deleted {
 			n++
 		}

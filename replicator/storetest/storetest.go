@@ -130,7 +130,7 @@ func attrs(ss *replicator.Session) map[string]string {
 	if ss == nil {
 		return out
 	}
-	for k, a := range ss.Attrs {
+	for k, a := range ss.Attrs.All() {
 		if !a.Deleted {
 			out[k] = string(a.Value)
 		}

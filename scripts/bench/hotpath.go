@@ -65,14 +65,16 @@ func DeltaBatches() []NamedBytes {
 		out = append(out, NamedBytes{fmt.Sprintf("batch of %d deltas", n), replicator.AppendBatch(nil, RealisticDeltas(rng, n))})
 	}
 	// A ~4 KB session record as state transfer sends it.
-	s := &replicator.Session{ID: "x", Owner: "web-1", Epoch: 1, Version: 3, Attrs: map[string]replicator.Attr{}}
+	s := &replicator.Session{ID: "x", Owner: "web-1", Epoch: 1, Version: 3}
+	attrs := map[string]replicator.Attr{}
 	for _, d := range RealisticDeltas(rng, 48) {
 		for _, op := range d.Ops {
-			s.Attrs[fmt.Sprintf("%s%d", op.Key, len(s.Attrs))] = replicator.Attr{Value: op.Value, Stamp: replicator.Stamp{Epoch: 1, HLC: d.HLC, Node: "web-1"}}
+			attrs[fmt.Sprintf("%s%d", op.Key, len(attrs))] = replicator.Attr{Value: op.Value, Stamp: replicator.Stamp{Epoch: 1, HLC: d.HLC, Node: "web-1"}}
 		}
 	}
+	s.Attrs = replicator.NewAttrs(attrs)
 	rec := replicator.AppendSession(nil, s)
-	out = append(out, NamedBytes{fmt.Sprintf("session record (state transfer), %d attrs", len(s.Attrs)), rec})
+	out = append(out, NamedBytes{fmt.Sprintf("session record (state transfer), %d attrs", s.Attrs.Len()), rec})
 	return out
 }
 

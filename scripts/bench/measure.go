@@ -198,7 +198,7 @@ func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []st
 		}
 		spins := 0
 		for {
-			if s := dst.Get(probe); s != nil && bytes.Equal(s.Attrs["t"].Value, stamp) {
+			if s := dst.Get(probe); s != nil && bytes.Equal(s.Attrs.Value("t"), stamp) {
 				break
 			}
 			if time.Since(t0) > 5*time.Second {

@@ -1,0 +1,222 @@
+package replicator
+
+import (
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Attrs is the immutable attribute set of a Session: live attributes and
+// per-attribute tombstones, sorted by key. The zero value is the empty
+// set. It is a value type of 16 bytes holding a compact array (48 bytes
+// per attribute, node names interned), which is what keeps a small
+// session small: a Go map costs a whole 8-slot group even for one
+// attribute. Lookups are binary searches; every change builds a new
+// array (copy on write), so an Attrs handed out is never modified.
+type Attrs struct {
+	p *attrEntry // first element of an array of n entries, sorted by key; nil when n is 0
+	n int
+}
+
+// attrEntry is an Attr in compact form. The value is held as a pointer
+// and a length (its capacity is not kept); the stamp's node name as an
+// interned id.
+type attrEntry struct {
+	key     string
+	val     *byte // unsafe.SliceData of the value: nil for a nil value
+	vlen    uint32
+	epoch   uint32
+	hlc     uint64
+	node    uint32
+	deleted bool
+}
+
+func entryOf(key string, a *Attr) attrEntry {
+	return attrEntry{
+		key:     key,
+		val:     unsafe.SliceData(a.Value),
+		vlen:    uint32(len(a.Value)),
+		epoch:   a.Stamp.Epoch,
+		hlc:     a.Stamp.HLC,
+		node:    nodeID(a.Stamp.Node),
+		deleted: a.Deleted,
+	}
+}
+
+func (e *attrEntry) value() []byte {
+	if e.val == nil {
+		return nil
+	}
+	return unsafe.Slice(e.val, e.vlen)
+}
+
+func (e *attrEntry) attr() Attr {
+	return Attr{Value: e.value(), Stamp: Stamp{Epoch: e.epoch, HLC: e.hlc, Node: nodeName(e.node)}, Deleted: e.deleted}
+}
+
+func (a Attrs) entries() []attrEntry {
+	if a.n == 0 {
+		return nil
+	}
+	return unsafe.Slice(a.p, a.n)
+}
+
+func attrsOf(es []attrEntry) Attrs {
+	if len(es) == 0 {
+		return Attrs{}
+	}
+	return Attrs{p: &es[0], n: len(es)}
+}
+
+// Len returns the number of attributes, tombstones included.
+func (a Attrs) Len() int { return a.n }
+
+func (a Attrs) find(key string) (int, bool) {
+	return slices.BinarySearchFunc(a.entries(), key, func(e attrEntry, k string) int { return strings.Compare(e.key, k) })
+}
+
+// Get returns the attribute under key (maybe a tombstone: check Deleted)
+// and whether there is one.
+func (a Attrs) Get(key string) (Attr, bool) {
+	i, ok := a.find(key)
+	if !ok {
+		return Attr{}, false
+	}
+	return a.entries()[i].attr(), true
+}
+
+// Value returns the value of the live attribute under key, nil when there
+// is none (absent or deleted). The slice is shared: do not modify it.
+func (a Attrs) Value(key string) []byte {
+	i, ok := a.find(key)
+	if !ok {
+		return nil
+	}
+	return a.entries()[i].value()
+}
+
+// All yields every attribute, tombstones included, in key order.
+func (a Attrs) All() iter.Seq2[string, Attr] {
+	return func(yield func(string, Attr) bool) {
+		es := a.entries()
+		for i := range es {
+			if !yield(es[i].key, es[i].attr()) {
+				return
+			}
+		}
+	}
+}
+
+// Map returns a new map of every attribute, tombstones included.
+func (a Attrs) Map() map[string]Attr {
+	m := make(map[string]Attr, a.n)
+	for k, v := range a.All() {
+		m[k] = v
+	}
+	return m
+}
+
+// With returns a copy of a with key set to v (replacing any attribute
+// under key); a itself is not modified. Merge rules are not applied.
+func (a Attrs) With(key string, v Attr) Attrs {
+	return a.with([]attrEntry{entryOf(key, &v)})
+}
+
+// NewAttrs returns the attribute set holding the entries of m.
+func NewAttrs(m map[string]Attr) Attrs {
+	es := make([]attrEntry, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		es = append(es, entryOf(k, &v))
+	}
+	return attrsOf(es)
+}
+
+// with returns a merged with ch (sorted by key, keys unique): an entry of
+// ch replaces a's entry under the same key.
+func (a Attrs) with(ch []attrEntry) Attrs {
+	old := a.entries()
+	out := make([]attrEntry, 0, len(old)+len(ch))
+	i, j := 0, 0
+	for i < len(old) || j < len(ch) {
+		switch {
+		case j == len(ch):
+			out = append(out, old[i])
+			i++
+		case i == len(old):
+			out = append(out, ch[j])
+			j++
+		default:
+			switch c := strings.Compare(old[i].key, ch[j].key); {
+			case c < 0:
+				out = append(out, old[i])
+				i++
+			case c > 0:
+				out = append(out, ch[j])
+				j++
+			default:
+				out = append(out, ch[j])
+				i++
+				j++
+			}
+		}
+	}
+	return attrsOf(out)
+}
+
+// Node names are interned: every stamp of every session names one of a
+// few writers, so an attribute holds a 4-byte id instead of a string
+// header (and, for decoded records, a string of its own). The table only
+// grows; it holds each distinct writer name this process has seen.
+var nodeTab struct {
+	mu    sync.Mutex
+	ids   sync.Map                 // name → uint32
+	names atomic.Pointer[[]string] // id i is names[i]; appended under mu
+}
+
+func init() {
+	names := []string{""}
+	nodeTab.names.Store(&names)
+	nodeTab.ids.Store("", uint32(0))
+}
+
+// nodeID returns the id of a node name, interning it on first sight.
+func nodeID(name string) uint32 {
+	if name == "" {
+		return 0
+	}
+	if id, ok := nodeTab.ids.Load(name); ok {
+		return id.(uint32)
+	}
+	nodeTab.mu.Lock()
+	defer nodeTab.mu.Unlock()
+	if id, ok := nodeTab.ids.Load(name); ok {
+		return id.(uint32)
+	}
+	name = strings.Clone(name)
+	// Appending in place is safe: readers only index below the length
+	// they loaded.
+	names := append(*nodeTab.names.Load(), name)
+	id := uint32(len(names) - 1)
+	nodeTab.names.Store(&names)
+	nodeTab.ids.Store(name, id)
+	return id
+}
+
+func nodeName(id uint32) string {
+	names := *nodeTab.names.Load()
+	if int(id) < len(names) {
+		return names[id]
+	}
+	return ""
+}
+
+// internNode returns the interned copy of a node name, so that the many
+// records naming one owner share one string.
+func internNode(name string) string {
+	return nodeName(nodeID(name))
+}
