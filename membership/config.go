@@ -34,17 +34,35 @@ type Config struct {
 	Meta map[string]string
 
 	// HeartbeatInterval is the time between two heartbeats to the group.
-	// Default: 500ms.
+	// Default: 200ms.
 	HeartbeatInterval time.Duration
 
-	// SuspectTimeout is the silence after which a member is suspected and
-	// probed. It should cover at least two lost heartbeats. Default: 1500ms.
+	// ProbeTimeout is the silence after which a member is probed, pinged
+	// directly and through two other members, every HeartbeatInterval; a
+	// member that answers is not suspected. Default: three heartbeat
+	// intervals (600ms), at most SuspectTimeout.
+	ProbeTimeout time.Duration
+
+	// SuspectTimeout is the silence after which a member that answered no
+	// probe is suspected (and told so in its pings, so that it refutes). It
+	// should cover at least three lost heartbeats. Default: 1.2s.
 	SuspectTimeout time.Duration
 
 	// DeadTimeout is the silence after which a suspected member that answered
 	// no probe is declared dead. A member is also suspected for at least
-	// DeadTimeout - SuspectTimeout before it is declared dead. Default: 3s.
+	// DeadTimeout - SuspectTimeout before it is declared dead. Default: 2s.
+	// A member whose process is known to be gone (Machine.Gone) is
+	// declared dead as soon as it has been quiet for ProbeTimeout.
 	DeadTimeout time.Duration
+
+	// MaxHealthScore bounds this member's local health score (Lifeguard's
+	// local health awareness): the score rises by one when this member's
+	// own Ticks come late (its process was stalled) and when it has to
+	// refute a suspicion of itself (others found it slow), and falls by one
+	// every four heartbeat intervals without either. ProbeTimeout,
+	// SuspectTimeout and DeadTimeout are multiplied by 1 + score: a member
+	// that is itself slow waits longer before it accuses others. Default: 8.
+	MaxHealthScore int
 
 	// Retention is how long dead and left members stay listed (for display,
 	// and so that a dead member comes back only with a higher incarnation)
@@ -59,23 +77,28 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultHeartbeatInterval = 500 * time.Millisecond
-	DefaultSuspectTimeout    = 1500 * time.Millisecond
-	DefaultDeadTimeout       = 3 * time.Second
+	DefaultHeartbeatInterval = 200 * time.Millisecond
+	DefaultSuspectTimeout    = 1200 * time.Millisecond
+	DefaultDeadTimeout       = 2 * time.Second
+	DefaultMaxHealthScore    = 8
 	DefaultRetention         = 30 * time.Second
 	DefaultMaxMembers        = 256
 )
 
 // DefaultConfig returns a Config for a LAN with every default set; the
-// caller sets ID, Name and Started. With these defaults a crashed member is
-// declared dead 2.5 to 3.1 seconds after its last heartbeat, and a member
-// stalled for up to about 2 seconds is suspected at most, never declared
-// dead.
+// caller sets ID, Name and Started. With these defaults a member whose
+// process ended (and whose host the runtime finds refusing connections,
+// see Machine.Gone) is declared dead 0.6 to 0.8 seconds after it stopped;
+// a member that went silent otherwise (host down, network cut) 2 to 2.2
+// seconds after its last heartbeat. A member stalled for up to about 1.8
+// seconds is suspected at most, never declared dead, and one stalled for
+// less than about 1 second is not even suspected.
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		SuspectTimeout:    DefaultSuspectTimeout,
 		DeadTimeout:       DefaultDeadTimeout,
+		MaxHealthScore:    DefaultMaxHealthScore,
 		Retention:         DefaultRetention,
 		MaxMembers:        DefaultMaxMembers,
 	}
@@ -100,6 +123,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxMembers == 0 {
 		c.MaxMembers = d.MaxMembers
 	}
+	if c.MaxHealthScore == 0 {
+		c.MaxHealthScore = d.MaxHealthScore
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = min(3*c.HeartbeatInterval, c.SuspectTimeout)
+	}
 	c.Meta = maps.Clone(c.Meta)
 	return c
 }
@@ -116,8 +145,10 @@ func (c Config) Validate() error {
 		return bad("ID is required")
 	case c.Started.IsZero():
 		return bad("Started is required")
-	case c.HeartbeatInterval < 0 || c.SuspectTimeout < 0 || c.DeadTimeout < 0 || c.Retention < 0 || c.MaxMembers < 0:
-		return bad("durations and MaxMembers must not be negative")
+	case c.HeartbeatInterval < 0 || c.ProbeTimeout < 0 || c.SuspectTimeout < 0 || c.DeadTimeout < 0 || c.Retention < 0 || c.MaxMembers < 0 || c.MaxHealthScore < 0:
+		return bad("durations, MaxMembers and MaxHealthScore must not be negative")
+	case c.ProbeTimeout > c.SuspectTimeout:
+		return bad("ProbeTimeout (%v) must not be longer than SuspectTimeout (%v)", c.ProbeTimeout, c.SuspectTimeout)
 	case c.SuspectTimeout <= c.HeartbeatInterval:
 		return bad("SuspectTimeout (%v) must be longer than HeartbeatInterval (%v)", c.SuspectTimeout, c.HeartbeatInterval)
 	case c.DeadTimeout <= c.SuspectTimeout:

@@ -39,6 +39,8 @@ type Machine struct {
 	graceUntil    time.Time // after a stall of this Machine, no new suspicion before this
 	leaveLeft     int       // LEAVE copies still to send
 	rotate        int       // rotates the suspicion list when it is longer than MaxSuspicions
+	health        int       // local health score, 0 to MaxHealthScore (see Config)
+	healthyUntil  time.Time // the score falls by one when a Tick passes this without trouble
 
 	seq    uint32
 	probes map[uint32]probe // this member's outstanding pings, by seq
@@ -60,6 +62,7 @@ type entry struct {
 	Member
 	heard       time.Time // last direct evidence, for failure detection
 	suspectedAt time.Time
+	wasSuspect  bool // suspected (or declared dead) since last heard: hearing it again means the suspicion was false
 	nextProbe   time.Time
 	removeAt    time.Time // for Dead and Left
 	lastNotice  time.Time // last "you are dead" ping to a Dead member still talking
@@ -184,6 +187,15 @@ func (m *Machine) Tick(now time.Time) {
 	if !m.lastTick.IsZero() && now.Sub(m.lastTick) > 2*m.cfg.HeartbeatInterval {
 		m.graceUntil = now.Add(m.cfg.HeartbeatInterval)
 	}
+	// Local health awareness: a late Tick (this process was stalled, or
+	// its host is overloaded) raises the score, which stretches every
+	// timeout below; time without trouble lowers it again.
+	if !m.lastTick.IsZero() && now.Sub(m.lastTick) > m.cfg.HeartbeatInterval*3/2 {
+		m.sick(now)
+	} else if m.health > 0 && !now.Before(m.healthyUntil) {
+		m.health--
+		m.healthyUntil = now.Add(4 * m.cfg.HeartbeatInterval)
+	}
 	m.lastTick = now
 	m.self.LastSeen = now
 	if m.heartbeatDue || !now.Before(m.nextHeartbeat) {
@@ -192,24 +204,33 @@ func (m *Machine) Tick(now time.Time) {
 		m.nextHeartbeat = now.Add(m.cfg.HeartbeatInterval)
 	}
 	detect := !now.Before(m.graceUntil)
+	scale := time.Duration(1 + m.health)
+	probeAfter, suspectAfter, deadAfter := scale*m.cfg.ProbeTimeout, scale*m.cfg.SuspectTimeout, scale*m.cfg.DeadTimeout
 	for _, id := range m.sortedIDs() {
 		e := m.members[id]
 		silence := now.Sub(e.heard)
 		switch e.State {
 		case Alive:
-			if detect && silence >= m.cfg.SuspectTimeout {
+			switch {
+			case detect && silence >= suspectAfter:
 				e.State = Suspect
 				e.suspectedAt = now
+				e.wasSuspect = true
+				m.stats.Suspicions++
 				m.emit(EventSuspected, e)
-				m.probe(e, now)
+				m.probe(e, now, 0)
+			case detect && silence >= probeAfter && !now.Before(e.nextProbe):
+				// Quiet, not suspected yet: a member that answers
+				// (its heartbeats were lost or late) is never suspected.
+				m.probe(e, now, flagProbe)
 			}
 		case Suspect:
-			if detect && silence >= m.cfg.DeadTimeout && now.Sub(e.suspectedAt) >= m.cfg.DeadTimeout-m.cfg.SuspectTimeout {
+			if detect && silence >= deadAfter && now.Sub(e.suspectedAt) >= deadAfter-suspectAfter {
 				e.State = Dead
 				e.removeAt = now.Add(m.cfg.Retention)
 				m.emit(EventDied, e)
 			} else if !now.Before(e.nextProbe) {
-				m.probe(e, now)
+				m.probe(e, now, 0)
 			}
 		case Dead, Left:
 			if !now.Before(e.removeAt) {
@@ -228,6 +249,35 @@ func (m *Machine) Tick(now time.Time) {
 			delete(m.relays, seq)
 		}
 	}
+}
+
+// Gone records evidence from outside the protocol that the process of
+// member id no longer exists: its host refused a connection to the port
+// the member listened on (the runtime checks quiet members so). A member
+// quiet for at least ProbeTimeout (times 1 + Health()) is declared dead at
+// once, suspected first if it was not; a member heard more recently is
+// left alone, since the refusal may predate its last message. A member
+// wrongly declared dead comes back as after a partition (it refutes with
+// a higher incarnation).
+func (m *Machine) Gone(id uuid.UUID, now time.Time) {
+	e := m.members[id]
+	if e == nil || m.self.State == Left || (e.State != Alive && e.State != Suspect) {
+		return
+	}
+	if now.Sub(e.heard) < time.Duration(1+m.health)*m.cfg.ProbeTimeout {
+		return
+	}
+	if e.State == Alive {
+		e.State = Suspect
+		e.suspectedAt = now
+		e.wasSuspect = true
+		m.stats.Suspicions++
+		m.emit(EventSuspected, e)
+	}
+	e.State = Dead
+	e.removeAt = now.Add(m.cfg.Retention)
+	m.stats.GoneDeaths++
+	m.emit(EventDied, e)
 }
 
 // Ready returns, and forgets, the messages to send and the events since the
@@ -444,6 +494,9 @@ func (m *Machine) onHeartbeat(from uuid.UUID, msg *message, now time.Time) {
 		m.noteName(e.Member)
 		m.emit(EventJoined, e)
 		m.replaceByName(e, now)
+		// Answer a newcomer with a heartbeat at the next Tick, so that a
+		// starting member learns at once that it is not alone.
+		m.heartbeatDue = true
 	case !msg.Started.Equal(e.Started) || msg.Name != e.Name:
 		// An ID is one process: another start time or name under it is
 		// not this member.
@@ -469,7 +522,7 @@ func (m *Machine) onHeartbeat(from uuid.UUID, msg *message, now time.Time) {
 		m.stale(e)
 		return
 	default:
-		e.heard, e.LastSeen = now, now
+		m.heard(e, now)
 		if e.State == Suspect {
 			e.State = Alive
 			m.emit(EventRecovered, e)
@@ -500,14 +553,16 @@ func (m *Machine) onLeave(from uuid.UUID, now time.Time) {
 // onPing answers a ping addressed to this member. A ping means the sender
 // suspects this member (or declared it dead) at msg.Incarnation.
 func (m *Machine) onPing(from uuid.UUID, msg *message) {
-	m.refute(msg.Incarnation)
+	if msg.Flags&flagProbe == 0 {
+		m.refute(msg.Incarnation)
+	}
 	m.send(from, &message{Type: typeAck, To: from, Seq: msg.Seq, Target: m.self.ID, Incarnation: m.self.Incarnation})
 }
 
 // onPingReq pings msg.Target on behalf of from and forwards its ack.
 func (m *Machine) onPingReq(from uuid.UUID, msg *message, now time.Time) {
 	if msg.Target == m.self.ID {
-		m.onPing(from, &message{Seq: msg.Seq, Incarnation: msg.Incarnation})
+		m.onPing(from, &message{Seq: msg.Seq, Incarnation: msg.Incarnation, Flags: msg.Flags})
 		return
 	}
 	if len(m.relays) >= maxRelays || msg.Target == from || msg.Target == uuid.Nil {
@@ -515,7 +570,7 @@ func (m *Machine) onPingReq(from uuid.UUID, msg *message, now time.Time) {
 	}
 	seq := m.nextSeq()
 	m.relays[seq] = relay{origin: from, originSeq: msg.Seq, target: msg.Target, expires: now.Add(m.cfg.DeadTimeout)}
-	m.send(msg.Target, &message{Type: typePing, To: msg.Target, Seq: seq, Incarnation: msg.Incarnation})
+	m.send(msg.Target, &message{Type: typePing, To: msg.Target, Seq: seq, Incarnation: msg.Incarnation, Flags: msg.Flags & flagProbe})
 }
 
 func (m *Machine) onAck(from uuid.UUID, msg *message, now time.Time) {
@@ -554,7 +609,7 @@ func (m *Machine) alive(e *entry, inc uint64, now time.Time) {
 		m.emit(EventJoined, e)
 		m.replaceByName(e, now)
 	default:
-		e.heard, e.LastSeen = now, now
+		m.heard(e, now)
 		if inc > e.Incarnation {
 			e.Incarnation = inc
 		}
@@ -610,15 +665,38 @@ func (m *Machine) refute(inc uint64) {
 	m.self.Incarnation = inc + 1
 	m.stats.Refutations++
 	m.heartbeatDue = true
+	// Others found this member slow: it is probably slow to hear them too.
+	m.sick(m.lastTick)
 }
 
-// probe pings a suspect directly and asks two other random alive members to
-// ping it too.
-func (m *Machine) probe(e *entry, now time.Time) {
+// sick raises the local health score (see Config.MaxHealthScore).
+func (m *Machine) sick(now time.Time) {
+	m.health = min(m.health+1, m.cfg.MaxHealthScore)
+	m.healthyUntil = now.Add(4 * m.cfg.HeartbeatInterval)
+}
+
+// heard records direct evidence that the Alive or Suspect member e is
+// alive, counting a false suspicion if it was suspected.
+func (m *Machine) heard(e *entry, now time.Time) {
+	e.heard, e.LastSeen = now, now
+	if e.wasSuspect {
+		e.wasSuspect = false
+		m.stats.FalseSuspicions++
+	}
+}
+
+// Health returns this member's local health score: 0 when healthy, up to
+// Config.MaxHealthScore; every failure-detection timeout is multiplied by
+// 1 + Health().
+func (m *Machine) Health() int { return m.health }
+
+// probe pings a quiet member (flags flagProbe) or a suspect (flags 0)
+// directly and asks two other random alive members to ping it too.
+func (m *Machine) probe(e *entry, now time.Time, flags uint64) {
 	e.nextProbe = now.Add(m.cfg.HeartbeatInterval)
 	seq := m.nextSeq()
 	m.probes[seq] = probe{target: e.ID, expires: now.Add(m.cfg.DeadTimeout)}
-	m.send(e.ID, &message{Type: typePing, To: e.ID, Seq: seq, Incarnation: e.Incarnation})
+	m.send(e.ID, &message{Type: typePing, To: e.ID, Seq: seq, Incarnation: e.Incarnation, Flags: flags})
 	var helpers []uuid.UUID
 	for _, id := range m.sortedIDs() {
 		if h := m.members[id]; id != e.ID && h.State == Alive {
@@ -627,7 +705,7 @@ func (m *Machine) probe(e *entry, now time.Time) {
 	}
 	m.rng.Shuffle(len(helpers), func(i, j int) { helpers[i], helpers[j] = helpers[j], helpers[i] })
 	for _, h := range helpers[:min(2, len(helpers))] {
-		m.send(h, &message{Type: typePingReq, To: h, Seq: seq, Target: e.ID, Incarnation: e.Incarnation})
+		m.send(h, &message{Type: typePingReq, To: h, Seq: seq, Target: e.ID, Incarnation: e.Incarnation, Flags: flags})
 	}
 }
 

@@ -383,13 +383,17 @@ func TestRefute(t *testing.T) {
 }
 
 func TestIndirectProbe(t *testing.T) {
-	// c hears b, a does not: a's suspicion of b is lifted through c.
+	// c hears b, a does not: a probes the quiet b through c, which
+	// relays b's acks, so b is never suspected, let alone declared dead.
 	n := cluster(t, 10, "a", "b", "c")
 	a, b := n.nodes[0], n.nodes[1]
 	n.cut[[2]uuid.UUID{b.m.self.ID, a.m.self.ID}] = true
 	n.run(20 * time.Second)
-	if a.count(EventDied, b.m.self.ID) != 0 || a.count(EventSuspected, b.m.self.ID) == 0 {
-		t.Fatalf("want b suspected but kept alive by indirect acks, events %v", a.events)
+	if a.count(EventDied, b.m.self.ID) != 0 || a.count(EventSuspected, b.m.self.ID) != 0 {
+		t.Fatalf("want b kept alive by indirect acks without suspicion, events %v", a.events)
+	}
+	if st := a.m.Stats(); st.Suspicions != 0 || st.FalseSuspicions != 0 || b.m.Stats().Refutations != 0 {
+		t.Fatalf("stats %+v, b refuted %d times (probes are no suspicions)", st, b.m.Stats().Refutations)
 	}
 }
 

@@ -43,13 +43,16 @@ type simEvent struct {
 }
 
 type simNet struct {
-	t     testing.TB
-	now   time.Time
-	rng   *rand.Rand
-	loss  float64
-	nodes []*simNode
-	byID  map[uuid.UUID]*simNode
-	cut   map[[2]uuid.UUID]bool
+	t    testing.TB
+	now  time.Time
+	rng  *rand.Rand
+	loss float64
+	// refuse: a down node's host refuses connections, and every node
+	// checks its quiet members as the runtime does (Machine.Gone).
+	refuse bool
+	nodes  []*simNode
+	byID   map[uuid.UUID]*simNode
+	cut    map[[2]uuid.UUID]bool
 }
 
 func newSimNet(t testing.TB, seed uint64) *simNet {
@@ -121,6 +124,13 @@ func (n *simNet) step() {
 		if !n.now.Before(nd.nextTick) {
 			nd.m.Tick(n.now)
 			nd.nextTick = n.now.Add(simTick)
+			if n.refuse {
+				for id, e := range nd.m.members {
+					if o := n.byID[id]; o != nil && o.down && n.now.Sub(e.LastSeen) >= nd.m.cfg.ProbeTimeout {
+						nd.m.Gone(id, n.now)
+					}
+				}
+			}
 		}
 		rd := nd.m.Ready()
 		for _, ev := range rd.Events {

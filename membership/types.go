@@ -150,4 +150,13 @@ type Stats struct {
 	OlderIncarnation uint64 // heartbeats of an unknown member older than the member known with its name, refused
 	Refutations      uint64 // times this member bumped its incarnation to refute a suspicion
 	NameConflicts    uint64 // heartbeats from a member replaced by a newer one of the same name
+	// Suspicions counts members this Machine suspected (EventSuspected).
+	Suspicions uint64
+	// FalseSuspicions counts suspicions proven wrong: the suspected member
+	// was heard again with the same ID (it refuted, answered a probe, or
+	// came back after a partition or stall that got it declared dead).
+	FalseSuspicions uint64
+	// GoneDeaths counts members declared dead early because their process
+	// was known to be gone (Gone).
+	GoneDeaths uint64
 }

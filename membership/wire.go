@@ -20,8 +20,8 @@ import (
 //	heartbeat: name str | started i64 (Unix ns) | incarnation uvarint |
 //	           view u64 | meta count uvarint, (key str, value str)... |
 //	           suspicions count uvarint, (id [16] | incarnation uvarint)...
-//	ping:      to [16] | seq uvarint | incarnation uvarint
-//	ping-req:  to [16] | seq uvarint | target [16] | incarnation uvarint
+//	ping:      to [16] | seq uvarint | incarnation uvarint [| flags uvarint]
+//	ping-req:  to [16] | seq uvarint | target [16] | incarnation uvarint [| flags uvarint]
 //	ack:       to [16] | seq uvarint | target [16] | incarnation uvarint
 //	leave:     incarnation uvarint
 //
@@ -29,6 +29,11 @@ import (
 // width are big-endian. "to" names the intended recipient of a unicast
 // message, so that a transport which carries unicast over the group cannot
 // make a member act on a message meant for another.
+//
+// flags (added without a version bump: older decoders ignore it, and a
+// ping without it is a suspicion, as older senders meant): bit 0 set
+// means a probe of a member that went quiet but is not suspected yet, so
+// the target answers without refuting.
 
 // ProtocolVersion is the wire format version this package writes. Decoders
 // accept versions MinProtocolVersion through ProtocolVersion.
@@ -51,6 +56,10 @@ const (
 )
 
 type msgType uint8
+
+// flagProbe marks a ping (or ping-req) that probes a quiet member before
+// any suspicion: the target acks without refuting.
+const flagProbe = 1
 
 // Message type numbers: append-only.
 const (
@@ -76,6 +85,7 @@ type message struct {
 	Seq         uint32    // ping, ping-req, ack
 	Target      uuid.UUID // ping-req, ack
 	Incarnation uint64    // all but heartbeat's suspicions: see the format above
+	Flags       uint64    // ping, ping-req: flagProbe
 	Name        string    // heartbeat
 	Started     time.Time // heartbeat
 	View        uint64    // heartbeat
@@ -112,11 +122,15 @@ func (m *message) encode(b []byte) []byte {
 		b = append(b, m.To[:]...)
 		b = binary.AppendUvarint(b, uint64(m.Seq))
 		b = binary.AppendUvarint(b, m.Incarnation)
+		b = binary.AppendUvarint(b, m.Flags)
 	case typePingReq, typeAck:
 		b = append(b, m.To[:]...)
 		b = binary.AppendUvarint(b, uint64(m.Seq))
 		b = append(b, m.Target[:]...)
 		b = binary.AppendUvarint(b, m.Incarnation)
+		if m.Type == typePingReq {
+			b = binary.AppendUvarint(b, m.Flags)
+		}
 	case typeLeave:
 		b = binary.AppendUvarint(b, m.Incarnation)
 	}
@@ -261,11 +275,17 @@ func decode(b []byte) (*message, error) {
 		m.To = r.uuid("to")
 		m.Seq = r.seq()
 		m.Incarnation = r.uvarint("incarnation")
+		if r.err == nil && len(r.b) > 0 {
+			m.Flags = r.uvarint("flags")
+		}
 	case typePingReq, typeAck:
 		m.To = r.uuid("to")
 		m.Seq = r.seq()
 		m.Target = r.uuid("target")
 		m.Incarnation = r.uvarint("incarnation")
+		if t == typePingReq && r.err == nil && len(r.b) > 0 {
+			m.Flags = r.uvarint("flags")
+		}
 	case typeLeave:
 		m.Incarnation = r.uvarint("incarnation")
 	default:

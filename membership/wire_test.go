@@ -85,9 +85,12 @@ func FuzzRoundTrip(f *testing.F) {
 				m.Suspicions = append(m.Suspicions, suspicion{ID: u, Incarnation: inc + uint64(i)})
 			}
 		case typePing:
-			m.To, m.Seq, m.Incarnation = u, seq, inc
+			m.To, m.Seq, m.Incarnation, m.Flags = u, seq, inc, uint64(nsus%2)
 		case typePingReq, typeAck:
 			m.To, m.Seq, m.Target, m.Incarnation = u, seq, uuid.UUID{1}, inc
+			if m.Type == typePingReq {
+				m.Flags = uint64(nsus % 2)
+			}
 		case typeLeave:
 			m.Incarnation = inc
 		}

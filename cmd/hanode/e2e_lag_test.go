@@ -119,4 +119,5 @@ func TestLagBetweenNamespaces(t *testing.T) {
 	if writes == 0 || lcount <= count {
 		t.Errorf("under load: %d writes, %v deltas received", writes, lcount-count)
 	}
+	noFalseSuspicions(t, n1, n2)
 }

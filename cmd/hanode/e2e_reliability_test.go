@@ -641,6 +641,7 @@ func TestReliabilityJoin100k(t *testing.T) {
 		}
 	})
 	wrong.report(t, "values on the joiner")
+	noFalseSuspicions(t, n1, n2)
 }
 
 // ---------------------------------------------------------------------
@@ -871,6 +872,7 @@ func TestReliabilityRollingRestart(t *testing.T) {
 			t.Errorf("user %s on %s after the restarts: %+v %v, want n %d", relShort(u.id), node.name, cj, err, u.n)
 		}
 	}
+	noFalseSuspicions(t, nodes...)
 }
 
 // ---------------------------------------------------------------------
@@ -1142,4 +1144,5 @@ func TestReliabilitySyncKill(t *testing.T) {
 		})
 	}
 	lost.report(t, "acknowledged writes on the survivors")
+	noFalseSuspicions(t, n2, n3)
 }

@@ -733,21 +733,19 @@ func TestSecuritySessionLimits(t *testing.T) {
 // which shows the node's network namespace).
 func transferAddr(t *testing.T, n *e2eNode) string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", n.proc.PID()))
-	if err != nil {
-		t.Fatal(err)
+	// The node advertises its state-transfer address to its peers (the
+	// "addr" of itself in /members); it also listens on other ports (app,
+	// admin, liveness).
+	_, body, err := n.adminGet("/members")
+	var ms []memberJSON
+	if err != nil || json.Unmarshal(body, &ms) != nil {
+		t.Fatalf("%s: /members: %v %s", n.name, err, body)
 	}
-	for _, ln := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(ln)
-		if len(f) < 4 || f[3] != "0A" { // LISTEN
-			continue
-		}
-		_, hexPort, _ := strings.Cut(f[1], ":")
-		port, _ := strconv.ParseUint(hexPort, 16, 16)
-		if port != appPort && port != adminPort && port != 0 {
-			return n.host.Addr(int(port))
+	for _, m := range ms {
+		if m.Self && m.Addr != "" {
+			return m.Addr
 		}
 	}
-	t.Fatalf("%s: no state-transfer listener in %s", n.name, b)
+	t.Fatalf("%s: no state-transfer address in /members: %s", n.name, body)
 	return ""
 }

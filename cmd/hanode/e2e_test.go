@@ -324,6 +324,7 @@ func TestFailoverSIGKILL(t *testing.T) {
 			t.Errorf("user %d: attrs/user on %s = %d %q, want %q", i, target.name, code, body, u.name)
 		}
 	}
+	noFalseSuspicions(t, n2, n3)
 }
 
 // cj0 returns the ID part of a token.

@@ -52,7 +52,7 @@ type Config struct {
 	SnapshotInterval time.Duration // default 0: only on shutdown
 
 	AntiEntropyInterval time.Duration // default 15s
-	HeartbeatInterval   time.Duration // default 500ms
+	HeartbeatInterval   time.Duration // default 200ms; failure detection scales with it (dead after 10 intervals of silence, 3 when the process is gone)
 	MaxSessionBytes     int           // default 1 MiB
 
 	Logger *slog.Logger // default slog.Default()

@@ -72,6 +72,13 @@ func (n *Node) WriteMetrics(w io.Writer) {
 		alone = 1
 	}
 	p.gauge("hanode_no_peers", "1 when HA is on and no peer has been seen for 30s.", alone)
+	n.memMu.Lock()
+	ms, health := n.mem.Stats(), n.mem.Health()
+	n.memMu.Unlock()
+	p.counter("hanode_membership_suspicions_total", "Members this node suspected (silent past the suspect timeout, unanswered probes).", float64(ms.Suspicions))
+	p.counter("hanode_membership_false_suspicions_total", "Suspicions proven wrong: the suspected member was heard again with the same ID.", float64(ms.FalseSuspicions))
+	p.counter("hanode_membership_refutations_total", "Times this node refuted a suspicion of itself.", float64(ms.Refutations))
+	p.gauge("hanode_membership_health_score", "Local health score (0 healthy): failure-detection timeouts are multiplied by 1 + score.", float64(health))
 	ready := 0.0
 	if n.Ready() {
 		ready = 1
@@ -103,9 +110,6 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	for _, r := range []string{refusedHeldFull, refusedNotMember} {
 		p.sample("hanode_replication_batches_refused_total", fmt.Sprintf("reason=%q", r), float64(n.gate.refusedCounts()[r]))
 	}
-	n.memMu.Lock()
-	ms := n.mem.Stats()
-	n.memMu.Unlock()
 	p.header("hanode_membership_refused_total", "Membership messages refused, by reason (stale: older than the member's known incarnation or from a dead or left member; retired: a member forgotten after it died or left; older_incarnation: a node's previous process, its name now held by a newer one).", "counter")
 	p.sample("hanode_membership_refused_total", `reason="older_incarnation"`, float64(ms.OlderIncarnation))
 	p.sample("hanode_membership_refused_total", `reason="retired"`, float64(ms.Retired))

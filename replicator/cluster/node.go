@@ -65,6 +65,10 @@ type Node struct {
 	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
 	gate       deltaGate    // batches of senders that are not members (yet)
 
+	aliveLn     net.Listener // liveness.go; nil without one
+	goneMu      sync.Mutex
+	goneChecked map[uuid.UUID]time.Time // quiet members whose listener was last tried (liveness.go)
+
 	repairMu      sync.Mutex
 	repairRunning bool      // an anti-entropy round is under way
 	repairNext    uuid.UUID // asked for while one ran: run one more, with this member
@@ -165,7 +169,7 @@ func (c *Config) setDefaults() {
 		c.AntiEntropyInterval = 15 * time.Second
 	}
 	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = 500 * time.Millisecond
+		c.HeartbeatInterval = membership.DefaultHeartbeatInterval
 	}
 	if c.MaxSessionBytes == 0 {
 		c.MaxSessionBytes = 1 << 20
@@ -305,10 +309,17 @@ func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
 	mcfg.ID = n.id
 	mcfg.Name = n.cfg.Node
 	mcfg.Started = n.started
+	// Failure detection in heartbeat intervals, as membership's defaults
+	// (200ms: probe after 0.6s of silence, suspect after 1.2s, dead after
+	// 2s; a killed process is dead after 0.6s, see liveness.go).
 	mcfg.HeartbeatInterval = n.cfg.HeartbeatInterval
-	mcfg.SuspectTimeout = 3 * n.cfg.HeartbeatInterval
-	mcfg.DeadTimeout = 6 * n.cfg.HeartbeatInterval
+	mcfg.ProbeTimeout = 3 * n.cfg.HeartbeatInterval
+	mcfg.SuspectTimeout = 6 * n.cfg.HeartbeatInterval
+	mcfg.DeadTimeout = 10 * n.cfg.HeartbeatInterval
 	mcfg.Meta = map[string]string{metaTransfer: n.ln.Addr().String(), metaReady: "0"}
+	if a := n.listenLiveness(); a != "" {
+		mcfg.Meta[metaAlive] = a
+	}
 	m, err := membership.New(mcfg, time.Now())
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
@@ -323,6 +334,7 @@ func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
 	n.goRun(n.flushLoop)
 	n.goRun(n.expiryLoop)
 	n.goRun(n.serveTransfers)
+	n.goRun(n.serveLiveness)
 	n.goRun(n.joinAndRepair)
 	if n.cfg.SnapshotFile != "" && n.cfg.SnapshotInterval > 0 {
 		n.goRun(n.snapshotLoop)
@@ -586,6 +598,21 @@ func (n *Node) eventLoop() {
 
 // tickLoop drives the membership machine.
 func (n *Node) tickLoop() {
+	tick := func(now time.Time) {
+		n.memMu.Lock()
+		n.mem.Tick(now)
+		rd := n.mem.Ready()
+		n.memMu.Unlock()
+		n.sendMembership(rd)
+		n.handleMemberEvents(rd.Events)
+		n.releaseHeld(now)
+		n.checkAlone(now)
+		n.checkReplication(now)
+		n.checkGone(now)
+	}
+	// The first tick at once: it sends the first heartbeat, which is this
+	// node's join probe (see joinAndRepair).
+	tick(time.Now())
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -593,15 +620,7 @@ func (n *Node) tickLoop() {
 		case <-n.ctx.Done():
 			return
 		case now := <-t.C:
-			n.memMu.Lock()
-			n.mem.Tick(now)
-			rd := n.mem.Ready()
-			n.memMu.Unlock()
-			n.sendMembership(rd)
-			n.handleMemberEvents(rd.Events)
-			n.releaseHeld(now)
-			n.checkAlone(now)
-			n.checkReplication(now)
+			tick(now)
 		}
 	}
 }

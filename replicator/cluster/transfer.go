@@ -375,11 +375,22 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(
 func (n *Node) joinAndRepair() {
 	start := time.Now()
 	staleAtStart := n.tr.Stats().Rejected["stale"]
-	// Hear the others' heartbeats first.
-	if !n.sleep(2 * n.cfg.HeartbeatInterval) {
+	// Join probe: this node's first heartbeat goes out at start and every
+	// member answers a newcomer's heartbeat at its next tick (membership),
+	// besides its own heartbeat every interval. A node that hears nobody
+	// and no traffic within the probe window (two heartbeat intervals, at
+	// least 400ms: a loaded member may answer late) is the first member
+	// and is ready at once; one that hears anybody (or has packets refused
+	// as stale, see below) waits for the cluster (JoinTimeout) as below.
+	probe := min(max(2*n.cfg.HeartbeatInterval, 400*time.Millisecond), n.cfg.JoinTimeout)
+	if !n.sleep(probe) {
 		return
 	}
-	for n.ctx.Err() == nil {
+	first := n.noneHeard() && n.tr.Stats().Rejected["stale"] == staleAtStart
+	if first {
+		n.log.Info("nobody answered the join probe; starting as the first member", "after", probe)
+	}
+	for !first && n.ctx.Err() == nil {
 		donors := n.readyPeers()
 		if len(donors) > 0 {
 			if n.transferFrom(donors) == nil {
@@ -565,6 +576,15 @@ func older(a, b membership.Member) bool {
 }
 
 // isOldest reports whether no alive peer is older than this node.
+// noneHeard reports whether no other member and no sender at all has been
+// heard since start.
+func (n *Node) noneHeard() bool {
+	n.memMu.Lock()
+	others := len(n.mem.Members()) - 1
+	n.memMu.Unlock()
+	return others == 0 && n.lastSender.Load() == 0
+}
+
 func (n *Node) isOldest() bool {
 	self := membership.Member{ID: n.id, Started: n.started}
 	for _, m := range n.alivePeers() {
