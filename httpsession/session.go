@@ -103,6 +103,14 @@ type Session struct {
 	// session's owner here; commit with the epoch raised by two (see
 	// Manager.load).
 	fence bool
+
+	// dbuf and obuf hold the first commit's delta and ops: two
+	// allocations fewer per request. The store keeps a committed delta
+	// (queued for replication), so later commits of the request allocate
+	// their own.
+	dbuf    replicator.Delta
+	obuf    [2]replicator.Op
+	bufUsed bool
 }
 
 // loadAttrs decodes every attribute of snap. Decoding at load means a
@@ -694,7 +702,13 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		s.idle = m.idle
 		s.epoch = 1
 	}
-	d := &replicator.Delta{
+	var d *replicator.Delta
+	if !s.bufUsed {
+		d, s.bufUsed = &s.dbuf, true
+	} else {
+		d = new(replicator.Delta)
+	}
+	*d = replicator.Delta{
 		ID: s.id, Owner: m.node, Epoch: s.epoch,
 		Created: s.created, LastAccess: now, IdleTimeout: s.idle, Deadline: s.deadline,
 	}
@@ -727,12 +741,12 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 	s.principalDirty = false
 	s.metaDirty = false
 	s.touched = true
-	hash := ShortHash(s.id)
+	hash := func() string { return ShortHash(s.id) } // only when an event needs it: a SHA-256 and an allocation
 	if !s.stored {
 		m.stats.created.Add(1)
 		m.track(s.id)
 		s.cookieDirty = true
-		m.emit(Event{Kind: EventCreated, Session: hash, Principal: s.principal})
+		m.emit(Event{Kind: EventCreated, Session: hash(), Principal: s.principal})
 	}
 	if s.fence {
 		s.fence = false
@@ -747,13 +761,13 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		if s.snap != nil {
 			from = s.snap.Owner
 		}
-		m.emit(Event{Kind: EventTakenOver, Session: hash, Principal: s.principal, From: from})
+		m.emit(Event{Kind: EventTakenOver, Session: hash(), Principal: s.principal, From: from})
 	}
 	if s.renameFrom != "" {
 		s.renameFrom = ""
 		m.stats.renewed.Add(1)
 		m.track(s.id)
-		m.emit(Event{Kind: EventRenewed, Session: hash, Principal: s.principal})
+		m.emit(Event{Kind: EventRenewed, Session: hash(), Principal: s.principal})
 	}
 	s.stored = true
 	s.storedID = s.id
@@ -790,6 +804,9 @@ func (s *Session) done(res replicator.CommitResult, err error) (replicator.Commi
 // collectOps builds the set/delete operations of the dirty attributes.
 func (s *Session) collectOps() ([]replicator.Op, error) {
 	var ops []replicator.Op
+	if !s.bufUsed {
+		ops = s.obuf[:0] // see dbuf
+	}
 	detect := s.m.cfg.Dirty == DetectMutations
 	for k, e := range s.entries {
 		switch {

@@ -220,3 +220,50 @@ func nodeName(id uint32) string {
 func internNode(name string) string {
 	return nodeName(nodeID(name))
 }
+
+// internTable interns strings decoded from the wire that repeat across
+// deltas: writer names and attribute keys. Lookups do not allocate; a
+// string not held yet is added while the table is below its bound, so a
+// stream of ever new strings costs one allocation each, as without it.
+type internTable struct {
+	mu    sync.Mutex
+	m     atomic.Pointer[map[string]string] // copy on write
+	max   int
+	canon func(string) string // maps a new string to the value to hold; nil: itself
+}
+
+var (
+	ownerNames = internTable{max: 1024, canon: internNode}
+	attrKeys   = internTable{max: 4096}
+)
+
+func (t *internTable) get(b []byte) string {
+	if m := t.m.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	if t.canon != nil {
+		s = t.canon(s)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var old map[string]string
+	if m := t.m.Load(); m != nil {
+		old = *m
+	}
+	if len(old) >= t.max {
+		return s
+	}
+	if v, ok := old[s]; ok {
+		return v
+	}
+	m := make(map[string]string, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[s] = s
+	t.m.Store(&m)
+	return s
+}

@@ -223,22 +223,50 @@ func (d *decoder) u32(what string) uint32 {
 	return uint32(v)
 }
 
+// deltaWithOps holds a delta and room for its first ops: decoding a
+// small delta is one allocation for both.
+type deltaWithOps struct {
+	d   Delta
+	ops [2]Op
+}
+
+// interned returns the next length-prefixed field as a string from t,
+// allocating only for a string t does not hold yet.
+func (d *decoder) interned(what string, max int, t *internTable) string {
+	v := d.raw(what, max)
+	if len(v) == 0 {
+		return ""
+	}
+	return t.get(v)
+}
+
 func (d *decoder) delta() *Delta {
-	dl := &Delta{}
-	dl.ID = d.str("session id", MaxKeyLen)
-	dl.Owner = d.str("owner", MaxKeyLen)
-	dl.Epoch = d.u32("epoch")
-	dl.Version = d.uvarint("version")
-	dl.HLC = d.uvarint("hlc")
-	dl.Created = d.varint("created")
-	dl.LastAccess = d.varint("last access")
-	dl.IdleTimeout = d.varint("idle timeout")
-	dl.Deadline = d.varint("deadline")
+	// Peek at the op count to size the allocation: it follows the fixed
+	// fields, so decode those first into a temporary.
+	var hd Delta
+	hd.ID = d.str("session id", MaxKeyLen)
+	hd.Owner = d.interned("owner", MaxKeyLen, &ownerNames)
+	hd.Epoch = d.u32("epoch")
+	hd.Version = d.uvarint("version")
+	hd.HLC = d.uvarint("hlc")
+	hd.Created = d.varint("created")
+	hd.LastAccess = d.varint("last access")
+	hd.IdleTimeout = d.varint("idle timeout")
+	hd.Deadline = d.varint("deadline")
 	n := d.count("op count", MaxOps, minOpLen)
 	if d.err != nil {
 		return nil
 	}
-	if n > 0 {
+	var dl *Delta
+	if n <= len(deltaWithOps{}.ops) {
+		x := &deltaWithOps{d: hd}
+		dl = &x.d
+		if n > 0 {
+			dl.Ops = x.ops[:n:n]
+		}
+	} else {
+		dl = new(Delta)
+		*dl = hd
 		dl.Ops = make([]Op, n)
 	}
 	for i := 0; i < n && d.err == nil; i++ {
@@ -248,7 +276,11 @@ func (d *decoder) delta() *Delta {
 			d.fail("unknown op kind %d", k)
 		}
 		op.Kind = k
-		op.Key = d.str("op key", MaxKeyLen)
+		if k == OpRename {
+			op.Key = d.str("op key", MaxKeyLen) // a session ID: not worth interning
+		} else {
+			op.Key = d.interned("op key", MaxKeyLen, &attrKeys)
+		}
 		op.Value = d.bytes("op value", MaxValueLen)
 	}
 	if d.err != nil {
@@ -281,6 +313,13 @@ func AppendBatch(b []byte, ds []*Delta) []byte {
 // DecodeBatch decodes a batch that fills all of b. Trailing bytes are an
 // error. The deltas do not alias b.
 func DecodeBatch(b []byte) ([]*Delta, error) {
+	return DecodeBatchInto(nil, b)
+}
+
+// DecodeBatchInto is DecodeBatch appending to dst[:0], so that a caller
+// decoding batch after batch (a receive loop) reuses one slice. Nothing is
+// appended when b is malformed.
+func DecodeBatchInto(dst []*Delta, b []byte) ([]*Delta, error) {
 	d := decoder{b: b}
 	if v := d.byte("batch version"); d.err == nil && v != BatchVersion {
 		return nil, fmt.Errorf("%w: batch version %d, want %d", ErrCorrupt, v, BatchVersion)
@@ -289,16 +328,18 @@ func DecodeBatch(b []byte) ([]*Delta, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	ds := make([]*Delta, 0, n)
+	ds := dst[:0]
 	for i := 0; i < n; i++ {
 		dl := d.delta()
 		if d.err != nil {
-			return nil, fmt.Errorf("delta %d: %w", i, d.err)
+			clear(ds)
+			return dst[:0], fmt.Errorf("delta %d: %w", i, d.err)
 		}
 		ds = append(ds, dl)
 	}
 	if d.left() != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes after batch", ErrCorrupt, d.left())
+		clear(ds)
+		return dst[:0], fmt.Errorf("%w: %d trailing bytes after batch", ErrCorrupt, d.left())
 	}
 	return ds, nil
 }

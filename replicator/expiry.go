@@ -1,9 +1,6 @@
 package replicator
 
-import (
-	"container/heap"
-	"sync"
-)
+import "sync"
 
 // expiryOf returns when s expires (unix nanoseconds) with grace added, or
 // 0 when it never does.
@@ -25,16 +22,45 @@ type expItem struct {
 	id string
 }
 
+// expHeap is a min-heap by time. Its methods are typed (container/heap
+// would box every item into an interface: one allocation per push).
 type expHeap []expItem
 
-func (h expHeap) Len() int           { return len(h) }
-func (h expHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expHeap) Push(x any)        { *h = append(*h, x.(expItem)) }
-func (h *expHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
+func (h *expHeap) push(it expItem) {
+	*h = append(*h, it)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if s[p].at <= s[i].at {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+func (h *expHeap) pop() expItem {
+	s := *h
+	it := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s[last] = expItem{}
+	s = s[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(s) && s[l].at < s[m].at {
+			m = l
+		}
+		if r := l + 1; r < len(s) && s[r].at < s[m].at {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
 	return it
 }
 
@@ -54,7 +80,7 @@ type expiry struct {
 
 func (e *expiry) push(at int64, id string) {
 	e.mu.Lock()
-	heap.Push(&e.h, expItem{at, id})
+	e.h.push(expItem{at, id})
 	e.mu.Unlock()
 }
 
@@ -110,7 +136,7 @@ func (r *Replica) Expire(now int64, isOwner func(*Session) bool) []string {
 			e.mu.Unlock()
 			break
 		}
-		it := heap.Pop(&e.h).(expItem)
+		it := e.h.pop()
 		e.mu.Unlock()
 
 		sh := r.shard(it.id)

@@ -519,7 +519,8 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 	} else {
 		base = cur
 	}
-	var ch []attrEntry
+	var buf [4]attrEntry // most deltas change a few keys: no allocation for them
+	ch := buf[:0]
 	principalSet := false
 	var principal string
 	// Ops of one delta share a stamp; the last op on a key wins, so walk
@@ -553,11 +554,11 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 	dm.owner = owner
 	mb := cur == nil || compareMeta(dm, metaOf(base)) > 0
 	la := d.LastAccess > base.LastAccess
-	if ch == nil && !pr && !mb && !la {
+	if len(ch) == 0 && !pr && !mb && !la {
 		return cur, nil
 	}
 	n := *base
-	if ch != nil {
+	if len(ch) > 0 {
 		if len(ch) > 1 {
 			slices.SortFunc(ch, func(a, b attrEntry) int { return strings.Compare(a.key, b.key) })
 		}
@@ -572,7 +573,7 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 	if la {
 		n.LastAccess = d.LastAccess
 	}
-	if ch != nil || pr {
+	if len(ch) > 0 || pr {
 		if sz := liveSize(&n); sz > r.cfg.MaxSessionBytes {
 			return nil, fmt.Errorf("%w: session would be %d bytes, limit %d", ErrTooLarge, sz, r.cfg.MaxSessionBytes)
 		}

@@ -47,3 +47,30 @@ func TestTableAgainstMap(t *testing.T) {
 		}
 	}
 }
+
+// TestExpHeapOrder: the typed heap pops in time order whatever the
+// interleaving of pushes and pops.
+func TestExpHeapOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var h expHeap
+	var ref []int64
+	for step := 0; step < 20000; step++ {
+		if len(h) == 0 || rng.IntN(3) > 0 {
+			at := rng.Int64N(1000)
+			h.push(expItem{at: at})
+			ref = append(ref, at)
+			continue
+		}
+		got := h.pop()
+		mi := 0
+		for i, v := range ref {
+			if v < ref[mi] {
+				mi = i
+			}
+		}
+		if got.at != ref[mi] {
+			t.Fatalf("step %d: popped %d, want %d", step, got.at, ref[mi])
+		}
+		ref = append(ref[:mi], ref[mi+1:]...)
+	}
+}

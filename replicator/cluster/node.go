@@ -65,6 +65,9 @@ type Node struct {
 	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
 	gate       deltaGate    // batches of senders that are not members (yet)
 
+	decodeMu  sync.Mutex
+	decodeBuf []*replicator.Delta // applyBatch's reused slice, under decodeMu
+
 	aliveLn     net.Listener // liveness.go; nil without one
 	goneMu      sync.Mutex
 	goneChecked map[uuid.UUID]time.Time // quiet members whose listener was last tried (liveness.go)
@@ -558,7 +561,19 @@ func (n *Node) receiveLoop() {
 }
 
 func (n *Node) applyBatch(b []byte, now time.Time) {
-	ds, err := replicator.DecodeBatch(b)
+	// The receive loop reuses one slice; a concurrent caller (the tick
+	// loop releasing held batches) allocates its own.
+	var buf []*replicator.Delta
+	locked := n.decodeMu.TryLock()
+	if locked {
+		defer n.decodeMu.Unlock()
+		buf = n.decodeBuf
+	}
+	ds, err := replicator.DecodeBatchInto(buf, b)
+	if locked {
+		n.decodeBuf = ds
+	}
+	defer clear(ds) // keep no delta alive until the next batch (runs before the unlock)
 	if err != nil {
 		n.stats.deltasRejected.Add(1)
 		n.log.Warn("undecodable delta batch", "err", err)
