@@ -184,3 +184,16 @@ func TestHealthAwareness(t *testing.T) {
 		t.Fatalf("health %d, want the bound %d", h, DefaultMaxHealthScore)
 	}
 }
+
+func TestCount(t *testing.T) {
+	n := cluster(t, 9, "a", "b", "c")
+	n.kill(n.nodes[2])
+	a := n.nodes[0]
+	if c := a.m.Count(Alive); c != 2 {
+		t.Fatalf("Count(Alive) = %d, want 2", c)
+	}
+	n.runUntil(5*time.Second, "death", func() bool { return a.m.Count(Dead) == 1 })
+	if c := a.m.Count(Alive); c != 1 {
+		t.Fatalf("Count(Alive) = %d after a death, want 1", c)
+	}
+}

@@ -343,6 +343,18 @@ func (m *Machine) Members() []Member {
 	return ms
 }
 
+// Count returns how many other members (self excluded) are in state st,
+// without copying any (Members copies every member and its Meta).
+func (m *Machine) Count(st State) int {
+	c := 0
+	for _, e := range m.members {
+		if e.State == st {
+			c++
+		}
+	}
+	return c
+}
+
 // Member returns the member with the given ID, self included, and whether it
 // is known.
 func (m *Machine) Member(id uuid.UUID) (Member, bool) {

@@ -105,7 +105,7 @@ func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Con
 		return replicator.CommitResult{}, replicator.ErrClosed
 	}
 	sync := c != replicator.Async
-	if sync && n.cfg.LoneSurvivor == LoneRefuse && len(n.alivePeers()) == 0 {
+	if sync && n.cfg.LoneSurvivor == LoneRefuse && n.alivePeerCount() == 0 {
 		return replicator.CommitResult{}, n.notReplicated(failNoPeer, d.ID, 0, 1, nil)
 	}
 	if err := n.replica.Commit(d, n.clock, time.Now().UnixNano()); err != nil {
@@ -213,7 +213,7 @@ func estimate(d *replicator.Delta) int {
 
 func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency, id string) (replicator.CommitResult, error) {
 	need := 1
-	peers := len(n.alivePeers())
+	peers := n.alivePeerCount()
 	if c == replicator.SyncAll {
 		need = peers
 	}
@@ -318,7 +318,7 @@ func (n *Node) replicationProblem() string {
 	if n.cfg.Consistency == replicator.Async {
 		return ""
 	}
-	if len(n.alivePeers()) == 0 {
+	if n.alivePeerCount() == 0 {
 		if n.cfg.LoneSurvivor == LoneAccept {
 			return ""
 		}
@@ -341,7 +341,7 @@ func (n *Node) replicationState() string {
 	if n.replicationProblem() != "" {
 		return "failing"
 	}
-	if len(n.alivePeers()) == 0 {
+	if n.alivePeerCount() == 0 {
 		return "lone"
 	}
 	return "ok"
@@ -359,7 +359,7 @@ func (n *Node) checkReplication(now time.Time) {
 	if n.cfg.Consistency == replicator.Async || !n.ready.Load() {
 		return
 	}
-	peers := len(n.alivePeers())
+	peers := n.alivePeerCount()
 	if peers == 0 {
 		if n.cfg.LoneSurvivor == LoneRefuse {
 			n.replicationFailing("no_peer")

@@ -523,6 +523,14 @@ func (n *Node) Status() Status {
 }
 
 // alivePeers returns the alive members other than this node.
+// alivePeerCount is len(n.alivePeers()) without copying the members: the
+// sync commit path asks it on every commit.
+func (n *Node) alivePeerCount() int {
+	n.memMu.Lock()
+	defer n.memMu.Unlock()
+	return n.mem.Count(membership.Alive)
+}
+
 func (n *Node) alivePeers() []membership.Member {
 	n.memMu.Lock()
 	ms := n.mem.Members()
@@ -690,7 +698,7 @@ func (n *Node) handleMemberEvents(evs []membership.Event) {
 // checkAlone warns loudly when HA is on but no peer has been seen for a
 // while: the usual cause is a network that drops multicast.
 func (n *Node) checkAlone(now time.Time) {
-	if len(n.alivePeers()) > 0 {
+	if n.alivePeerCount() > 0 {
 		n.stats.aloneSince.Store(0)
 		n.stats.noPeersWarned.Store(false)
 		return
