@@ -10,22 +10,31 @@ type slot struct {
 
 // table is a shard's index: an open-addressing hash table of records keyed
 // by their Session.ID, with linear probing and backward-shift deletion (no
-// deletion markers). A slot is 16 bytes and the table is kept between 40
-// and 80 % full, about 20-40 bytes per record; a Go map keyed by string
+// deletion markers). A slot is 16 bytes plus a one-byte hash tag (so that
+// a probe dereferences a record only when the tags match) and the table is
+// kept between 40 and 80 % full, about 21-43 bytes per record; a Go map keyed by string
 // costs 33 bytes per slot at 44-88 % (38-75 bytes per record), and it
 // needs the key's string header besides the record's own ID. Not safe for
 // concurrent use: the shard's lock guards it.
 type table struct {
 	seed  maphash.Seed
-	slots []slot // len is 0 or a power of two
+	slots []slot  // len is 0 or a power of two
+	tags  []uint8 // 8 bits of each slot's hash: a probe reads a record only when they match
 	n     int
 }
 
 const tableMin = 8
 
+// hash returns id's home slot and tag. The shard took the low bits of
+// the same hash; the table uses the high ones.
+func (t *table) hash(id string) (int, uint8) {
+	h := maphash.String(t.seed, id)
+	return int(h>>32) & (len(t.slots) - 1), uint8(h >> 24)
+}
+
 func (t *table) home(id string) int {
-	// The shard took the low bits of the same hash; use the high ones.
-	return int(maphash.String(t.seed, id)>>32) & (len(t.slots) - 1)
+	i, _ := t.hash(id)
+	return i
 }
 
 // find returns the index of id's slot, or -1.
@@ -34,12 +43,13 @@ func (t *table) find(id string) int {
 		return -1
 	}
 	mask := len(t.slots) - 1
-	for i := t.home(id); ; i = (i + 1) & mask {
+	i, tag := t.hash(id)
+	for ; ; i = (i + 1) & mask {
 		s := t.slots[i].s
 		if s == nil {
 			return -1
 		}
-		if s.ID == id {
+		if t.tags[i] == tag && s.ID == id {
 			return i
 		}
 	}
@@ -68,16 +78,17 @@ func (t *table) put(sl slot) {
 
 func (t *table) insert(sl slot) {
 	mask := len(t.slots) - 1
-	i := t.home(sl.s.ID)
+	i, tag := t.hash(sl.s.ID)
 	for t.slots[i].s != nil {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = sl
+	t.slots[i], t.tags[i] = sl, tag
 }
 
 func (t *table) grow() {
 	old := t.slots
 	t.slots = make([]slot, max(tableMin, 2*len(old)))
+	t.tags = make([]uint8, len(t.slots))
 	for _, sl := range old {
 		if sl.s != nil {
 			t.insert(sl)
@@ -98,11 +109,11 @@ func (t *table) del(id string) {
 		h := t.home(t.slots[j].s.ID)
 		// Slot j may move to i unless its home lies cyclically in (i, j].
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
-			t.slots[i] = t.slots[j]
+			t.slots[i], t.tags[i] = t.slots[j], t.tags[j]
 			i = j
 		}
 	}
-	t.slots[i] = slot{}
+	t.slots[i], t.tags[i] = slot{}, 0
 	t.n--
 }
 
