@@ -336,3 +336,31 @@ func waitMembers(n *cluster.Node, want int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FirstMemberReady starts one node with the default heartbeat interval and
+// join timeout over UDP multicast on lo (or the in-process net) with
+// nobody else in its group, and returns the time from the start call
+// until it is ready.
+func FirstMemberReady(udp bool) (time.Duration, error) {
+	var c *Cluster
+	if udp {
+		c = NewUDPCluster()
+	} else {
+		c = NewMemCluster()
+	}
+	c.Modify(func(cfg *cluster.Config) { cfg.JoinTimeout, cfg.HeartbeatInterval = 0, 0 })
+	defer c.Close()
+	start := time.Now()
+	n, err := c.start(c.Config("first"))
+	if err != nil {
+		return 0, err
+	}
+	c.Nodes = append(c.Nodes, n)
+	for !n.Ready() {
+		if time.Since(start) > 30*time.Second {
+			return 0, fmt.Errorf("not ready after 30s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start), nil
+}

@@ -29,7 +29,7 @@ var (
 	maxHA     = flag.Int("max-ha-sessions", 100_000, "largest session count of the scaling table with HA on (1,000,000 did not settle in 6 minutes on 2 CPUs, see README)")
 	transferN = flag.Int("transfer-sessions", 100_000, "sessions of the state-transfer test")
 	sessionsN = flag.Int("sessions", 10_000, "distinct sessions of the per-request and load tests")
-	only      = flag.String("only", "", "comma-separated sections to run (request,redis,replication,memory,transfer,compression,hotpath,scale,nodes,transports); default all")
+	only      = flag.String("only", "", "comma-separated sections to run (request,redis,replication,memory,transfer,startup,compression,hotpath,scale,nodes,transports); default all")
 )
 
 func want(s string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), s) }
@@ -75,6 +75,9 @@ func main() {
 	}
 	if want("transfer") {
 		transferSection(&t)
+	}
+	if want("startup") {
+		startupSection(&t)
 	}
 	if want("compression") {
 		compressionSection()
@@ -316,6 +319,49 @@ func memorySection(t *targets) {
 		t.add("replica memory ≤ 1.3×raw+200 B ("+c.name+")", fmt.Sprintf("%.0f B vs %.0f B", pr, lim), pr <= lim, fmt.Sprintf("%.0f B (%.0f%%) over", pr-lim, (pr/lim-1)*100))
 	}
 	fmt.Println()
+
+	// Issue 15: at most 500 B per session of one 200-byte attribute, flat
+	// from 1,000 to 1,000,000 sessions.
+	fmt.Printf("Replica heap per session of one 200-byte attribute, by session count:\n\n| sessions | B/session |\n| ---: | ---: |\n")
+	worst := 0.0
+	for n := 1000; n <= 1_000_000; n *= 10 {
+		logf("memory 200 B × %d", n)
+		var rep []float64
+		for range *runs {
+			p, _ := bench.ReplicaMemory(n, 200, false)
+			rep = append(rep, p)
+		}
+		m := median(rep)
+		worst = max(worst, m)
+		fmt.Printf("| %d | %.0f |\n", n, m)
+	}
+	fmt.Println()
+	t.add("replica memory ≤ 500 B per 200 B session, 1,000 to 1,000,000 sessions", fmt.Sprintf("at most %.0f B", worst), worst <= 500, fmt.Sprintf("%.0f B over", worst-500))
+}
+
+func startupSection(t *targets) {
+	fmt.Printf("### Start-up of a first member\n\nOne node with the default heartbeat interval (200 ms) and join timeout (2 s), nobody else in its group: time from the start call to `Ready()` (medians of %d runs).\n\n| network | ready after |\n| --- | ---: |\n", *runs)
+	var worst time.Duration
+	for _, overUDP := range []bool{false, true} {
+		if overUDP && !*udp {
+			continue
+		}
+		var ds []float64
+		for range *runs {
+			d, err := bench.FirstMemberReady(overUDP)
+			must(err)
+			ds = append(ds, float64(d))
+		}
+		m := time.Duration(median(ds))
+		worst = max(worst, m)
+		name := "in-process net"
+		if overUDP {
+			name = "UDP multicast on lo"
+		}
+		fmt.Printf("| %s | %s |\n", name, ms(m))
+	}
+	fmt.Println()
+	t.add("first member ready ≤ 0.5 s after start", ms(worst), worst <= 500*time.Millisecond, fmt.Sprintf("%.1f× the target", float64(worst)/float64(500*time.Millisecond)))
 }
 
 func transferSection(t *targets) {
