@@ -25,8 +25,7 @@ tools=(
 	"php:php-cli php-redis" "node:nodejs npm"            # cmd/hanode/e2e_resp*_test.go clients
 	"curl:curl"                                          # scripts/install-test.sh
 )
-# python3-redis (the redis-py client test) has no command to look for:
-# apt-get it with the rest (cmd/hanode/e2e_resp_clients_test.go).
+# python3-redis (the redis-py client test) is checked in missing_packages.
 
 # missing_packages prints the packages of the tools not found, once each.
 # HANODE_TOOL_PATH replaces where tools are looked for (tests of this
@@ -41,6 +40,11 @@ missing_packages() {
 		done
 		if [ -z "$found" ] && [[ " ${out[*]-} " != *" $pkg "* ]]; then out+=("$pkg"); fi
 	done
+	# python3-redis has no command of its own: ask Debian's python3
+	# (not under HANODE_TOOL_PATH, the tests of this script).
+	if [ -z "${HANODE_TOOL_PATH:-}" ] && ! /usr/bin/python3 -c 'import redis' >/dev/null 2>&1; then
+		out+=("python3-redis")
+	fi
 	echo "${out[*]-}"
 }
 
