@@ -49,7 +49,16 @@ func masterKill(t *testing.T, c *redistest.Cluster, cons replicator.Consistency)
 		ids[i] = storetest.NewID()
 		d := &replicator.Delta{ID: ids[i], Epoch: 1, Created: time.Now().UnixNano(), LastAccess: time.Now().UnixNano(), IdleTimeout: int64(time.Hour)}
 		d.Ops = []replicator.Op{{Kind: replicator.OpSet, Key: "start", Value: []byte("1")}}
-		if _, err := s.Commit(context.Background(), d, replicator.Sync); err != nil {
+		// Setup, not the measurement: a replica of a freshly made
+		// cluster may still be syncing its link on a loaded host, so a
+		// first WAIT can time out. Retry for a while.
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			if _, err = s.Commit(context.Background(), d, replicator.Sync); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
