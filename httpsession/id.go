@@ -101,5 +101,5 @@ func ShortHash(idOrToken string) string {
 	if id, _, ok := ParseID(idOrToken); ok {
 		idOrToken = id
 	}
-	return replicator.ShortID(idOrToken)
+	return replicator.ShortHash(idOrToken)
 }

@@ -238,12 +238,19 @@ var (
 	ErrNotReplicated = errors.New("replicator: commit not replicated")
 )
 
-// ShortID returns a short, stable hash of a session ID for logs and admin
-// listings: raw IDs are credentials and are never logged.
-func ShortID(id string) string {
+// ShortHash returns a short, stable, non-reversible label for a session
+// ID, for logs, metrics and admin listings: the first 12 hex digits of its
+// SHA-256. Raw IDs are credentials and are never logged.
+// httpsession.ShortHash labels a token (ID and route) the same way.
+func ShortHash(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:6])
 }
+
+// ShortID is the former name of ShortHash.
+//
+// Deprecated: use ShortHash.
+func ShortID(id string) string { return ShortHash(id) }
 
 // Subscribers is a list of lifecycle-event callbacks that stores offer
 // through a Subscribe method. The zero value is ready to use.

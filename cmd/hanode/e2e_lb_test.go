@@ -293,7 +293,7 @@ type lbUser struct {
 func (u *lbUser) post(t *testing.T, base string) counterJSON {
 	t.Helper()
 	cj := u.c.counter(t, http.MethodPost, base)
-	if u.id != "" && cj.Session != replicator.ShortID(u.id) {
+	if u.id != "" && cj.Session != replicator.ShortHash(u.id) {
 		t.Fatalf("session changed: %s -> %s (served by %s)", u.id, cj.Session, cj.Node)
 	}
 	if cj.N != u.n+1 {
@@ -353,7 +353,7 @@ func startBackground(base, token string) *background {
 	b := &background{stop: make(chan struct{}), done: make(chan struct{}), nodes: map[string]int{}}
 	go func() {
 		defer close(b.done)
-		id := replicator.ShortID(cj0(token))
+		id := replicator.ShortHash(cj0(token))
 		for {
 			select {
 			case <-b.stop:
@@ -424,7 +424,7 @@ func lbScenario(t *testing.T, startLB func(*testing.T, *netlab.Lab, []*e2eNode) 
 			ids := sessionIDs(t, n)
 			for _, x := range users {
 				if !ids[x.id] {
-					return false, "missing " + sessionHash(x.id)
+					return false, "missing " + replicator.ShortHash(x.id)
 				}
 			}
 			return true, ""
@@ -501,7 +501,7 @@ func lbScenario(t *testing.T, startLB func(*testing.T, *netlab.Lab, []*e2eNode) 
 	for _, n := range rest {
 		for _, x := range users {
 			if !holdsSession(t, n, x.id) {
-				t.Errorf("%s lost session %s after the graceful stop of %s", n.name, sessionHash(x.id), victim.name)
+				t.Errorf("%s lost session %s after the graceful stop of %s", n.name, replicator.ShortHash(x.id), victim.name)
 			}
 		}
 		if v, err := expiredTotal(n); err != nil || v != 0 {

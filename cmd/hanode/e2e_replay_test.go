@@ -188,7 +188,7 @@ func TestSecurityReplayAcrossRestarts(t *testing.T) {
 	// After the capture: a newer value, and the doomed session destroyed.
 	put(valueUser, n1, "v", "final")
 	doomedID := cj0(doomedUser.token)
-	req, _ := http.NewRequest(http.MethodDelete, n1.admin+"/sessions/"+replicator.ShortID(doomedID), nil)
+	req, _ := http.NewRequest(http.MethodDelete, n1.admin+"/sessions/"+replicator.ShortHash(doomedID), nil)
 	req.Header.Set("Authorization", "Bearer "+e2eToken)
 	if resp, err := httpClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("DELETE /sessions: %v %v", err, resp)

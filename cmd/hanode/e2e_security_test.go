@@ -707,7 +707,7 @@ func TestSecuritySessionLimits(t *testing.T) {
 		t.Errorf("oversized attribute: %d %q", code, body)
 	}
 	// The node keeps serving the session, and the log explains the refusal.
-	if cj := c.counter(t, http.MethodGet, n.app); cj.Session != replicator.ShortID(id) || cj.N != 1 {
+	if cj := c.counter(t, http.MethodGet, n.app); cj.Session != replicator.ShortHash(id) || cj.N != 1 {
 		t.Errorf("after refusal: %+v", cj)
 	}
 	eventually(t, 5*time.Second, "a log line about the refused session", func() (bool, string) {

@@ -289,7 +289,7 @@ func TestFailoverSIGKILL(t *testing.T) {
 			cj := u.c.counter(t, http.MethodPost, n1.app)
 			u.id, u.n = cj.Session, cj.N
 		}
-		if u.n != i%3+1 || replicator.ShortID(cj0(u.c.token)) != u.id || routeOf(u.c.token) != "n1" {
+		if u.n != i%3+1 || replicator.ShortHash(cj0(u.c.token)) != u.id || routeOf(u.c.token) != "n1" {
 			t.Fatalf("user %d: n=%d id=%s token route %q", i, u.n, u.id, routeOf(u.c.token))
 		}
 		if code, body, _ := u.c.do(t, http.MethodPut, n1.app+"/attrs/user", u.name); code/100 != 2 {
@@ -395,7 +395,7 @@ func TestWrongKeyNode(t *testing.T) {
 		t.Errorf("a1 lists the wrong-key node: %s", body)
 	}
 	// The cookie of one cluster is unknown to the other: a fresh session.
-	if cj := cb.counter(t, http.MethodGet, a1.app); cj.Session == replicator.ShortID(idB) {
+	if cj := cb.counter(t, http.MethodGet, a1.app); cj.Session == replicator.ShortHash(idB) {
 		t.Error("a1 served the wrong-key node's session")
 	}
 }
@@ -451,7 +451,7 @@ func TestHAOff(t *testing.T) {
 	if code, body, _ := c.do(t, http.MethodGet, n.app+"/", ""); code != 200 || !strings.Contains(body, "solo") || strings.Contains(body, "http://") && strings.Contains(body, "<script src") {
 		t.Errorf("GET / = %d", code)
 	}
-	if code, body, _ := c.do(t, http.MethodGet, n.app+"/api/cluster", ""); code != 200 || !strings.Contains(body, replicator.ShortID(id)) || strings.Contains(body, id) {
+	if code, body, _ := c.do(t, http.MethodGet, n.app+"/api/cluster", ""); code != 200 || !strings.Contains(body, replicator.ShortHash(id)) || strings.Contains(body, id) {
 		t.Errorf("GET /api/cluster = %d %s", code, body)
 	}
 	if ids := sessionIDs(t, n); !ids[id] {
@@ -465,7 +465,7 @@ func TestHAOff(t *testing.T) {
 		t.Fatalf("DELETE /sessions: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	if cj := c.counter(t, http.MethodGet, n.app); cj.Session == replicator.ShortID(id) || cj.N != 0 {
+	if cj := c.counter(t, http.MethodGet, n.app); cj.Session == replicator.ShortHash(id) || cj.N != 0 {
 		t.Errorf("after kill: %+v", cj)
 	}
 	// Without the token the listing is refused (the admin address is not loopback).

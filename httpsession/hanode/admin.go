@@ -29,11 +29,6 @@ type admin struct {
 	resp     *resp.Engine // nil when redis-listen is off
 }
 
-// sessionHash is how a session is named where its ID must not appear
-// (listings, logs): the 12 first hex digits of the SHA-256 of the ID,
-// without route, as httpsession.ShortHash labels it in its logs.
-func sessionHash(id string) string { return replicator.ShortID(id) }
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -291,7 +286,7 @@ func liveAttrs(s *replicator.Session) int {
 
 func (a *admin) describe(s *replicator.Session, withID bool) sessionJSON {
 	j := sessionJSON{
-		Hash: sessionHash(s.ID), Owner: s.Owner, Attrs: liveAttrs(s),
+		Hash: replicator.ShortHash(s.ID), Owner: s.Owner, Attrs: liveAttrs(s),
 		Epoch: s.Epoch, Version: s.Version,
 		Created: time.Unix(0, s.Created).UTC(), LastAccess: time.Unix(0, s.LastAccess).UTC(),
 	}
@@ -332,7 +327,7 @@ func (a *admin) find(ref string) *replicator.Session {
 		return s
 	}
 	for _, s := range a.store.Sessions() {
-		if s != nil && !s.Destroyed && sessionHash(s.ID) == ref {
+		if s != nil && !s.Destroyed && replicator.ShortHash(s.ID) == ref {
 			return s
 		}
 	}
@@ -378,7 +373,7 @@ func (a *admin) killSession(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}
-	a.log.Info("session killed by the admin API", "session", sessionHash(s.ID), "remote", r.RemoteAddr)
+	a.log.Info("session killed by the admin API", "session", replicator.ShortHash(s.ID), "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("killed " + sessionHash(s.ID) + "\n"))
+	_, _ = w.Write([]byte("killed " + replicator.ShortHash(s.ID) + "\n"))
 }

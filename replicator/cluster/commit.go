@@ -159,7 +159,7 @@ func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*bat
 			return nil, ctx.Err()
 		case <-shed:
 			n.stats.shed.Add(1)
-			n.log.Warn("send queue full: delta left to anti-entropy", "session", replicator.ShortID(d.ID))
+			n.log.Warn("send queue full: delta left to anti-entropy", "session", replicator.ShortHash(d.ID))
 			return nil, errShed
 		}
 	}
@@ -220,7 +220,7 @@ func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency,
 	if peers == 0 {
 		if n.cfg.LoneSurvivor == LoneAccept {
 			n.stats.loneAccepted.Add(1)
-			n.logLimited(slog.LevelWarn, "sync commit accepted unreplicated: no live peer (lone survivor accepts)", "session", replicator.ShortID(id))
+			n.logLimited(slog.LevelWarn, "sync commit accepted unreplicated: no live peer (lone survivor accepts)", "session", replicator.ShortHash(id))
 			return replicator.CommitResult{}, nil
 		}
 		// The last peer went while this commit was applied.
@@ -263,20 +263,20 @@ func (n *Node) notReplicated(reason int, id string, acks, need int, cause error)
 	switch reason {
 	case failTimeout:
 		msg = fmt.Sprintf("%d of %d acknowledgements within %s", acks, need, n.cfg.SyncTimeout)
-		n.logLimited(slog.LevelWarn, "sync commit not acknowledged in time: the request fails", "session", replicator.ShortID(id),
+		n.logLimited(slog.LevelWarn, "sync commit not acknowledged in time: the request fails", "session", replicator.ShortHash(id),
 			"acks", acks, "need", need, "timeout", n.cfg.SyncTimeout)
 	case failNoPeer:
 		msg = "no live peer to acknowledge it (lone survivor refuses)"
-		n.logLimited(slog.LevelWarn, "sync commit refused: no live peer can acknowledge it", "session", replicator.ShortID(id))
+		n.logLimited(slog.LevelWarn, "sync commit refused: no live peer can acknowledge it", "session", replicator.ShortHash(id))
 	case failQueueFull:
 		msg = "send queue full"
-		n.logLimited(slog.LevelWarn, "sync commit not replicated: send queue full", "session", replicator.ShortID(id))
+		n.logLimited(slog.LevelWarn, "sync commit not replicated: send queue full", "session", replicator.ShortHash(id))
 	case failBroadcast:
 		msg = "broadcast failed: " + cause.Error()
-		n.logLimited(slog.LevelWarn, "sync commit not replicated: broadcast failed", "session", replicator.ShortID(id), "err", cause)
+		n.logLimited(slog.LevelWarn, "sync commit not replicated: broadcast failed", "session", replicator.ShortHash(id), "err", cause)
 	case failCanceled:
 		msg = "request ended before the acknowledgements: " + cause.Error()
-		n.log.Debug("sync commit wait ended with its request", "session", replicator.ShortID(id), "err", cause)
+		n.log.Debug("sync commit wait ended with its request", "session", replicator.ShortHash(id), "err", cause)
 		return fmt.Errorf("%w: %s", replicator.ErrNotReplicated, msg)
 	}
 	n.replicationFailing(failReasonNames[reason])

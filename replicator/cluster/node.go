@@ -592,7 +592,7 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 		n.clock.Update(d.HLC, wall)
 		if _, err := n.replica.Apply(d); err != nil {
 			n.stats.deltasRejected.Add(1)
-			n.log.Warn("delta rejected", "session", replicator.ShortID(d.ID), "err", err)
+			n.log.Warn("delta rejected", "session", replicator.ShortHash(d.ID), "err", err)
 			continue
 		}
 		n.stats.deltasApplied.Add(1)
