@@ -18,7 +18,8 @@ type Config struct {
 	// Name is the node name, used as the session cookie's route suffix. It
 	// must be unique in the cluster: a member that is heard with the name of
 	// an older member replaces it (see the package documentation). 1 to
-	// MaxNameLen bytes of ASCII letters, digits, '-', '_' and '.'. Required.
+	// MaxNameLen bytes of ASCII letters, digits, '-' and '_' (ValidName).
+	// Required.
 	Name string
 
 	// Started is when the process started. The member with the earliest

@@ -154,7 +154,7 @@ func (c *Config) setDefaults() {
 		c.ClusterName = "hanode"
 	}
 	if !c.Group.IsValid() {
-		c.Group = netip.MustParseAddrPort("239.255.42.99:45588")
+		c.Group = multicast.DefaultGroup
 	}
 	if c.TTL == 0 {
 		c.TTL = 1
@@ -187,8 +187,8 @@ func (c Config) Validate() error {
 	if c.Node == "" {
 		return fmt.Errorf("%w: node name is required", ErrConfig)
 	}
-	if strings.ContainsAny(c.Node, ". \t;,=") || len(c.Node) > 64 {
-		return fmt.Errorf("%w: node name %q must be at most 64 characters without dots, spaces or separators", ErrConfig, c.Node)
+	if !membership.ValidName(c.Node) {
+		return fmt.Errorf("%w: node name %q is not 1 to %d of A-Z a-z 0-9 _ - (membership.ValidName)", ErrConfig, c.Node, membership.MaxNameLen)
 	}
 	if c.Interface == "" {
 		return fmt.Errorf("%w: interface is required (a name such as eth0 or an IPv4 address)", ErrConfig)
