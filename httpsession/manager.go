@@ -29,7 +29,7 @@ type Manager struct {
 // to 64 characters of [A-Za-z0-9_-].
 func New(store replicator.Store, cfg Config) (*Manager, error) {
 	if store == nil {
-		return nil, fmt.Errorf("%w: nil store", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: nil store", ErrConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -37,7 +37,7 @@ func New(store replicator.Store, cfg Config) (*Manager, error) {
 	cfg.setDefaults()
 	node := store.Node()
 	if !validRoute(node) {
-		return nil, fmt.Errorf("%w: node name %q cannot be a route suffix (1-64 of [A-Za-z0-9_-])", ErrInvalidConfig, node)
+		return nil, fmt.Errorf("%w: node name %q cannot be a route suffix (1-64 of [A-Za-z0-9_-])", ErrConfig, node)
 	}
 	m := &Manager{store: store, cfg: cfg, node: node}
 	if cfg.IdleTimeout > 0 {

@@ -135,11 +135,11 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports whether c, with its zero fields taking their defaults, is
-// usable. Errors wrap ErrInvalidConfig.
+// usable. Errors wrap ErrConfig.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	switch {
 	case c.ID == uuid.Nil:
@@ -161,7 +161,7 @@ func (c Config) Validate() error {
 		return bad("%v", err)
 	}
 	if err := checkMeta(c.Meta); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }
