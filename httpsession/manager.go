@@ -207,11 +207,7 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 // reports it. The reason travels in the op's value (one byte).
 func (m *Manager) destroyID(ctx context.Context, snap *replicator.Session, reason replicator.DestroyReason) error {
 	now := m.now()
-	d := &replicator.Delta{
-		ID: snap.ID, Owner: m.node, Epoch: snap.Epoch,
-		Created: snap.Created, LastAccess: now, IdleTimeout: snap.IdleTimeout, Deadline: snap.Deadline,
-		Ops: []replicator.Op{replicator.InvalidateOp(reason)},
-	}
+	d := replicator.InvalidateDelta(snap, m.node, now, reason)
 	if snap.Owner != m.node {
 		d.Epoch++
 	}

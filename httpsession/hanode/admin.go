@@ -369,7 +369,11 @@ func (a *admin) showSession(w http.ResponseWriter, r *http.Request) {
 
 func (a *admin) killSession(w http.ResponseWriter, r *http.Request) {
 	s := a.find(r.PathValue("id"))
-	if s == nil || !a.store.Kill(s.ID) {
+	if s == nil {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	if ok, err := replicator.DestroyID(r.Context(), a.store, s.ID, time.Now().UnixNano()); !ok || err != nil {
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}

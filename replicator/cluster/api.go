@@ -115,6 +115,5 @@ var (
 //	func (n *Node) Drain()                             // readiness goes false; sessions stay
 //	func (n *Node) WriteMetrics(w io.Writer)           // Prometheus text, hanode_ prefix
 //	func (n *Node) Close() error                       // flush, leave, snapshot, stop; never expires sessions cluster-wide
-//	func (n *Node) Kill(id string) bool                // destroy a session cluster-wide (admin)
 //	func (n *Node) Sessions() []*replicator.Session    // live sessions (admin listing)
 //	... plus the replicator.Store methods.

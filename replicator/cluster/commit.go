@@ -538,11 +538,7 @@ func (n *Node) flushTouches() {
 		if s == nil {
 			continue
 		}
-		d := &replicator.Delta{
-			ID: id, Owner: s.Owner, Epoch: s.Epoch, Version: s.Version, HLC: n.clock.Now(time.Now().UnixNano()),
-			Created: s.Created, LastAccess: at, IdleTimeout: s.IdleTimeout, Deadline: s.Deadline,
-			Ops: []replicator.Op{{Kind: replicator.OpTouch}},
-		}
+		d := replicator.TouchDelta(s, at, n.clock.Now(time.Now().UnixNano()))
 		b.deltas = append(b.deltas, d)
 		b.size += estimate(d)
 		if b.size >= 32*batchTarget {
@@ -554,14 +550,4 @@ func (n *Node) flushTouches() {
 	if len(b.deltas) > 0 {
 		n.broadcast(b)
 	}
-}
-
-// touchOnly reports whether d only records an access.
-func touchOnly(d *replicator.Delta) bool {
-	for _, op := range d.Ops {
-		if op.Kind != replicator.OpTouch {
-			return false
-		}
-	}
-	return true
 }

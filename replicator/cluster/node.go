@@ -436,22 +436,6 @@ func (n *Node) Sessions() []*replicator.Session {
 	return out
 }
 
-// Kill destroys a session cluster-wide. It reports whether it existed.
-func (n *Node) Kill(id string) bool {
-	s := n.replica.Get(id)
-	if s == nil {
-		return false
-	}
-	now := time.Now().UnixNano()
-	d := &replicator.Delta{
-		ID: id, Owner: n.cfg.Node, Epoch: s.Epoch, Created: s.Created, LastAccess: now,
-		IdleTimeout: s.IdleTimeout, Deadline: s.Deadline,
-		Ops: []replicator.Op{{Kind: replicator.OpInvalidate}},
-	}
-	_, err := n.Commit(context.Background(), d, replicator.Async)
-	return err == nil
-}
-
 // Members returns the members as this node sees them, self included.
 func (n *Node) Members() []MemberInfo {
 	n.memMu.Lock()
@@ -598,7 +582,7 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 		n.stats.deltasApplied.Add(1)
 		// Touches are batched for a second by design: they say nothing
 		// of replication lag.
-		if ts := replicator.HLCWall(d.HLC); ts > 0 && !touchOnly(d) {
+		if ts := replicator.HLCWall(d.HLC); ts > 0 && !d.TouchOnly() {
 			n.stats.lagNanos.Store(wall - ts)
 			n.stats.lag.observe(time.Duration(wall - ts))
 		}

@@ -320,7 +320,7 @@ func TestInvalidateWinsAndKill(t *testing.T) {
 		}
 		return nil
 	})
-	if !n2.Kill(id) {
+	if ok, err := replicator.DestroyID(context.Background(), n2, id, time.Now().UnixNano()); !ok || err != nil {
 		t.Fatal("kill reported absent session")
 	}
 	eventually(t, 5*time.Second, "killed everywhere", func() error {
