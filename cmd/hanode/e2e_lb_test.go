@@ -248,27 +248,9 @@ func startLBCluster(t *testing.T, name string) (*netlab.Lab, []*e2eNode) {
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	for _, n := range nodes {
-		waitAlive(t, n, 3)
+		relWaitAlive(t, n, 3)
 	}
 	return lab, nodes
-}
-
-func waitAlive(t *testing.T, n *e2eNode, want int) {
-	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("%s sees %d alive members", n.name, want), func() (bool, string) {
-		_, body, err := n.adminGet("/members")
-		var ms []memberJSON
-		if err != nil || json.Unmarshal(body, &ms) != nil {
-			return false, fmt.Sprint(err)
-		}
-		alive := 0
-		for _, m := range ms {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		return alive == want, string(body)
-	})
 }
 
 func nodeNamed(nodes []*e2eNode, name string) *e2eNode {

@@ -47,20 +47,7 @@ func startCluster(t *testing.T, lab *netlab.Lab, bin string, keys ...string) []*
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, n.name+" sees three alive members", func() (bool, string) {
-			_, body, err := n.adminGet("/members")
-			var ms []memberJSON
-			if err != nil || json.Unmarshal(body, &ms) != nil {
-				return false, fmt.Sprint(err)
-			}
-			alive := 0
-			for _, m := range ms {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			return alive == 3, string(body)
-		})
+		relWaitAlive(t, n, 3)
 	}
 	return nodes
 }

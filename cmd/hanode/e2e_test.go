@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
@@ -134,22 +136,16 @@ func (n *e2eNode) adminGet(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
+// eventually polls cond until it reports true (testutil.Eventually); the
+// detail of its last false answer goes into the failure.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, detail := cond()
-		if ok {
-			return
+	testutil.Eventually(t, timeout, what, func() error {
+		if ok, detail := cond(); !ok {
+			return errors.New("last: " + detail)
 		}
-		last = detail
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func waitReady(t *testing.T, timeout time.Duration, nodes ...*e2eNode) {
@@ -261,20 +257,7 @@ func TestFailoverSIGKILL(t *testing.T) {
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	eventually(t, 30*time.Second, "three members seen by n1", func() (bool, string) {
-		_, body, err := n1.adminGet("/members")
-		var ms []memberJSON
-		if err != nil || json.Unmarshal(body, &ms) != nil {
-			return false, fmt.Sprint(err)
-		}
-		alive := 0
-		for _, m := range ms {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		return alive == 3, string(body)
-	})
+	relWaitAlive(t, n1, 3)
 
 	type user struct {
 		c    *client

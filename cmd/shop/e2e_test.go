@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hanode/hanode/httpsession/hanode"
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator/cluster"
 	"github.com/hanode/hanode/scripts/netlab"
@@ -97,20 +99,16 @@ func (n *shopNode) adminGet(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
+// eventually polls cond until it reports true (testutil.Eventually); the
+// detail of its last false answer goes into the failure.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
+	testutil.Eventually(t, timeout, what, func() error {
+		if ok, detail := cond(); !ok {
+			return errors.New("last: " + detail)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, detail)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // sessionVersion returns the version of a session as a node's admin API

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 )
@@ -107,18 +108,8 @@ func (n *Node) crash() {
 	n.wg.Wait()
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s: %v", what, timeout, err)
-}
+// eventually polls cond until it returns nil (testutil.Eventually).
+var eventually = testutil.Eventually
 
 func waitReady(t *testing.T, nodes ...*Node) {
 	t.Helper()
