@@ -247,11 +247,6 @@ func ShortHash(id string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// ShortID is the former name of ShortHash.
-//
-// Deprecated: use ShortHash.
-func ShortID(id string) string { return ShortHash(id) }
-
 // Subscribers is a list of lifecycle-event callbacks that stores offer
 // through a Subscribe method. The zero value is ready to use.
 type Subscribers struct {
