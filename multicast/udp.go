@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,7 +38,7 @@ func Listen(cfg Config) (Transport, error) {
 	if cfg.Unicast() {
 		return listenUnicast(cfg)
 	}
-	ifi, ifAddr, err := resolveInterface(cfg.Interface)
+	ifi, ifAddr, err := ResolveInterface(cfg.Interface, true)
 	if err != nil {
 		return nil, err
 	}
@@ -204,65 +203,4 @@ func (l *udpLink) close() error {
 // extraRejected reports drops made below the engine.
 func (l *udpLink) extraRejected() map[string]uint64 {
 	return map[string]uint64{"other_group": l.other.Load(), "other_interface": l.otherIf.Load()}
-}
-
-// resolveInterface finds the interface named by s (a name or one of its
-// IPv4 addresses) and its first IPv4 address.
-func resolveInterface(s string) (*net.Interface, netip.Addr, error) {
-	return resolveInterfaceFor(s, true)
-}
-
-// resolveInterfaceFor is resolveInterface; multicast says whether the
-// interface must support multicast (not in unicast mode).
-func resolveInterfaceFor(s string, multicast bool) (*net.Interface, netip.Addr, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, netip.Addr{}, ErrNoInterface
-	}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, netip.Addr{}, fmt.Errorf("multicast: list interfaces: %w", err)
-	}
-	want, isAddr := netip.ParseAddr(s)
-	if isAddr == nil && (!want.Is4() || want.IsUnspecified()) {
-		return nil, netip.Addr{}, fmt.Errorf("%w: %q is not a specific IPv4 address", ErrNoInterface, s)
-	}
-	for i := range ifs {
-		ifi := &ifs[i]
-		if isAddr != nil && ifi.Name != s {
-			continue
-		}
-		addrs, err := ifi.Addrs()
-		if err != nil {
-			continue
-		}
-		var first netip.Addr
-		for _, a := range addrs {
-			pfx, err := netip.ParsePrefix(a.String())
-			if err != nil || !pfx.Addr().Is4() {
-				continue
-			}
-			if isAddr == nil && pfx.Addr() == want {
-				first = want
-				break
-			}
-			if isAddr != nil && !first.IsValid() {
-				first = pfx.Addr()
-			}
-		}
-		if !first.IsValid() {
-			if isAddr != nil {
-				return nil, netip.Addr{}, fmt.Errorf("%w: interface %s has no IPv4 address", ErrNoInterface, s)
-			}
-			continue
-		}
-		if ifi.Flags&net.FlagUp == 0 {
-			return nil, netip.Addr{}, fmt.Errorf("%w: interface %s is down", ErrNoInterface, ifi.Name)
-		}
-		if multicast && ifi.Flags&net.FlagMulticast == 0 {
-			return nil, netip.Addr{}, fmt.Errorf("%w: interface %s does not support multicast", ErrNoInterface, ifi.Name)
-		}
-		return ifi, first, nil
-	}
-	return nil, netip.Addr{}, fmt.Errorf("%w: no interface %q", ErrNoInterface, s)
 }

@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/hanode/hanode/multicast"
 )
 
 // probeOpenGroup binds a socket to group (SO_REUSEADDR, so that several
@@ -182,14 +184,8 @@ func probeRouteCheck(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr
 	conn.Close()
 	outIf := viaTable
 	if src != ifAddr {
-		if ifs, err := net.Interfaces(); err == nil {
-			for i := range ifs {
-				for _, pfx := range ifacePrefixes(&ifs[i]) {
-					if pfx.Addr() == src {
-						outIf = ifs[i].Name
-					}
-				}
-			}
+		if out, _, err := multicast.LookupInterface(src.String()); err == nil {
+			outIf = out.Name
 		}
 	}
 	if outIf != "" && outIf != ifi.Name {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -209,10 +208,14 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	ifaceIP, err := interfaceIPv4(n.cfg.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	_, ifacePrefix, err := multicast.LookupInterface(n.cfg.Interface)
+	if err == nil && !ifacePrefix.IsValid() {
+		err = fmt.Errorf("interface %q has no IPv4 address", n.cfg.Interface)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: interface: %v", ErrConfig, err)
+	}
+	ifaceIP := ifacePrefix.Addr()
 	taddr := n.cfg.TransferAddr
 	if taddr == "" {
 		taddr = net.JoinHostPort(ifaceIP.String(), "0")
@@ -353,30 +356,6 @@ func (n *Node) goRun(f func()) {
 		defer n.wg.Done()
 		f()
 	}()
-}
-
-// interfaceIPv4 resolves an interface name or address to its IPv4 address.
-func interfaceIPv4(s string) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		if !a.Is4() {
-			return netip.Addr{}, fmt.Errorf("interface address %s is not IPv4", s)
-		}
-		return a, nil
-	}
-	ifi, err := net.InterfaceByName(s)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("interface %q: %w", s, err)
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("interface %q: %w", s, err)
-	}
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-			return p.Addr(), nil
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("interface %q has no IPv4 address", s)
 }
 
 // Node returns this node's name.
