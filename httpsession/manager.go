@@ -130,13 +130,6 @@ func readCookie(lines []string, name string) string {
 
 func (m *Manager) now() int64 { return m.cfg.Clock().UnixNano() }
 
-func expired(s *replicator.Session, now int64) bool {
-	if s.Deadline != 0 && now >= s.Deadline {
-		return true
-	}
-	return s.IdleTimeout > 0 && now-s.LastAccess >= s.IdleTimeout
-}
-
 // load fills s for request r.
 func (m *Manager) load(s *Session, r *http.Request) {
 	tok, fromHeader := m.token(r)
@@ -165,7 +158,7 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 		return
 	}
 	now := m.now()
-	if expired(snap, now) {
+	if snap.Expired(now) {
 		m.destroyID(ctx, snap, replicator.ReasonExpired)
 		return
 	}

@@ -428,7 +428,7 @@ func (s *Session) MergeSession(token string) error {
 		return nil
 	}
 	snap := s.m.store.Get(id)
-	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) || expired(snap, s.m.now()) {
+	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) || snap.Expired(s.m.now()) {
 		return nil
 	}
 	s.mu.Lock()
