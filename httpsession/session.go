@@ -223,7 +223,7 @@ func (s *Session) put(key string, v any) error {
 // limiter is implemented by the stores whose limits Put checks in advance
 // (replicator.Local and the cluster runtime).
 type limiter interface {
-	Replica() *replicator.Replica
+	ReplicaConfig() replicator.ReplicaConfig
 }
 
 // fitsLocked returns ErrTooLarge, naming the limit, when storing raw under
@@ -241,11 +241,7 @@ func (s *Session) fitManyLocked(n int, at func(i int) (string, []byte)) error {
 	if !ok {
 		return nil
 	}
-	r := l.Replica()
-	if r == nil {
-		return nil
-	}
-	cfg := r.Config()
+	cfg := l.ReplicaConfig()
 	size := len(s.principal)
 	for i := range n {
 		key, raw := at(i)

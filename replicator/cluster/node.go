@@ -364,8 +364,9 @@ func (n *Node) Node() string { return n.cfg.Node }
 // ID returns this process's member ID.
 func (n *Node) ID() uuid.UUID { return n.id }
 
-// Replica exposes the local replica (read-only use).
-func (n *Node) Replica() *replicator.Replica { return n.replica }
+// ReplicaConfig returns the replica's limits and timings (the
+// replicator.ReplicaConfig in effect).
+func (n *Node) ReplicaConfig() replicator.ReplicaConfig { return n.replica.Config() }
 
 // Ready reports whether the node has joined, holds the cluster's sessions,
 // is not draining and can honour its configured consistency: a Sync or
