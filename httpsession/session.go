@@ -708,18 +708,16 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		ID: s.id, Owner: m.node, Epoch: s.epoch,
 		Created: s.created, LastAccess: now, IdleTimeout: s.idle, Deadline: s.deadline,
 	}
+	d.Ops = ops
 	if s.takeover {
-		d.Epoch++
-		ops = slices.Insert(ops, 0, replicator.Op{Kind: replicator.OpTakeover})
+		d.Takeover()
 	}
 	if s.fence {
 		d.Epoch = s.epoch + 2
 	}
 	if s.renameFrom != "" {
-		d.ID = s.renameFrom
-		ops = append(ops, replicator.Op{Kind: replicator.OpRename, Key: s.id})
+		d.RenameFrom(s.renameFrom)
 	}
-	d.Ops = ops
 	res, err = m.store.Commit(ctx, d, s.consistency)
 	if err != nil {
 		return s.done(res, err)

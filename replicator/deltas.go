@@ -19,6 +19,24 @@ func InvalidateDelta(s *Session, owner string, now int64, reason DestroyReason) 
 	}
 }
 
+// Takeover makes d take its session over from another owner: the next
+// epoch, and OpTakeover as its first op, so that d's metadata and
+// attributes win over everything the previous owner wrote (doc.go, rule 3).
+func (d *Delta) Takeover() {
+	d.Epoch++
+	d.Ops = append(d.Ops, Op{})
+	copy(d.Ops[1:], d.Ops)
+	d.Ops[0] = Op{Kind: OpTakeover}
+}
+
+// RenameFrom makes d move the session old to d.ID (a token renewal): d is
+// applied to old, then OpRename, its last op, moves the record to the new
+// ID and leaves a tombstone (ReasonRenamed) under old.
+func (d *Delta) RenameFrom(old string) {
+	d.Ops = append(d.Ops, Op{Kind: OpRename, Key: d.ID})
+	d.ID = old
+}
+
 // TouchDelta returns the delta that records an access to s at `at` (Unix
 // nanoseconds) without changing it: s's own stamp (Owner, Epoch, Version)
 // and metadata, HLC hlc, one OpTouch.

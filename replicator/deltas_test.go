@@ -57,3 +57,33 @@ func TestDeltaConstructors(t *testing.T) {
 		t.Fatalf("destroy reasons %v", reasons)
 	}
 }
+
+func TestTakeoverAndRename(t *testing.T) {
+	d := &Delta{ID: "new", Owner: "n2", Epoch: 3, Ops: []Op{set("k", "v")}}
+	d.Takeover()
+	d.RenameFrom("old")
+	if d.ID != "old" || d.Epoch != 4 || len(d.Ops) != 3 || d.Ops[0].Kind != OpTakeover || d.Ops[1].Kind != OpSet ||
+		d.Ops[2].Kind != OpRename || d.Ops[2].Key != "new" {
+		t.Fatalf("%+v", d)
+	}
+
+	r := NewReplica(ReplicaConfig{})
+	var c Clock
+	wall := int64(1000 * sec)
+	if err := r.Commit(&Delta{ID: "old", Owner: "n1", Epoch: 3, LastAccess: wall, Ops: []Op{set("k", "a")}}, &c, wall); err != nil {
+		t.Fatal(err)
+	}
+	d = &Delta{ID: "new", Owner: "n2", Epoch: 3, LastAccess: wall, Ops: []Op{set("k", "b")}}
+	d.Takeover()
+	d.RenameFrom("old")
+	if err := r.Commit(d, &c, wall); err != nil {
+		t.Fatal(err)
+	}
+	if r.Get("old") != nil {
+		t.Fatal("old ID still live")
+	}
+	s := r.Get("new")
+	if s == nil || val(s, "k") != "b" || s.Owner != "n2" || s.Epoch != 4 {
+		t.Fatalf("renamed session: %s", dump(s))
+	}
+}
