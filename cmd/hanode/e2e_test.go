@@ -6,7 +6,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -136,17 +135,8 @@ func (n *e2eNode) adminGet(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// eventually polls cond until it reports true (testutil.Eventually); the
-// detail of its last false answer goes into the failure.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	testutil.Eventually(t, timeout, what, func() error {
-		if ok, detail := cond(); !ok {
-			return errors.New("last: " + detail)
-		}
-		return nil
-	})
-}
+// eventually polls cond until it reports true (testutil.Until).
+var eventually = testutil.Until
 
 func waitReady(t *testing.T, timeout time.Duration, nodes ...*e2eNode) {
 	t.Helper()

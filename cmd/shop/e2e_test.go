@@ -7,7 +7,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -99,17 +98,8 @@ func (n *shopNode) adminGet(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// eventually polls cond until it reports true (testutil.Eventually); the
-// detail of its last false answer goes into the failure.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	testutil.Eventually(t, timeout, what, func() error {
-		if ok, detail := cond(); !ok {
-			return errors.New("last: " + detail)
-		}
-		return nil
-	})
-}
+// eventually polls cond until it reports true (testutil.Until).
+var eventually = testutil.Until
 
 // sessionVersion returns the version of a session as a node's admin API
 // shows it (0 when the node does not hold it).

@@ -1,7 +1,6 @@
 package hanode
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,23 +17,8 @@ import (
 	"github.com/hanode/hanode/internal/testutil"
 )
 
-// syncBuffer is a log sink that tests read while the node writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink read while goroutines write (testutil).
+type syncBuffer = testutil.SyncBuffer
 
 // startLocal starts an HA-off node on loopback ports chosen by the kernel.
 func startLocal(t *testing.T, flags map[string]string) (*Node, *syncBuffer) {

@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"testing"
@@ -40,6 +41,18 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 }
 
 var errNotYet = errors.New("condition false")
+
+// Until is Eventually for a condition that explains itself: cond reports
+// whether it holds and, when not, a detail that the failure quotes.
+func Until(t testing.TB, timeout time.Duration, what string, cond func() (ok bool, detail string)) {
+	t.Helper()
+	Eventually(t, timeout, what, func() error {
+		if ok, detail := cond(); !ok {
+			return errors.New("last: " + detail)
+		}
+		return nil
+	})
+}
 
 // Wait calls cond until it returns nil, or until timeout has passed since
 // the call; then it returns cond's last error.
@@ -81,4 +94,25 @@ func Workers(n, workers int, work func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a log sink that a
+// test reads while goroutines write to it. The zero value is ready.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

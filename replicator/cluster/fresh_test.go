@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/membership"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
@@ -143,19 +143,5 @@ func TestClockApartDelaysLoneStart(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink read while goroutines write (testutil).
+type syncBuffer = testutil.SyncBuffer
