@@ -242,17 +242,27 @@ func relShowSession(n *e2eNode, id string) (*relShow, error) {
 	return &s, nil
 }
 
-// relMetric returns the sum of the samples of a metric.
+// relMetric returns the sum of the samples of a metric, -1 when /metrics
+// cannot be read.
 func relMetric(n *e2eNode, name string) float64 {
 	code, body, err := n.adminGet("/metrics")
 	if err != nil || code != 200 {
 		return -1
 	}
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? ([0-9.e+-]+)$`)
+	return sumSamples(body, name, nil)
+}
+
+// sumSamples adds up the samples of metric name in a /metrics body whose
+// labels (the text between the braces) match labels, or all of them when
+// labels is nil.
+func sumSamples(body []byte, name string, labels *regexp.Regexp) float64 {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{([^}]*)\})? ([0-9.e+-]+)$`)
 	var sum float64
-	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
-		v, _ := strconv.ParseFloat(m[2], 64)
-		sum += v
+	for _, m := range re.FindAllSubmatch(body, -1) {
+		if labels == nil || labels.Match(m[1]) {
+			v, _ := strconv.ParseFloat(string(m[2]), 64)
+			sum += v
+		}
 	}
 	return sum
 }
