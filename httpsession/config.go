@@ -111,7 +111,7 @@ type Config struct {
 	// IdleTimeout ends a session not used for this long. Default 30m;
 	// negative means none. (scs differs: its 0 means none.)
 	IdleTimeout time.Duration
-	Cookie      CookieConfig
+	Cookie      CookieConfig // the session cookie's name and attributes
 	// HeaderName, when set, lets API clients send the token in this
 	// request header instead of a cookie; a response to such a request
 	// carries the (new) token in the same header instead of Set-Cookie.

@@ -35,12 +35,12 @@ func (k EventKind) String() string {
 
 // Event describes one lifecycle event. It never carries a raw session ID.
 type Event struct {
-	Kind      EventKind
+	Kind      EventKind                // what happened
 	Reason    replicator.DestroyReason // EventDestroyed only
 	Session   string                   // ShortHash of the session ID
 	Principal string                   // the session's principal, if any
 	From      string                   // EventTakenOver: the previous owner
-	Time      time.Time
+	Time      time.Time                // when the Manager saw it
 }
 
 // Stats are the Manager's counters since New. All values are monotonic.

@@ -233,12 +233,12 @@ type SessionInfo struct {
 	// ID is the session's store key. It is a secret: anyone holding it can
 	// use the session. Display Hash instead.
 	ID         string
-	Hash       string // ShortHash(ID)
-	Owner      string
-	Principal  string
-	Created    time.Time
-	LastAccess time.Time
-	Deadline   time.Time
+	Hash       string    // ShortHash(ID)
+	Owner      string    // the node that served it last
+	Principal  string    // the logged-in user, if any (SetPrincipal)
+	Created    time.Time // first commit
+	LastAccess time.Time // last request
+	Deadline   time.Time // absolute end (Lifetime); zero: none
 }
 
 // SessionsOf returns the live sessions of principal (on every node, as far

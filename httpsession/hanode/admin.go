@@ -252,21 +252,21 @@ func localRequestProblem(r *http.Request, mutation bool) string {
 // SessionJSON is one session as GET /sessions and GET /sessions/{id} of
 // the admin API describe it.
 type SessionJSON struct {
-	Hash       string    `json:"hash"`
+	Hash       string    `json:"hash"`         // replicator.ShortHash of the ID: the name to display
 	ID         string    `json:"id,omitempty"` // only for requests authenticated with the admin token
-	Owner      string    `json:"owner"`
-	Attrs      int       `json:"attrs"`
-	Epoch      uint32    `json:"epoch"`
-	Version    uint64    `json:"version"`
-	Created    time.Time `json:"created"`
-	LastAccess time.Time `json:"last_access"`
+	Owner      string    `json:"owner"`        // the node that served it last
+	Attrs      int       `json:"attrs"`        // number of live attributes
+	Epoch      uint32    `json:"epoch"`        // takeover epoch
+	Version    uint64    `json:"version"`      // commits in this epoch
+	Created    time.Time `json:"created"`      // first commit
+	LastAccess time.Time `json:"last_access"`  // last request (touch)
 }
 
 // SessionList is the answer of GET /sessions.
 type SessionList struct {
-	Node     string        `json:"node"`
-	Count    int           `json:"count"`
-	Sessions []sessionJSON `json:"sessions"`
+	Node     string        `json:"node"`     // the answering node
+	Count    int           `json:"count"`    // sessions listed (the store's count when it cannot list them)
+	Sessions []sessionJSON `json:"sessions"` // most recently used first
 }
 
 type (

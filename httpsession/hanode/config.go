@@ -130,35 +130,35 @@ type value struct {
 // idle-timeout with 0 for none); Settings gives their defaults and
 // meanings. The fields after ConfigFile are set in code before Start.
 type Config struct {
-	Node            string
-	HA              bool
-	Listen          string
-	Admin           string
-	AdminToken      string
-	AdminTokenFile  string // the admin token was read from this file (AdminToken holds it)
-	Cluster         string
-	Group           netip.AddrPort
-	Interface       string
-	Peers           []string // unicast mode: "host[:port]" entries
-	Discovery       string   // unicast mode: "dns:NAME"
-	TTL             int
-	Loopback        bool
-	KeyFile         string
-	Consistency     replicator.Consistency
-	SyncTimeout     time.Duration
-	LoneSurvivor    cluster.LoneSurvivorPolicy
-	Snapshot        string
-	SnapshotEvery   time.Duration
-	IdleTimeout     time.Duration
-	Lifetime        time.Duration
-	CookieName      string
-	CookieSecure    bool
-	ShutdownTimeout time.Duration
-	DrainDelay      time.Duration
-	LogFormat       string
-	LogLevel        string
-	Pprof           bool
-	DemoDebug       bool
+	Node            string                     // node: the member name and route suffix
+	HA              bool                       // ha: replicate over the cluster
+	Listen          string                     // listen: the application address
+	Admin           string                     // admin: the admin API address
+	AdminToken      string                     // admin-token: the admin API bearer token
+	AdminTokenFile  string                     // the admin token was read from this file (AdminToken holds it)
+	Cluster         string                     // cluster: the cluster name
+	Group           netip.AddrPort             // group: the multicast group
+	Interface       string                     // interface: name or IPv4 address
+	Peers           []string                   // unicast mode: "host[:port]" entries
+	Discovery       string                     // unicast mode: "dns:NAME"
+	TTL             int                        // ttl: multicast hops
+	Loopback        bool                       // loopback: multicast loopback
+	KeyFile         string                     // key-file: the cluster key ring
+	Consistency     replicator.Consistency     // consistency: the default per commit
+	SyncTimeout     time.Duration              // sync-timeout
+	LoneSurvivor    cluster.LoneSurvivorPolicy // lone-survivor
+	Snapshot        string                     // snapshot: the snapshot file
+	SnapshotEvery   time.Duration              // snapshot-interval
+	IdleTimeout     time.Duration              // idle-timeout; 0: none
+	Lifetime        time.Duration              // lifetime; 0: none
+	CookieName      string                     // cookie-name
+	CookieSecure    bool                       // cookie-secure
+	ShutdownTimeout time.Duration              // shutdown-timeout
+	DrainDelay      time.Duration              // drain-delay
+	LogFormat       string                     // log-format: text or json
+	LogLevel        string                     // log-level
+	Pprof           bool                       // pprof: /debug/pprof on the admin API
+	DemoDebug       bool                       // demo-debug
 
 	// The Redis store (store = redis).
 	Store             string   // store: StoreReplica or StoreRedis

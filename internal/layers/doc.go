@@ -1,4 +1,6 @@
-// Package layers holds the test that keeps hanode's imports pointing down.
+// Package layers holds tests of the code's shape: TestImportsPointDown
+// keeps hanode's imports pointing down, and TestExportedFieldsDocumented
+// keeps every exported struct field of a library package commented.
 //
 // The layers, from the bottom (a package may import only packages of a
 // lower layer; tests are free, since an upward import in a test builds

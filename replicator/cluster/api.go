@@ -60,25 +60,25 @@ type Config struct {
 
 // MemberInfo describes one member as this node sees it.
 type MemberInfo struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name"`
-	Addr     string    `json:"addr"`
-	State    string    `json:"state"` // "alive", "suspect", "dead", "left"
-	Self     bool      `json:"self"`
-	Ready    bool      `json:"ready"`
-	Started  time.Time `json:"started"`
-	LastSeen time.Time `json:"last_seen"`
+	ID       string    `json:"id"`        // member ID (a new one per process start)
+	Name     string    `json:"name"`      // node name (Config.Node)
+	Addr     string    `json:"addr"`      // its state-transfer address
+	State    string    `json:"state"`     // "alive", "suspect", "dead", "left"
+	Self     bool      `json:"self"`      // this node
+	Ready    bool      `json:"ready"`     // it holds the cluster's sessions
+	Started  time.Time `json:"started"`   // when its process started
+	LastSeen time.Time `json:"last_seen"` // last message heard from it
 }
 
 // Status is a summary of this node.
 type Status struct {
-	Node     string `json:"node"`
-	ID       string `json:"id"`
-	Ready    bool   `json:"ready"`
-	Draining bool   `json:"draining"`
-	Sessions int    `json:"sessions"`
-	Members  int    `json:"members"`
-	ViewID   string `json:"view_id"`
+	Node     string `json:"node"`     // this node's name
+	ID       string `json:"id"`       // this process's member ID
+	Ready    bool   `json:"ready"`    // it holds the cluster's sessions and serves
+	Draining bool   `json:"draining"` // Drain was called
+	Sessions int    `json:"sessions"` // live sessions in the replica
+	Members  int    `json:"members"`  // members in this node's view, self included
+	ViewID   string `json:"view_id"`  // hash of the member view: equal on nodes that agree
 
 	// Phase is "joining" (listening for members), "transferring"
 	// (receiving the cluster's sessions), "ready" or "draining".
