@@ -38,48 +38,6 @@ const (
 // errShed: the send queue stayed full; the delta is applied locally only.
 var errShed = errors.New("cluster: send queue full")
 
-// LoneSurvivorPolicy says what a Sync or SyncAll commit does on a node that
-// sees no other live member: the others died, left, or are cut off from it
-// (and then suspected). It is the choice between availability and the
-// promise that an acknowledged write survives this node's death.
-type LoneSurvivorPolicy uint8
-
-const (
-	// LoneRefuse (the default) refuses the commit with
-	// replicator.ErrNotReplicated before applying it, and the node is not
-	// Ready while it is alone: no acknowledged write can be lost when it
-	// dies, at the price of refusing writes until a peer is back (like
-	// Kafka's acks=all with min.insync.replicas=2).
-	LoneRefuse LoneSurvivorPolicy = iota
-	// LoneAccept applies the commit locally and reports success with
-	// CommitResult.Replicated false: the node stays available alone, and
-	// whatever it accepts while alone is lost if it dies before a peer
-	// returns (like Tomcat's session replication, which serves on when
-	// no member is left to replicate to).
-	LoneAccept
-)
-
-func (p LoneSurvivorPolicy) String() string {
-	switch p {
-	case LoneRefuse:
-		return "refuse"
-	case LoneAccept:
-		return "accept"
-	}
-	return "unknown"
-}
-
-// ParseLoneSurvivor parses "refuse" or "accept".
-func ParseLoneSurvivor(s string) (LoneSurvivorPolicy, error) {
-	switch s {
-	case "refuse", "":
-		return LoneRefuse, nil
-	case "accept":
-		return LoneAccept, nil
-	}
-	return LoneRefuse, fmt.Errorf("%w: lone-survivor must be refuse or accept, not %q", ErrConfig, s)
-}
-
 // Reasons a sync commit fails, as labels of
 // hanode_sync_commit_failures_total.
 const (
