@@ -4,9 +4,11 @@ package cluster
 // policy, and the multicast.Config derived from it.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"time"
 
@@ -57,6 +59,12 @@ type Config struct {
 	MaxSessionBytes     int           // default 1 MiB
 
 	Logger *slog.Logger // default slog.Default()
+
+	// Dial opens the state-transfer connection to a peer's transfer
+	// address (a TCP address unless the node was started with StartOn on
+	// another kind of listener). Default: a net.Dialer with a 3 s
+	// timeout. Tests dial an in-memory listener with it.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // ErrConfig wraps every configuration error.
@@ -89,6 +97,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSessionBytes == 0 {
 		c.MaxSessionBytes = 1 << 20
+	}
+	if c.Dial == nil {
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			return d.DialContext(ctx, "tcp4", addr)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

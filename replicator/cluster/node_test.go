@@ -23,11 +23,12 @@ import (
 // lab is an in-process cluster over the in-memory multicast network, with
 // real TCP on loopback for state transfer.
 type lab struct {
-	t     *testing.T
-	net   *multicast.MemNetwork
-	kr    *multicast.Keyring
-	nodes map[string]*Node
-	mu    sync.Mutex
+	t       *testing.T
+	net     *multicast.MemNetwork
+	streams *memStreams // state transfer in memory (newMemLab); nil: TCP on loopback
+	kr      *multicast.Keyring
+	nodes   map[string]*Node
+	mu      sync.Mutex
 }
 
 func newLab(t *testing.T, seed int64) *lab {
@@ -79,8 +80,11 @@ func (l *lab) start(name string, mod func(*Config)) *Node {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
+	var ln net.Listener
+	if l.streams != nil {
+		ln = l.streams.listen()
+		n.cfg.Dial = l.streams.dial
+	} else if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
 		l.t.Fatal(err)
 	}
 	tr, err := l.net.Join(n.transportConfig())

@@ -270,8 +270,7 @@ func decodeDigest(b []byte) ([]uint64, error) {
 // progress, when not nil, is called with the announced total first and
 // then with the running count of records received.
 func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(got, total int64)) (received, changed int, err error) {
-	d := net.Dialer{Timeout: dialTimeout}
-	raw, err := d.DialContext(ctx, "tcp4", addr)
+	raw, err := n.cfg.Dial(ctx, addr)
 	if err != nil {
 		return 0, 0, err
 	}
