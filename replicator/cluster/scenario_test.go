@@ -79,38 +79,40 @@ func sameVersions(a, b *Node, ids []string) error {
 func TestScenarioRandomLoss(t *testing.T) {
 	for _, pct := range []int{10, 30} {
 		t.Run(fmt.Sprintf("loss%d", pct), func(t *testing.T) {
-			l := newLab(t, int64(100+pct))
-			n1, n2 := l.start("n1", nil), l.start("n2", nil)
-			waitReady(t, n1, n2)
-			l.net.SetDropFunc(lossTo(int64(pct), n2.ID(), float64(pct)/100))
+			synctest.Test(t, func(t *testing.T) {
+				l := newMemLab(t, int64(100+pct))
+				n1, n2 := l.start("n1", nil), l.start("n2", nil)
+				waitReady(t, n1, n2)
+				l.net.SetDropFunc(lossTo(int64(pct), n2.ID(), float64(pct)/100))
 
-			const sessions = 2000
-			want := map[string]map[string]string{}
-			ids := make([]string, 0, sessions)
-			for i := range sessions {
-				id := sid("loss", i)
-				v := fmt.Sprintf("value-%d", i)
-				put(t, n1, id, "n", "1", replicator.Async)
-				put(t, n1, id, "n", "2", replicator.Async)
-				put(t, n1, id, "v", v, replicator.Async)
-				want[id] = map[string]string{"n": "2", "v": v}
-				ids = append(ids, id)
-			}
-			t0 := time.Now()
-			eventually(t, 30*time.Second, fmt.Sprintf("n2 converged under %d%% loss", pct), func() error {
-				if err := sameState([]*Node{n2}, want); err != nil {
-					return err
+				const sessions = 2000
+				want := map[string]map[string]string{}
+				ids := make([]string, 0, sessions)
+				for i := range sessions {
+					id := sid("loss", i)
+					v := fmt.Sprintf("value-%d", i)
+					put(t, n1, id, "n", "1", replicator.Async)
+					put(t, n1, id, "n", "2", replicator.Async)
+					put(t, n1, id, "v", v, replicator.Async)
+					want[id] = map[string]string{"n": "2", "v": v}
+					ids = append(ids, id)
 				}
-				return sameVersions(n1, n2, ids)
+				t0 := time.Now()
+				eventually(t, 30*time.Second, fmt.Sprintf("n2 converged under %d%% loss", pct), func() error {
+					if err := sameState([]*Node{n2}, want); err != nil {
+						return err
+					}
+					return sameVersions(n1, n2, ids)
+				})
+				st := n2.tr.Stats()
+				t.Logf("loss %d%%: n2 converged %s after the writes; dropped %d datagrams, NAKs sent %d, deltas applied %d, anti-entropy repaired %d",
+					pct, time.Since(t0).Round(time.Millisecond), l.net.Dropped(), st.NaksSent, n2.stats.deltasApplied.Load(), n2.stats.aeRepaired.Load())
+				// n2 alone serves them.
+				n1.crash()
+				if err := sameState([]*Node{n2}, want); err != nil {
+					t.Fatal(err)
+				}
 			})
-			st := n2.tr.Stats()
-			t.Logf("loss %d%%: n2 converged %s after the writes; dropped %d datagrams, NAKs sent %d, deltas applied %d, anti-entropy repaired %d",
-				pct, time.Since(t0).Round(time.Millisecond), l.net.Dropped(), st.NaksSent, n2.stats.deltasApplied.Load(), n2.stats.aeRepaired.Load())
-			// n2 alone serves them.
-			n1.crash()
-			if err := sameState([]*Node{n2}, want); err != nil {
-				t.Fatal(err)
-			}
 		})
 	}
 }
@@ -159,53 +161,55 @@ func TestScenarioLastMessageLost(t *testing.T) {
 		{"last-message-and-heartbeat", 350 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newLab(t, 11)
-			// No anti-entropy: only the NAK layer may repair the tail.
-			noAE := func(c *Config) { c.AntiEntropyInterval = time.Hour }
-			n1, n2 := l.start("n1", noAE), l.start("n2", noAE)
-			waitReady(t, n1, n2)
-			eventually(t, 5*time.Second, "peers alive", func() error {
-				if len(n2.alivePeers()) == 0 {
-					return fmt.Errorf("n2 sees no peer")
+			synctest.Test(t, func(t *testing.T) {
+				l := newMemLab(t, 11)
+				// No anti-entropy: only the NAK layer may repair the tail.
+				noAE := func(c *Config) { c.AntiEntropyInterval = time.Hour }
+				n1, n2 := l.start("n1", noAE), l.start("n2", noAE)
+				waitReady(t, n1, n2)
+				eventually(t, 5*time.Second, "peers alive", func() error {
+					if len(n2.alivePeers()) == 0 {
+						return fmt.Errorf("n2 sees no peer")
+					}
+					return nil
+				})
+				const sess, burst = 5, 60
+				want := map[string]map[string]string{}
+				ids := make([]string, sess)
+				for i := range burst - 1 {
+					id := sid("tail", i%sess)
+					ids[i%sess] = id
+					put(t, n1, id, "n", strconv.Itoa(i), replicator.Async)
+					want[id] = map[string]string{"n": strconv.Itoa(i)}
 				}
-				return nil
-			})
-			const sess, burst = 5, 60
-			want := map[string]map[string]string{}
-			ids := make([]string, sess)
-			for i := range burst - 1 {
-				id := sid("tail", i%sess)
-				ids[i%sess] = id
-				put(t, n1, id, "n", strconv.Itoa(i), replicator.Async)
-				want[id] = map[string]string{"n": strconv.Itoa(i)}
-			}
-			eventually(t, 5*time.Second, "burst replicated", func() error { return sameState([]*Node{n2}, want) })
+				eventually(t, 5*time.Second, "burst replicated", func() error { return sameState([]*Node{n2}, want) })
 
-			d := &tailDropper{src: n1.ID(), dst: n2.ID(), hold: tc.hold}
-			l.net.SetDropFunc(d.drop)
-			d.armed.Store(true)
-			put(t, n1, ids[0], "n", "last", replicator.Async)
-			want[ids[0]]["n"] = "last"
-			t0 := time.Now()
-			eventually(t, 3*time.Second, "the lost tail repaired", func() error {
-				if err := sameState([]*Node{n2}, want); err != nil {
-					return err
+				d := &tailDropper{src: n1.ID(), dst: n2.ID(), hold: tc.hold}
+				l.net.SetDropFunc(d.drop)
+				d.armed.Store(true)
+				put(t, n1, ids[0], "n", "last", replicator.Async)
+				want[ids[0]]["n"] = "last"
+				t0 := time.Now()
+				eventually(t, 3*time.Second, "the lost tail repaired", func() error {
+					if err := sameState([]*Node{n2}, want); err != nil {
+						return err
+					}
+					return sameVersions(n1, n2, ids)
+				})
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				t.Logf("%s: repaired %s after the last commit; dropped %d data and %d later packets, passed %d; n2 NAKs %d",
+					tc.name, time.Since(t0).Round(time.Millisecond), d.data, d.others, d.after, n2.tr.Stats().NaksSent)
+				if d.data != 1 {
+					t.Fatalf("dropped %d data packets, want exactly the last one", d.data)
 				}
-				return sameVersions(n1, n2, ids)
+				if tc.hold > 0 && d.others == 0 {
+					t.Fatalf("no heartbeat or status dropped after the last message")
+				}
+				if n2.tr.Stats().NaksSent == 0 {
+					t.Errorf("repaired without a NAK")
+				}
 			})
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			t.Logf("%s: repaired %s after the last commit; dropped %d data and %d later packets, passed %d; n2 NAKs %d",
-				tc.name, time.Since(t0).Round(time.Millisecond), d.data, d.others, d.after, n2.tr.Stats().NaksSent)
-			if d.data != 1 {
-				t.Fatalf("dropped %d data packets, want exactly the last one", d.data)
-			}
-			if tc.hold > 0 && d.others == 0 {
-				t.Fatalf("no heartbeat or status dropped after the last message")
-			}
-			if n2.tr.Stats().NaksSent == 0 {
-				t.Errorf("repaired without a NAK")
-			}
 		})
 	}
 }
