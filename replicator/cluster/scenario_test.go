@@ -251,8 +251,7 @@ func loadSessions(t *testing.T, n *Node, prefix string, count, size int) {
 	}
 }
 
-func testJoin(t *testing.T, count int) {
-	l := newLab(t, 12)
+func testJoin(t *testing.T, count int, l *lab) {
 	// The production join timeout (2 s), not the lab's 400 ms: n1's
 	// heartbeats queue behind the megabytes it has just sent, and on a
 	// loaded host a joiner that hears nothing in 400 ms starts alone.
@@ -288,7 +287,9 @@ func testJoin(t *testing.T, count int) {
 }
 
 // TestScenarioJoin: a joiner is ready only once it holds every session.
-func TestScenarioJoin(t *testing.T) { testJoin(t, 5000) }
+func TestScenarioJoin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { testJoin(t, 5000, newMemLab(t, 12)) })
+}
 
 // TestScenarioJoin100k is the full-size acceptance run (100,000 sessions
 // of 4 KB, about 400 MB per replica); it is slow under -race, so it runs
@@ -299,7 +300,7 @@ func TestScenarioJoin100k(t *testing.T) {
 	if os.Getenv("HANODE_SCENARIO_FULL") != "1" {
 		t.Skip("set HANODE_SCENARIO_FULL=1 to run the 100,000 × 4 KB join")
 	}
-	testJoin(t, 100000)
+	testJoin(t, 100000, newLab(t, 12))
 }
 
 // ---------------------------------------------------------------------
