@@ -338,7 +338,7 @@ func (m *Manager) Iterate(ctx context.Context, fn func(context.Context) error) e
 	now := m.now()
 	for _, id := range ids {
 		snap := m.store.Get(id)
-		if snap == nil || snap.Destroyed || expired(snap, now) {
+		if snap == nil || snap.Destroyed || snap.Expired(now) {
 			continue
 		}
 		s := &Session{m: m, ctx: ctx, consistency: m.cfg.Consistency}

@@ -30,8 +30,8 @@ var (
 	// ErrNotSupported is returned when the store lacks an optional
 	// capability (for example Iterate without a RangeStore).
 	ErrNotSupported = errors.New("httpsession: not supported by the store")
-	// ErrInvalidConfig wraps every configuration error from New.
-	ErrInvalidConfig = errors.New("httpsession: invalid config")
+	// ErrConfig wraps every configuration error from New.
+	ErrConfig = errors.New("httpsession: invalid config")
 )
 
 // DuplicateLoginPolicy says what SetPrincipal does when the principal
@@ -111,7 +111,7 @@ type Config struct {
 	// IdleTimeout ends a session not used for this long. Default 30m;
 	// negative means none. (scs differs: its 0 means none.)
 	IdleTimeout time.Duration
-	Cookie      CookieConfig
+	Cookie      CookieConfig // the session cookie's name and attributes
 	// HeaderName, when set, lets API clients send the token in this
 	// request header instead of a cookie; a response to such a request
 	// carries the (new) token in the same header instead of Set-Cookie.
@@ -194,11 +194,11 @@ func (c *Config) setDefaults() {
 }
 
 // Validate reports the first problem of c (after defaults are applied),
-// wrapped in ErrInvalidConfig.
+// wrapped in ErrConfig.
 func (c Config) Validate() error {
 	c.setDefaults()
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
 	}
 	switch {
 	case c.Lifetime < 0:

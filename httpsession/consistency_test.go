@@ -144,3 +144,9 @@ func TestConsistencyBeforeFirstByte(t *testing.T) {
 		}
 	})
 }
+
+// Put checks the limits of both stores in advance: they stay limiters.
+var (
+	_ limiter = (*replicator.Local)(nil)
+	_ limiter = (*cluster.Node)(nil)
+)

@@ -7,42 +7,40 @@ import (
 	"github.com/hanode/hanode/replicator"
 )
 
-// EventKind is the kind of a lifecycle Event.
+// EventKind is the kind of a lifecycle Event. Created and Destroyed are
+// the store's own kinds (replicator.EventKind, same values and names);
+// Renewed and TakenOver are the Manager's.
 type EventKind uint8
 
 const (
 	// EventCreated: a new session was committed for the first time.
-	EventCreated EventKind = iota + 1
+	EventCreated = EventKind(replicator.EventCreated)
 	// EventDestroyed: a session ended; Event.Reason says why.
-	EventDestroyed
+	EventDestroyed = EventKind(replicator.EventDestroyed)
 	// EventRenewed: the session's ID was renewed (RenewToken).
-	EventRenewed
+	EventRenewed EventKind = 3
 	// EventTakenOver: this node took the session over from another.
-	EventTakenOver
+	EventTakenOver EventKind = 4
 )
 
 func (k EventKind) String() string {
 	switch k {
-	case EventCreated:
-		return "created"
-	case EventDestroyed:
-		return "destroyed"
 	case EventRenewed:
 		return "renewed"
 	case EventTakenOver:
 		return "taken-over"
 	}
-	return "unknown"
+	return replicator.EventKind(k).String()
 }
 
 // Event describes one lifecycle event. It never carries a raw session ID.
 type Event struct {
-	Kind      EventKind
+	Kind      EventKind                // what happened
 	Reason    replicator.DestroyReason // EventDestroyed only
 	Session   string                   // ShortHash of the session ID
 	Principal string                   // the session's principal, if any
 	From      string                   // EventTakenOver: the previous owner
-	Time      time.Time
+	Time      time.Time                // when the Manager saw it
 }
 
 // Stats are the Manager's counters since New. All values are monotonic.

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 
+	"github.com/hanode/hanode/membership"
 	"github.com/hanode/hanode/replicator"
 )
 
@@ -19,7 +20,7 @@ import (
 const (
 	idBytes     = 24 // 192 random bits
 	idLen       = 32 // base64.RawURLEncoding.EncodedLen(idBytes)
-	maxRouteLen = 64
+	maxRouteLen = membership.MaxNameLen
 	// MaxTokenLen is the longest token ParseID accepts.
 	MaxTokenLen = idLen + 1 + maxRouteLen
 )
@@ -74,20 +75,9 @@ func isIDChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
-// validRoute reports whether s can be a route suffix: 1 to 64 characters
-// of [A-Za-z0-9_-]. Dots are excluded so that a load balancer can take the
-// last dot-separated field of the cookie as the route.
-func validRoute(s string) bool {
-	if len(s) == 0 || len(s) > maxRouteLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isIDChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
+// validRoute reports whether s can be a route suffix: a node name
+// (membership.ValidName: 1 to 64 characters of [A-Za-z0-9_-]).
+func validRoute(s string) bool { return membership.ValidName(s) }
 
 // sameID compares two IDs in constant time.
 func sameID(a, b string) bool {
@@ -101,5 +91,5 @@ func ShortHash(idOrToken string) string {
 	if id, _, ok := ParseID(idOrToken); ok {
 		idOrToken = id
 	}
-	return replicator.ShortID(idOrToken)
+	return replicator.ShortHash(idOrToken)
 }

@@ -29,7 +29,7 @@ type Manager struct {
 // to 64 characters of [A-Za-z0-9_-].
 func New(store replicator.Store, cfg Config) (*Manager, error) {
 	if store == nil {
-		return nil, fmt.Errorf("%w: nil store", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: nil store", ErrConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -37,7 +37,7 @@ func New(store replicator.Store, cfg Config) (*Manager, error) {
 	cfg.setDefaults()
 	node := store.Node()
 	if !validRoute(node) {
-		return nil, fmt.Errorf("%w: node name %q cannot be a route suffix (1-64 of [A-Za-z0-9_-])", ErrInvalidConfig, node)
+		return nil, fmt.Errorf("%w: node name %q cannot be a route suffix (1-64 of [A-Za-z0-9_-])", ErrConfig, node)
 	}
 	m := &Manager{store: store, cfg: cfg, node: node}
 	if cfg.IdleTimeout > 0 {
@@ -130,13 +130,6 @@ func readCookie(lines []string, name string) string {
 
 func (m *Manager) now() int64 { return m.cfg.Clock().UnixNano() }
 
-func expired(s *replicator.Session, now int64) bool {
-	if s.Deadline != 0 && now >= s.Deadline {
-		return true
-	}
-	return s.IdleTimeout > 0 && now-s.LastAccess >= s.IdleTimeout
-}
-
 // load fills s for request r.
 func (m *Manager) load(s *Session, r *http.Request) {
 	tok, fromHeader := m.token(r)
@@ -165,7 +158,7 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 		return
 	}
 	now := m.now()
-	if expired(snap, now) {
+	if snap.Expired(now) {
 		m.destroyID(ctx, snap, replicator.ReasonExpired)
 		return
 	}
@@ -207,11 +200,7 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 // reports it. The reason travels in the op's value (one byte).
 func (m *Manager) destroyID(ctx context.Context, snap *replicator.Session, reason replicator.DestroyReason) error {
 	now := m.now()
-	d := &replicator.Delta{
-		ID: snap.ID, Owner: m.node, Epoch: snap.Epoch,
-		Created: snap.Created, LastAccess: now, IdleTimeout: snap.IdleTimeout, Deadline: snap.Deadline,
-		Ops: []replicator.Op{replicator.InvalidateOp(reason)},
-	}
+	d := replicator.InvalidateDelta(snap, m.node, now, reason)
 	if snap.Owner != m.node {
 		d.Epoch++
 	}
@@ -244,12 +233,12 @@ type SessionInfo struct {
 	// ID is the session's store key. It is a secret: anyone holding it can
 	// use the session. Display Hash instead.
 	ID         string
-	Hash       string // ShortHash(ID)
-	Owner      string
-	Principal  string
-	Created    time.Time
-	LastAccess time.Time
-	Deadline   time.Time
+	Hash       string    // ShortHash(ID)
+	Owner      string    // the node that served it last
+	Principal  string    // the logged-in user, if any (SetPrincipal)
+	Created    time.Time // first commit
+	LastAccess time.Time // last request
+	Deadline   time.Time // absolute end (Lifetime); zero: none
 }
 
 // SessionsOf returns the live sessions of principal (on every node, as far

@@ -117,7 +117,7 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		cfg := DefaultConfig()
 		mod(&cfg)
-		if _, err := New(st, cfg); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := New(st, cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("accepted %+v: %v", cfg.Cookie, err)
 		}
 	}

@@ -223,7 +223,7 @@ func (s *Session) put(key string, v any) error {
 // limiter is implemented by the stores whose limits Put checks in advance
 // (replicator.Local and the cluster runtime).
 type limiter interface {
-	Replica() *replicator.Replica
+	ReplicaConfig() replicator.ReplicaConfig
 }
 
 // fitsLocked returns ErrTooLarge, naming the limit, when storing raw under
@@ -241,11 +241,7 @@ func (s *Session) fitManyLocked(n int, at func(i int) (string, []byte)) error {
 	if !ok {
 		return nil
 	}
-	r := l.Replica()
-	if r == nil {
-		return nil
-	}
-	cfg := r.Config()
+	cfg := l.ReplicaConfig()
 	size := len(s.principal)
 	for i := range n {
 		key, raw := at(i)
@@ -428,7 +424,7 @@ func (s *Session) MergeSession(token string) error {
 		return nil
 	}
 	snap := s.m.store.Get(id)
-	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) || expired(snap, s.m.now()) {
+	if snap == nil || snap.Destroyed || !sameID(snap.ID, id) || snap.Expired(s.m.now()) {
 		return nil
 	}
 	s.mu.Lock()
@@ -712,18 +708,16 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		ID: s.id, Owner: m.node, Epoch: s.epoch,
 		Created: s.created, LastAccess: now, IdleTimeout: s.idle, Deadline: s.deadline,
 	}
+	d.Ops = ops
 	if s.takeover {
-		d.Epoch++
-		ops = slices.Insert(ops, 0, replicator.Op{Kind: replicator.OpTakeover})
+		d.Takeover()
 	}
 	if s.fence {
 		d.Epoch = s.epoch + 2
 	}
 	if s.renameFrom != "" {
-		d.ID = s.renameFrom
-		ops = append(ops, replicator.Op{Kind: replicator.OpRename, Key: s.id})
+		d.RenameFrom(s.renameFrom)
 	}
-	d.Ops = ops
 	res, err = m.store.Commit(ctx, d, s.consistency)
 	if err != nil {
 		return s.done(res, err)

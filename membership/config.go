@@ -18,7 +18,8 @@ type Config struct {
 	// Name is the node name, used as the session cookie's route suffix. It
 	// must be unique in the cluster: a member that is heard with the name of
 	// an older member replaces it (see the package documentation). 1 to
-	// MaxNameLen bytes of ASCII letters, digits, '-', '_' and '.'. Required.
+	// MaxNameLen bytes of ASCII letters, digits, '-' and '_' (ValidName).
+	// Required.
 	Name string
 
 	// Started is when the process started. The member with the earliest
@@ -134,11 +135,11 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports whether c, with its zero fields taking their defaults, is
-// usable. Errors wrap ErrInvalidConfig.
+// usable. Errors wrap ErrConfig.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	switch {
 	case c.ID == uuid.Nil:
@@ -160,7 +161,7 @@ func (c Config) Validate() error {
 		return bad("%v", err)
 	}
 	if err := checkMeta(c.Meta); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }

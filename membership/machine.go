@@ -82,7 +82,7 @@ type relay struct {
 }
 
 // New returns a Machine for cfg, started at now. Zero fields of cfg take
-// their defaults; errors wrap ErrInvalidConfig. The first Tick sends the
+// their defaults; errors wrap ErrConfig. The first Tick sends the
 // first heartbeat.
 func New(cfg Config, now time.Time) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {

@@ -441,7 +441,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		c := ok
 		mut(&c)
-		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		if err := c.Validate(); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

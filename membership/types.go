@@ -12,12 +12,12 @@ import (
 // Errors. Step's errors wrap ErrMalformed, ErrVersion, ErrUnknownType or
 // ErrTooLarge; none of them changes the Machine's state beyond a counter.
 var (
-	ErrInvalidConfig = errors.New("membership: invalid configuration")
-	ErrMalformed     = errors.New("membership: malformed payload")
-	ErrVersion       = errors.New("membership: unsupported protocol version")
-	ErrUnknownType   = errors.New("membership: unknown message type")
-	ErrTooLarge      = errors.New("membership: payload too large")
-	ErrMetaTooLarge  = errors.New("membership: meta too large")
+	ErrConfig       = errors.New("membership: invalid config")
+	ErrMalformed    = errors.New("membership: malformed payload")
+	ErrVersion      = errors.New("membership: unsupported protocol version")
+	ErrUnknownType  = errors.New("membership: unknown message type")
+	ErrTooLarge     = errors.New("membership: payload too large")
+	ErrMetaTooLarge = errors.New("membership: meta too large")
 )
 
 // State is a member's state as this Machine sees it.

@@ -297,18 +297,10 @@ func decode(b []byte) (*message, error) {
 	return m, nil
 }
 
-// checkName reports whether s may be a member name: 1 to MaxNameLen bytes
-// of ASCII letters, digits, '-', '_' and '.', so that it can be a cookie's
-// route suffix as it is.
+// checkName reports whether s may be a member name (ValidName).
 func checkName(s string) error {
-	if s == "" || len(s) > MaxNameLen {
-		return fmt.Errorf("name must have 1 to %d bytes", MaxNameLen)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("name %q has a byte other than letters, digits, '-', '_' and '.'", s)
-		}
+	if !ValidName(s) {
+		return fmt.Errorf("name %q is not a valid node name (1 to %d bytes of ASCII letters, digits, '-' and '_')", s, MaxNameLen)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/testutil"
 )
 
 var testKeyring = func() *Keyring {
@@ -118,17 +120,8 @@ func startNodes(t *testing.T, n *MemNetwork, count int, mod func(*Config)) []*no
 	return nodes
 }
 
-// waitFor advances virtual time until cond holds, failing after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 func payload(i int, size int) []byte {
 	b := make([]byte, max(size, 8))

@@ -294,7 +294,9 @@ const SnapshotLabel = "hanode snapshot file v1"
 // with the keyring: written with the primary key, read with whichever
 // key of the ring sealed them (its id is in the file), so a snapshot
 // stays readable across a key rotation until its key is retired.
-type SnapshotSealer struct{ Keyring *Keyring }
+type SnapshotSealer struct {
+	Keyring *Keyring // the cluster keys
+}
 
 // SealWriter returns a sealed writer to w (see NewSealedWriter).
 func (s SnapshotSealer) SealWriter(w io.Writer) (io.WriteCloser, error) {

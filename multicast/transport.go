@@ -66,10 +66,10 @@ type SendOptions struct {
 
 // Message is one delivered payload.
 type Message struct {
-	From    uuid.UUID
-	Seq     uint64 // sender's sequence number (0 for control messages)
-	Control bool   // true for SendControl messages
-	Payload []byte
+	From    uuid.UUID      // the sender's member ID
+	Seq     uint64         // sender's sequence number (0 for control messages)
+	Control bool           // true for SendControl messages
+	Payload []byte         // the message as broadcast (owned by the receiver)
 	Addr    netip.AddrPort // where it came from (the sender's unicast address)
 }
 
@@ -90,21 +90,21 @@ const (
 
 // Event is a transport event.
 type Event struct {
-	Kind EventKind
-	From uuid.UUID
-	Seq  uint64
+	Kind EventKind // what happened
+	From uuid.UUID // the member concerned
+	Seq  uint64    // EventNewSender: its first message delivered; EventBehind: where delivery resumed
 }
 
 // Stats are monotonically increasing counters, except where noted.
 type Stats struct {
-	PacketsSent       uint64
-	PacketsReceived   uint64
-	BytesSent         uint64
-	BytesReceived     uint64
-	MessagesSent      uint64
-	MessagesDelivered uint64
-	Retransmissions   uint64 // packets resent because of a NAK
-	NaksSent          uint64
+	PacketsSent       uint64            // datagrams written (data, repairs and control)
+	PacketsReceived   uint64            // datagrams read (own looped-back ones excluded), before any check
+	BytesSent         uint64            // bytes of PacketsSent
+	BytesReceived     uint64            // bytes of PacketsReceived
+	MessagesSent      uint64            // Broadcast and SendControl calls that went out
+	MessagesDelivered uint64            // messages put on Messages()
+	Retransmissions   uint64            // packets resent because of a NAK
+	NaksSent          uint64            // repair requests sent
 	Rejected          map[string]uint64 // dropped packets by reason: "malformed", "auth", "cluster", "replay", "oversize", "unknown_key", ...
 	SendQueueLen      int               // gauge
 	RecvBufferBytes   int               // gauge: receive buffer granted by the kernel

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,7 +38,7 @@ func Listen(cfg Config) (Transport, error) {
 	if cfg.Unicast() {
 		return listenUnicast(cfg)
 	}
-	ifi, ifAddr, err := resolveInterface(cfg.Interface)
+	ifi, ifAddr, err := ResolveInterface(cfg.Interface, true)
 	if err != nil {
 		return nil, err
 	}
@@ -88,48 +87,25 @@ func openUDP(cfg Config, ifi *net.Interface, ifAddr netip.Addr) (*udpLink, error
 		return nil, err
 	}
 	group := cfg.Group
-	lc := net.ListenConfig{Control: groupSocketControl}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	gconn, err := ListenGroup(group, ifi, cfg.RecvBuffer)
 	if err != nil {
-		return nil, fmt.Errorf("multicast: bind group socket %s: %w", group, err)
-	}
-	gconn := pc.(*net.UDPConn)
-	fail := func(err error) (*udpLink, error) {
-		gconn.Close()
-		return nil, err
-	}
-	gp := ipv4.NewPacketConn(gconn)
-	if err := gp.JoinGroup(ifi, &net.UDPAddr{IP: net.IP(group.Addr().AsSlice())}); err != nil {
-		return fail(fmt.Errorf("multicast: join %s on %s: %w", group.Addr(), ifi.Name, err))
-	}
-	// The destination address (and arrival interface) of each datagram,
-	// to drop other groups on the same port.
-	if err := gp.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
-		return fail(fmt.Errorf("multicast: IP_PKTINFO: %w", err))
-	}
-	if err := gconn.SetReadBuffer(cfg.RecvBuffer); err != nil {
-		return fail(fmt.Errorf("multicast: set receive buffer: %w", err))
+		return nil, fmt.Errorf("multicast: %w", err)
 	}
 	granted, _ := grantedRecvBuffer(gconn)
 
 	uconn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ifAddr, cfg.UnicastPort)))
 	if err != nil {
-		return fail(fmt.Errorf("multicast: bind unicast socket on %s: %w", ifAddr, err))
+		gconn.Close()
+		return nil, fmt.Errorf("multicast: bind unicast socket on %s: %w", ifAddr, err)
 	}
-	up := ipv4.NewPacketConn(uconn)
-	err = up.SetMulticastInterface(ifi)
-	if err != nil {
-		err = fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
-	} else if err = up.SetMulticastTTL(cfg.TTL); err != nil {
-		err = fmt.Errorf("IP_MULTICAST_TTL: %w", err)
-	} else if err = up.SetMulticastLoopback(cfg.Loopback); err != nil {
-		err = fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
-	} else {
+	err = SetMulticastSender(uconn, ifi, cfg.TTL, cfg.Loopback)
+	if err == nil {
 		err = uconn.SetReadBuffer(cfg.RecvBuffer)
 	}
 	if err != nil {
 		uconn.Close()
-		return fail(fmt.Errorf("multicast: %w", err))
+		gconn.Close()
+		return nil, fmt.Errorf("multicast: %w", err)
 	}
 	return &udpLink{
 		group:   group,
@@ -139,6 +115,56 @@ func openUDP(cfg Config, ifi *net.Interface, ifAddr netip.Addr) (*udpLink, error
 		local:   uconn.LocalAddr().(*net.UDPAddr).AddrPort(),
 		granted: granted,
 	}, nil
+}
+
+// ListenGroup opens the socket that receives group's datagrams on ifi:
+// bound to the group address and port with SO_REUSEADDR and SO_REUSEPORT
+// (several processes of a host can share the group) and IP_MULTICAST_ALL
+// off (it receives only the groups it joined), joined on ifi only (never
+// a default interface), asking for each datagram's destination address and
+// arrival interface (IP_PKTINFO), with a receive buffer of recvBuffer
+// bytes. The transports and hanode probe open their group socket with it.
+// Linux only.
+func ListenGroup(group netip.AddrPort, ifi *net.Interface, recvBuffer int) (*net.UDPConn, error) {
+	if err := udpSupported(); err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{Control: groupSocketControl}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", group.String())
+	if err != nil {
+		return nil, fmt.Errorf("bind group socket %s: %w", group, err)
+	}
+	c := pc.(*net.UDPConn)
+	p := ipv4.NewPacketConn(c)
+	if err := p.JoinGroup(ifi, &net.UDPAddr{IP: net.IP(group.Addr().AsSlice())}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("join %s on %s: %w", group.Addr(), ifi.Name, err)
+	}
+	if err := p.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("IP_PKTINFO: %w", err)
+	}
+	if err := c.SetReadBuffer(recvBuffer); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("set receive buffer: %w", err)
+	}
+	return c, nil
+}
+
+// SetMulticastSender makes c send multicast out of ifi with ttl, looping
+// its datagrams back to this host when loopback is true.
+func SetMulticastSender(c *net.UDPConn, ifi *net.Interface, ttl int, loopback bool) error {
+	p := ipv4.NewPacketConn(c)
+	if err := p.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
+	}
+	if err := p.SetMulticastTTL(ttl); err != nil {
+		return fmt.Errorf("IP_MULTICAST_TTL: %w", err)
+	}
+	if err := p.SetMulticastLoopback(loopback); err != nil {
+		return fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
+	}
+	return nil
 }
 
 func (l *udpLink) send(b []byte, to netip.AddrPort) error {
@@ -204,65 +230,4 @@ func (l *udpLink) close() error {
 // extraRejected reports drops made below the engine.
 func (l *udpLink) extraRejected() map[string]uint64 {
 	return map[string]uint64{"other_group": l.other.Load(), "other_interface": l.otherIf.Load()}
-}
-
-// resolveInterface finds the interface named by s (a name or one of its
-// IPv4 addresses) and its first IPv4 address.
-func resolveInterface(s string) (*net.Interface, netip.Addr, error) {
-	return resolveInterfaceFor(s, true)
-}
-
-// resolveInterfaceFor is resolveInterface; multicast says whether the
-// interface must support multicast (not in unicast mode).
-func resolveInterfaceFor(s string, multicast bool) (*net.Interface, netip.Addr, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, netip.Addr{}, ErrNoInterface
-	}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, netip.Addr{}, fmt.Errorf("multicast: list interfaces: %w", err)
-	}
-	want, isAddr := netip.ParseAddr(s)
-	if isAddr == nil && (!want.Is4() || want.IsUnspecified()) {
-		return nil, netip.Addr{}, fmt.Errorf("%w: %q is not a specific IPv4 address", ErrNoInterface, s)
-	}
-	for i := range ifs {
-		ifi := &ifs[i]
-		if isAddr != nil && ifi.Name != s {
-			continue
-		}
-		addrs, err := ifi.Addrs()
-		if err != nil {
-			continue
-		}
-		var first netip.Addr
-		for _, a := range addrs {
-			pfx, err := netip.ParsePrefix(a.String())
-			if err != nil || !pfx.Addr().Is4() {
-				continue
-			}
-			if isAddr == nil && pfx.Addr() == want {
-				first = want
-				break
-			}
-			if isAddr != nil && !first.IsValid() {
-				first = pfx.Addr()
-			}
-		}
-		if !first.IsValid() {
-			if isAddr != nil {
-				return nil, netip.Addr{}, fmt.Errorf("%w: interface %s has no IPv4 address", ErrNoInterface, s)
-			}
-			continue
-		}
-		if ifi.Flags&net.FlagUp == 0 {
-			return nil, netip.Addr{}, fmt.Errorf("%w: interface %s is down", ErrNoInterface, ifi.Name)
-		}
-		if multicast && ifi.Flags&net.FlagMulticast == 0 {
-			return nil, netip.Addr{}, fmt.Errorf("%w: interface %s does not support multicast", ErrNoInterface, ifi.Name)
-		}
-		return ifi, first, nil
-	}
-	return nil, netip.Addr{}, fmt.Errorf("%w: no interface %q", ErrNoInterface, s)
 }

@@ -2,16 +2,16 @@ package multicast
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/internal/testutil"
 )
 
 // requireLoopbackMulticast checks that lo can carry multicast: up, with
@@ -173,23 +173,8 @@ func TestListenRequiresInterface(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger used from goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink read while goroutines write (testutil).
+type syncBuffer = testutil.SyncBuffer
 
 // TestUDPCloseFlushes: messages broadcast right before Close reach the
 // peer over real sockets, and the transport's log lines repeat no key of

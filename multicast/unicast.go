@@ -37,7 +37,7 @@ func listenUnicast(cfg Config) (Transport, error) {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
-	ifi, ifAddr, err := resolveInterfaceFor(cfg.Interface, false)
+	ifi, ifAddr, err := ResolveInterface(cfg.Interface, false)
 	if err != nil {
 		return nil, err
 	}

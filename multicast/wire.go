@@ -105,18 +105,18 @@ var ErrVersion = errors.New("multicast: unsupported protocol version")
 
 // Header is the decoded fixed header of a packet.
 type Header struct {
-	Version   uint8
-	Type      PacketType
-	Flags     Flags
-	KeyID     uint8
-	Length    uint16 // sealed payload bytes after the header (ciphertext + tag)
-	Cluster   [8]byte
-	Sender    uuid.UUID
-	Seq       uint64
-	HighSeq   uint64
-	FragIndex uint16
-	FragCount uint16
-	Timestamp int64 // sender's wall clock at sealing, Unix milliseconds
+	Version   uint8      // WireVersion of the sender
+	Type      PacketType // data, NAK, status, ack, control, ...
+	Flags     Flags      // per-type bits (FlagAck, ...)
+	KeyID     uint8      // which key of the ring sealed the packet
+	Length    uint16     // sealed payload bytes after the header (ciphertext + tag)
+	Cluster   [8]byte    // ClusterID of the cluster name: other clusters' packets are dropped
+	Sender    uuid.UUID  // member ID of the sender
+	Seq       uint64     // the packet's number in the sender's stream (the AEAD nonce)
+	HighSeq   uint64     // the sender's highest sequence number sent
+	FragIndex uint16     // this fragment's index in its message
+	FragCount uint16     // fragments of the message (1: not fragmented)
+	Timestamp int64      // sender's wall clock at sealing, Unix milliseconds
 }
 
 // AppendHeader appends the encoded header to b.

@@ -1,10 +1,13 @@
 // Package replicator holds hanode's full replica of the cluster's HTTP
 // sessions and the pure logic around it: deltas and their merge rules, a
 // hybrid logical clock, expiry, anti-entropy digests, the wire codec and
-// snapshots for state transfer. It starts no goroutines, opens no sockets
-// and never reads the clock: time comes in as unix nanoseconds. The
-// runtime that moves deltas between nodes lives in replicator/cluster;
-// Local is the Store used when HA is off.
+// snapshots for state transfer. Replica and everything it uses start no
+// goroutines, open no sockets and never read the clock: time comes in as
+// unix nanoseconds. The runtime that moves deltas between nodes lives in
+// replicator/cluster. The one part here with a clock is Local, the Store
+// used when HA is off: it stamps commits with the wall clock and expires
+// sessions with its own timer (time.AfterFunc, see local.go); the
+// deltas.go helpers take the time as an argument.
 //
 // # Data model
 //

@@ -130,6 +130,9 @@ func (l *Local) Subscribe(fn func(Event)) { l.subs.Add(fn) }
 // listings and tests).
 func (l *Local) Replica() *Replica { return l.r }
 
+// ReplicaConfig returns the replica's limits and timings.
+func (l *Local) ReplicaConfig() ReplicaConfig { return l.r.Config() }
+
 // Clock returns the store's clock.
 func (l *Local) Clock() *Clock { return &l.clk }
 

@@ -238,9 +238,11 @@ var (
 	ErrNotReplicated = errors.New("replicator: commit not replicated")
 )
 
-// ShortID returns a short, stable hash of a session ID for logs and admin
-// listings: raw IDs are credentials and are never logged.
-func ShortID(id string) string {
+// ShortHash returns a short, stable, non-reversible label for a session
+// ID, for logs, metrics and admin listings: the first 12 hex digits of its
+// SHA-256. Raw IDs are credentials and are never logged.
+// httpsession.ShortHash labels a token (ID and route) the same way.
+func ShortHash(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:6])
 }

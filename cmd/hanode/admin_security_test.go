@@ -47,8 +47,8 @@ func TestDemoJSONHasNoRawSessionID(t *testing.T) {
 		t.Fatalf("cookie %q", cookie)
 	}
 	var cj counterJSON
-	if err := json.Unmarshal(body, &cj); err != nil || cj.Session != replicator.ShortID(id) || cj.N != 1 {
-		t.Fatalf("counter JSON %s (err %v), want session %s", body, err, replicator.ShortID(id))
+	if err := json.Unmarshal(body, &cj); err != nil || cj.Session != replicator.ShortHash(id) || cj.N != 1 {
+		t.Fatalf("counter JSON %s (err %v), want session %s", body, err, replicator.ShortHash(id))
 	}
 	for _, path := range []string{"/counter", "/api/cluster", "/"} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
@@ -59,8 +59,8 @@ func TestDemoJSONHasNoRawSessionID(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || strings.Contains(string(b), id) || !strings.Contains(string(b), replicator.ShortID(id)) {
-			t.Errorf("%s: %d, raw ID shown: %v, hash shown: %v", path, resp.StatusCode, strings.Contains(string(b), id), strings.Contains(string(b), replicator.ShortID(id)))
+		if resp.StatusCode != 200 || strings.Contains(string(b), id) || !strings.Contains(string(b), replicator.ShortHash(id)) {
+			t.Errorf("%s: %d, raw ID shown: %v, hash shown: %v", path, resp.StatusCode, strings.Contains(string(b), id), strings.Contains(string(b), replicator.ShortHash(id)))
 		}
 	}
 }

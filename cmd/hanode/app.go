@@ -82,13 +82,7 @@ func (a *demoApp) sessionID(r *http.Request) string {
 	if tok == "" {
 		return ""
 	}
-	if id, _, ok := httpsession.ParseID(tok); ok {
-		return replicator.ShortID(id)
-	}
-	if i := strings.LastIndexByte(tok, '.'); i > 0 {
-		tok = tok[:i]
-	}
-	return replicator.ShortID(tok)
+	return httpsession.ShortHash(tok)
 }
 
 // commit commits the request's session before the answer, so that the

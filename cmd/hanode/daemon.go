@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/hanode/hanode/httpsession/hanode"
-	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
 )
 
@@ -38,11 +37,6 @@ type (
 	sessionJSON = hanode.SessionJSON
 	sessionList = hanode.SessionList
 )
-
-// sessionHash is how a session is named where its ID must not appear
-// (listings, logs): the 12 first hex digits of the SHA-256 of the ID,
-// without route, as the admin API lists it.
-func sessionHash(id string) string { return replicator.ShortID(id) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/scripts/netlab"
 )
 
 // cdp is a minimal DevTools protocol client over the pipe.
@@ -142,23 +144,20 @@ func startBrowser(t *testing.T) *browserPage {
 	cmd.ExtraFiles = []*os.File{cmdR, outW}
 	// chromium wants a writable HOME for its caches and crash dumps.
 	cmd.Env = append(os.Environ(), "HOME="+dir)
-	p := startChild(t, dir, "chromium", cmd)
+	p := netlab.StartProcess(t, dir, "chromium", cmd)
 	cmdR.Close()
 	outW.Close()
 	c := newCDP(cmdW, outR)
 	t.Cleanup(func() {
 		_ = c.call("", "Browser.close", nil, nil)
 		cmdW.Close()
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-		}
+		_ = p.Wait(5 * time.Second)
 	})
 	var target struct {
 		TargetID string `json:"targetId"`
 	}
 	if err := c.call("", "Target.createTarget", map[string]any{"url": "about:blank"}, &target); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, p.logs())
+		t.Fatalf("chromium: %v\n%s", err, p.Logs())
 	}
 	var att struct {
 		SessionID string `json:"sessionId"`

@@ -17,6 +17,17 @@ var lagBucketRE = regexp.MustCompile(`(?m)^hanode_replication_lag_seconds_bucket
 
 // lagQuantiles reads a node's lag histogram and returns the upper bounds
 // of the buckets that hold its p50 and p99, and the count.
+// waitAllApplied waits until to has applied every delta from sent (the
+// only writer of the test), so that its lag histogram counts them all.
+func waitAllApplied(t *testing.T, from, to *e2eNode) {
+	t.Helper()
+	eventually(t, 30*time.Second, to.name+" applied every delta "+from.name+" sent", func() (bool, string) {
+		sent := relMetric(from, "hanode_replication_deltas_sent_total")
+		applied := relMetric(to, "hanode_replication_deltas_applied_total")
+		return sent > 0 && applied >= sent, fmt.Sprintf("sent %v, applied %v", sent, applied)
+	})
+}
+
 func lagQuantiles(t *testing.T, n *e2eNode) (p50, p99 float64, count float64) {
 	t.Helper()
 	code, body, err := n.adminGet("/metrics")
@@ -75,9 +86,9 @@ func TestLagBetweenNamespaces(t *testing.T) {
 		if code, body, _ := c.do(t, http.MethodPut, fmt.Sprintf("%s/attrs/k%d", n1.app, i%20), strconv.Itoa(i)); code/100 != 2 {
 			t.Fatalf("PUT: %d %s", code, body)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // the pace of an idle node, not a wait
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitAllApplied(t, n1, n2)
 	p50, p99, count := lagQuantiles(t, n2)
 	// 10 ms apart, idle writes are never coalesced.
 	if count-before < idleWrites*9/10 {
@@ -108,7 +119,7 @@ func TestLagBetweenNamespaces(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(500 * time.Millisecond)
+	waitAllApplied(t, n1, n2)
 	// The histogram is cumulative: the quantiles now mix idle and load,
 	// dominated by the load.
 	lp50, lp99, lcount := lagQuantiles(t, n2)

@@ -76,73 +76,6 @@ func lbBinary(t *testing.T, name, pkg string) string {
 	return ""
 }
 
-// childProc is a process started in the test's own namespace (the load
-// balancer, the browser), killed by PID at cleanup.
-type childProc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-func startChild(t *testing.T, dir, name string, cmd *exec.Cmd) *childProc {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cmd.Stdout == nil {
-		cmd.Stdout = f
-	}
-	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	p := &childProc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			// The process group we created for it: nginx's worker, chromium's helpers.
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			t.Logf("%s (pid %d) did not exit", name, cmd.Process.Pid)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 32<<10 {
-				b = b[len(b)-32<<10:]
-			}
-			t.Logf("---- log of %s ----\n%s", name, b)
-		}
-	})
-	return p
-}
-
-func (p *childProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *childProc) logs() string {
-	b, _ := os.ReadFile(p.log)
-	return string(b)
-}
-
 // startHAProxy runs scripts/lb/haproxy.cfg.tmpl, with a minimal global
 // and defaults section, and returns the front end's base URL.
 func startHAProxy(t *testing.T, lab *netlab.Lab, nodes []*e2eNode) string {
@@ -158,7 +91,7 @@ func startHAProxy(t *testing.T, lab *netlab.Lab, nodes []*e2eNode) string {
 	if out, err := exec.Command(bin, "-c", "-f", global, "-f", recipe).CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
-	p := startChild(t, dir, "haproxy", exec.Command(bin, "-db", "-f", global, "-f", recipe))
+	p := netlab.StartProcess(t, dir, "haproxy", exec.Command(bin, "-db", "-f", global, "-f", recipe))
 	base := "http://" + listen
 	waitLB(t, p, base)
 	return base
@@ -197,7 +130,7 @@ http {
 	if out, err := exec.Command(bin, "-t", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	p := startChild(t, dir, "nginx", exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf))
+	p := netlab.StartProcess(t, dir, "nginx", exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf))
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
@@ -218,11 +151,11 @@ func lbDataFor(listen string, nodes []*e2eNode) lbData {
 }
 
 // waitLB waits until the load balancer answers GET /counter with 200.
-func waitLB(t *testing.T, p *childProc, base string) {
+func waitLB(t *testing.T, p *netlab.Process, base string) {
 	t.Helper()
 	eventually(t, 20*time.Second, "the load balancer answers", func() (bool, string) {
-		if p.exited() {
-			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.logs())
+		if p.Exited() {
+			t.Fatalf("the load balancer exited: %v\n%s", p.Wait(time.Second), p.Logs())
 		}
 		resp, err := httpClient.Get(base + "/counter")
 		if err != nil {
@@ -248,27 +181,9 @@ func startLBCluster(t *testing.T, name string) (*netlab.Lab, []*e2eNode) {
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	for _, n := range nodes {
-		waitAlive(t, n, 3)
+		relWaitAlive(t, n, 3)
 	}
 	return lab, nodes
-}
-
-func waitAlive(t *testing.T, n *e2eNode, want int) {
-	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("%s sees %d alive members", n.name, want), func() (bool, string) {
-		_, body, err := n.adminGet("/members")
-		var ms []memberJSON
-		if err != nil || json.Unmarshal(body, &ms) != nil {
-			return false, fmt.Sprint(err)
-		}
-		alive := 0
-		for _, m := range ms {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		return alive == want, string(body)
-	})
 }
 
 func nodeNamed(nodes []*e2eNode, name string) *e2eNode {
@@ -293,7 +208,7 @@ type lbUser struct {
 func (u *lbUser) post(t *testing.T, base string) counterJSON {
 	t.Helper()
 	cj := u.c.counter(t, http.MethodPost, base)
-	if u.id != "" && cj.Session != replicator.ShortID(u.id) {
+	if u.id != "" && cj.Session != replicator.ShortHash(u.id) {
 		t.Fatalf("session changed: %s -> %s (served by %s)", u.id, cj.Session, cj.Node)
 	}
 	if cj.N != u.n+1 {
@@ -353,7 +268,7 @@ func startBackground(base, token string) *background {
 	b := &background{stop: make(chan struct{}), done: make(chan struct{}), nodes: map[string]int{}}
 	go func() {
 		defer close(b.done)
-		id := replicator.ShortID(cj0(token))
+		id := replicator.ShortHash(cj0(token))
 		for {
 			select {
 			case <-b.stop:
@@ -424,7 +339,7 @@ func lbScenario(t *testing.T, startLB func(*testing.T, *netlab.Lab, []*e2eNode) 
 			ids := sessionIDs(t, n)
 			for _, x := range users {
 				if !ids[x.id] {
-					return false, "missing " + sessionHash(x.id)
+					return false, "missing " + replicator.ShortHash(x.id)
 				}
 			}
 			return true, ""
@@ -501,7 +416,7 @@ func lbScenario(t *testing.T, startLB func(*testing.T, *netlab.Lab, []*e2eNode) 
 	for _, n := range rest {
 		for _, x := range users {
 			if !holdsSession(t, n, x.id) {
-				t.Errorf("%s lost session %s after the graceful stop of %s", n.name, sessionHash(x.id), victim.name)
+				t.Errorf("%s lost session %s after the graceful stop of %s", n.name, replicator.ShortHash(x.id), victim.name)
 			}
 		}
 		if v, err := expiredTotal(n); err != nil || v != 0 {

@@ -242,17 +242,27 @@ func relShowSession(n *e2eNode, id string) (*relShow, error) {
 	return &s, nil
 }
 
-// relMetric returns the sum of the samples of a metric.
+// relMetric returns the sum of the samples of a metric, -1 when /metrics
+// cannot be read.
 func relMetric(n *e2eNode, name string) float64 {
 	code, body, err := n.adminGet("/metrics")
 	if err != nil || code != 200 {
 		return -1
 	}
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? ([0-9.e+-]+)$`)
+	return sumSamples(body, name, nil)
+}
+
+// sumSamples adds up the samples of metric name in a /metrics body whose
+// labels (the text between the braces) match labels, or all of them when
+// labels is nil.
+func sumSamples(body []byte, name string, labels *regexp.Regexp) float64 {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{([^}]*)\})? ([0-9.e+-]+)$`)
 	var sum float64
-	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
-		v, _ := strconv.ParseFloat(m[2], 64)
-		sum += v
+	for _, m := range re.FindAllSubmatch(body, -1) {
+		if labels == nil || labels.Match(m[1]) {
+			v, _ := strconv.ParseFloat(string(m[2]), 64)
+			sum += v
+		}
 	}
 	return sum
 }
@@ -335,7 +345,7 @@ func testRandomLoss(t *testing.T, pct int) {
 				fails.add("session %d POST %d: %v", i, k, err)
 				return
 			}
-			if cj.N != k || (r.id != "" && cj.Session != replicator.ShortID(r.id)) {
+			if cj.N != k || (r.id != "" && cj.Session != replicator.ShortHash(r.id)) {
 				fails.add("session %d POST %d: answer %+v", i, k, cj)
 				return
 			}
@@ -398,7 +408,7 @@ func testRandomLoss(t *testing.T, pct int) {
 			wrong.add("session %d GET /counter on n2: %v", i, err)
 			return
 		}
-		if cj.Session != replicator.ShortID(r.id) || cj.N != r.n || cj.Node != "n2" {
+		if cj.Session != replicator.ShortHash(r.id) || cj.N != r.n || cj.Node != "n2" {
 			wrong.add("session %d on n2: %+v, want session %s n %d", i, cj, relShort(r.id), r.n)
 		}
 		code, body, _, err := relDo(hc, http.MethodGet, n2.app+"/attrs/v", r.token, "")
@@ -527,7 +537,7 @@ func TestReliabilityLastMessageLost(t *testing.T) {
 			// The owner serves it, so this GET only touches.
 			for s := range sess {
 				cj, _, err := relCounter(hc, http.MethodGet, n2.app, tokens[s])
-				if err != nil || cj.N != want[s] || cj.Session != replicator.ShortID(ids[s]) {
+				if err != nil || cj.N != want[s] || cj.Session != replicator.ShortHash(ids[s]) {
 					t.Errorf("session %d on n2: %+v %v, want n %d", s, cj, err, want[s])
 				}
 			}
@@ -754,7 +764,7 @@ func (lb *relLB) post(hc *http.Client, u *relUser, st *relLoadStats) *e2eNode {
 			continue
 		}
 		switch {
-		case u.id != "" && cj.Session != replicator.ShortID(u.id):
+		case u.id != "" && cj.Session != replicator.ShortHash(u.id):
 			st.sessionLost.add("user %s: got session %s on %s (n %d), had n %d", relShort(u.id), relShort(cj.Session), node.name, cj.N, u.n)
 		case cj.N <= u.n:
 			st.stale.add("user %s: POST on %s returned n %d after n %d", relShort(u.id), node.name, cj.N, u.n)
@@ -868,7 +878,7 @@ func TestReliabilityRollingRestart(t *testing.T) {
 		}
 		node := lb.pick(routeOf(u.token), nil)
 		cj, _, err := relCounter(hc, http.MethodGet, node.app, u.token)
-		if err != nil || cj.Session != replicator.ShortID(u.id) || cj.N != u.n {
+		if err != nil || cj.Session != replicator.ShortHash(u.id) || cj.N != u.n {
 			t.Errorf("user %s on %s after the restarts: %+v %v, want n %d", relShort(u.id), node.name, cj, err, u.n)
 		}
 	}
@@ -1034,7 +1044,7 @@ func TestReliabilityPartition(t *testing.T) {
 		for _, n := range nodes {
 			code, body, _, err := relDo(hc, http.MethodGet, n.app+"/api/cluster", left[i], "")
 			var v relClusterView
-			if err != nil || code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Session != replicator.ShortID(id) {
+			if err != nil || code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Session != replicator.ShortHash(id) {
 				t.Errorf("session %d on %s: %d %v %.200s", i, n.name, code, err, body)
 				continue
 			}

@@ -23,16 +23,7 @@ func metricSum(t *testing.T, n *e2eNode, name, labels string) float64 {
 	if err != nil || code != 200 {
 		t.Fatalf("%s /metrics: %d %v", n.name, code, err)
 	}
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\{([^}]*)\} ([0-9.e+]+)$`)
-	lre := regexp.MustCompile(labels)
-	var sum float64
-	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
-		if lre.MatchString(m[1]) {
-			v, _ := strconv.ParseFloat(m[2], 64)
-			sum += v
-		}
-	}
-	return sum
+	return sumSamples(body, name, regexp.MustCompile(labels))
 }
 
 // refusals sums what a node counts as refused replays: stale first
@@ -188,7 +179,7 @@ func TestSecurityReplayAcrossRestarts(t *testing.T) {
 	// After the capture: a newer value, and the doomed session destroyed.
 	put(valueUser, n1, "v", "final")
 	doomedID := cj0(doomedUser.token)
-	req, _ := http.NewRequest(http.MethodDelete, n1.admin+"/sessions/"+replicator.ShortID(doomedID), nil)
+	req, _ := http.NewRequest(http.MethodDelete, n1.admin+"/sessions/"+replicator.ShortHash(doomedID), nil)
 	req.Header.Set("Authorization", "Bearer "+e2eToken)
 	if resp, err := httpClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("DELETE /sessions: %v %v", err, resp)

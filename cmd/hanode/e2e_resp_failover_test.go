@@ -111,7 +111,7 @@ func TestRESPFailoverPHP(t *testing.T) {
 
 	// The admin listing shows the key records by hash, like sessions.
 	_, body, err := n2.adminGet("/sessions")
-	if err != nil || !strings.Contains(string(body), replicator.ShortID(replicator.KeyPrefix+"PHPREDIS_SESSION:"+users[0].id)) {
+	if err != nil || !strings.Contains(string(body), replicator.ShortHash(replicator.KeyPrefix+"PHPREDIS_SESSION:"+users[0].id)) {
 		t.Fatalf("h2's /sessions lacks the key record of session 0 (%v): %.300s", err, body)
 	}
 

@@ -47,20 +47,7 @@ func startCluster(t *testing.T, lab *netlab.Lab, bin string, keys ...string) []*
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, n.name+" sees three alive members", func() (bool, string) {
-			_, body, err := n.adminGet("/members")
-			var ms []memberJSON
-			if err != nil || json.Unmarshal(body, &ms) != nil {
-				return false, fmt.Sprint(err)
-			}
-			alive := 0
-			for _, m := range ms {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			return alive == 3, string(body)
-		})
+		relWaitAlive(t, n, 3)
 	}
 	return nodes
 }
@@ -143,6 +130,38 @@ func postCounter(base, token string) (counterJSON, string, error) {
 	var cj counterJSON
 	err = json.Unmarshal(b, &cj)
 	return cj, token, err
+}
+
+// waitWrites waits until the load has made n more successful writes.
+func (l *load) waitWrites(t *testing.T, n int64) {
+	t.Helper()
+	want := l.writes.Load() + n
+	eventually(t, 30*time.Second, fmt.Sprintf("%d more writes", n), func() (bool, string) {
+		got := l.writes.Load()
+		return got >= want, fmt.Sprintf("%d of %d", got, want)
+	})
+}
+
+// waitReplicated waits until every node has applied (or rejected) every
+// delta the others had sent when it was called.
+func waitReplicated(t *testing.T, nodes []*e2eNode) {
+	t.Helper()
+	sent := make([]float64, len(nodes))
+	for i, n := range nodes {
+		sent[i] = relMetric(n, "hanode_replication_deltas_sent_total")
+	}
+	for j, n := range nodes {
+		var want float64
+		for i := range nodes {
+			if i != j {
+				want += sent[i]
+			}
+		}
+		eventually(t, 30*time.Second, n.name+" received every delta sent so far", func() (bool, string) {
+			got := relMetric(n, "hanode_replication_deltas_applied_total") + relMetric(n, "hanode_replication_deltas_rejected_total")
+			return got >= want, fmt.Sprintf("%v of %v", got, want)
+		})
+	}
 }
 
 func startLoad(nodes []*e2eNode, every time.Duration) *load {
@@ -466,13 +485,13 @@ func TestSecurityInjection(t *testing.T) {
 			streamAttacks++
 		}
 	}
-	time.Sleep(2 * time.Second)
 	for _, n := range nodes {
-		got := strings.Count(n.proc.Logs(), "state-transfer request failed")
-		t.Logf("%s: %d state-transfer requests refused", n.name, got)
-		if got < streamAttacks/len(nodes) {
-			t.Errorf("%s: %d state-transfer refusals logged, want %d", n.name, got, streamAttacks/len(nodes))
-		}
+		want := streamAttacks / len(nodes)
+		eventually(t, 10*time.Second, fmt.Sprintf("%s logs %d state-transfer refusals", n.name, want), func() (bool, string) {
+			got := strings.Count(n.proc.Logs(), "state-transfer request failed")
+			return got >= want, fmt.Sprintf("%d logged", got)
+		})
+		t.Logf("%s: %d state-transfer requests refused", n.name, strings.Count(n.proc.Logs(), "state-transfer request failed"))
 	}
 	ld.finish(t, nodes)
 	if ld.writes.Load() < 100 {
@@ -599,7 +618,7 @@ func TestSecurityKeyRotation(t *testing.T) {
 		rejBefore[n.name] = rejections(t, n)
 	}
 	ld := startLoad(nodes, 10*time.Millisecond)
-	time.Sleep(time.Second)
+	ld.waitWrites(t, 50)
 
 	reloads := func(n *e2eNode, what string) int { return strings.Count(n.proc.Logs(), what) }
 	step := func(name, content string) {
@@ -617,7 +636,7 @@ func TestSecurityKeyRotation(t *testing.T) {
 			})
 			time.Sleep(300 * time.Millisecond)
 		}
-		time.Sleep(2 * time.Second) // everything sent under the old primary is acknowledged
+		waitReplicated(t, nodes) // everything sent under the old primary arrived
 	}
 	// A bad file (loose permissions) is refused; the old keys stay.
 	if err := os.Chmod(files[0], 0o644); err != nil {
@@ -635,7 +654,7 @@ func TestSecurityKeyRotation(t *testing.T) {
 	step("install key 2", k1+" primary\n"+k2+"\n")
 	step("promote key 2", k1+"\n"+k2+" primary\n")
 	step("retire key 1", k2+" primary\n")
-	time.Sleep(time.Second)
+	ld.waitWrites(t, 50)
 	ld.finish(t, nodes)
 	if ld.writes.Load() < 200 {
 		t.Errorf("only %d writes during the rotation", ld.writes.Load())
@@ -707,7 +726,7 @@ func TestSecuritySessionLimits(t *testing.T) {
 		t.Errorf("oversized attribute: %d %q", code, body)
 	}
 	// The node keeps serving the session, and the log explains the refusal.
-	if cj := c.counter(t, http.MethodGet, n.app); cj.Session != replicator.ShortID(id) || cj.N != 1 {
+	if cj := c.counter(t, http.MethodGet, n.app); cj.Session != replicator.ShortHash(id) || cj.N != 1 {
 		t.Errorf("after refusal: %+v", cj)
 	}
 	eventually(t, 5*time.Second, "a log line about the refused session", func() (bool, string) {

@@ -195,7 +195,7 @@ func clusterAttrs(hc *http.Client, n *e2eNode, id string) (map[string]string, er
 	if err := json.Unmarshal([]byte(body), &c); err != nil {
 		return nil, err
 	}
-	if c.Session != replicator.ShortID(id) { // the demo shows the session's hash
+	if c.Session != replicator.ShortHash(id) { // the demo shows the session's hash
 		return nil, nil
 	}
 	return c.Attrs, nil

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
@@ -134,23 +135,8 @@ func (n *e2eNode) adminGet(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually polls cond until it reports true (testutil.Until).
+var eventually = testutil.Until
 
 func waitReady(t *testing.T, timeout time.Duration, nodes ...*e2eNode) {
 	t.Helper()
@@ -261,20 +247,7 @@ func TestFailoverSIGKILL(t *testing.T) {
 	}
 	waitReady(t, 60*time.Second, nodes...)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	eventually(t, 30*time.Second, "three members seen by n1", func() (bool, string) {
-		_, body, err := n1.adminGet("/members")
-		var ms []memberJSON
-		if err != nil || json.Unmarshal(body, &ms) != nil {
-			return false, fmt.Sprint(err)
-		}
-		alive := 0
-		for _, m := range ms {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		return alive == 3, string(body)
-	})
+	relWaitAlive(t, n1, 3)
 
 	type user struct {
 		c    *client
@@ -289,7 +262,7 @@ func TestFailoverSIGKILL(t *testing.T) {
 			cj := u.c.counter(t, http.MethodPost, n1.app)
 			u.id, u.n = cj.Session, cj.N
 		}
-		if u.n != i%3+1 || replicator.ShortID(cj0(u.c.token)) != u.id || routeOf(u.c.token) != "n1" {
+		if u.n != i%3+1 || replicator.ShortHash(cj0(u.c.token)) != u.id || routeOf(u.c.token) != "n1" {
 			t.Fatalf("user %d: n=%d id=%s token route %q", i, u.n, u.id, routeOf(u.c.token))
 		}
 		if code, body, _ := u.c.do(t, http.MethodPut, n1.app+"/attrs/user", u.name); code/100 != 2 {
@@ -395,7 +368,7 @@ func TestWrongKeyNode(t *testing.T) {
 		t.Errorf("a1 lists the wrong-key node: %s", body)
 	}
 	// The cookie of one cluster is unknown to the other: a fresh session.
-	if cj := cb.counter(t, http.MethodGet, a1.app); cj.Session == replicator.ShortID(idB) {
+	if cj := cb.counter(t, http.MethodGet, a1.app); cj.Session == replicator.ShortHash(idB) {
 		t.Error("a1 served the wrong-key node's session")
 	}
 }
@@ -451,7 +424,7 @@ func TestHAOff(t *testing.T) {
 	if code, body, _ := c.do(t, http.MethodGet, n.app+"/", ""); code != 200 || !strings.Contains(body, "solo") || strings.Contains(body, "http://") && strings.Contains(body, "<script src") {
 		t.Errorf("GET / = %d", code)
 	}
-	if code, body, _ := c.do(t, http.MethodGet, n.app+"/api/cluster", ""); code != 200 || !strings.Contains(body, replicator.ShortID(id)) || strings.Contains(body, id) {
+	if code, body, _ := c.do(t, http.MethodGet, n.app+"/api/cluster", ""); code != 200 || !strings.Contains(body, replicator.ShortHash(id)) || strings.Contains(body, id) {
 		t.Errorf("GET /api/cluster = %d %s", code, body)
 	}
 	if ids := sessionIDs(t, n); !ids[id] {
@@ -465,7 +438,7 @@ func TestHAOff(t *testing.T) {
 		t.Fatalf("DELETE /sessions: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	if cj := c.counter(t, http.MethodGet, n.app); cj.Session == replicator.ShortID(id) || cj.N != 0 {
+	if cj := c.counter(t, http.MethodGet, n.app); cj.Session == replicator.ShortHash(id) || cj.N != 0 {
 		t.Errorf("after kill: %+v", cj)
 	}
 	// Without the token the listing is refused (the admin address is not loopback).

@@ -301,44 +301,17 @@ func runProbe(ctx context.Context, opts probeOptions) *probeReport {
 // probeInterface resolves --interface (a name or one of its IPv4
 // addresses) and checks that it is up, has an IPv4 address and, when
 // multicast is asked, can carry multicast.
-func probeInterface(s string, multicast bool) (*net.Interface, netip.Prefix, probeCheck) {
+func probeInterface(s string, needMulticast bool) (*net.Interface, netip.Prefix, probeCheck) {
 	c := probeCheck{Name: "interface", Level: "fail"}
-	var ifi *net.Interface
-	if ip, err := netip.ParseAddr(s); err == nil {
-		ifs, err := net.Interfaces()
-		if err != nil {
-			c.Detail = err.Error()
-			return nil, netip.Prefix{}, c
-		}
-		for i := range ifs {
-			for _, pfx := range ifacePrefixes(&ifs[i]) {
-				if pfx.Addr() == ip.Unmap() {
-					ifi = &ifs[i]
-				}
-			}
-		}
-		if ifi == nil {
-			c.Detail = fmt.Sprintf("no interface has the address %s", s)
-			return nil, netip.Prefix{}, c
-		}
-	} else {
-		ifi, err = net.InterfaceByName(s)
-		if err != nil {
-			c.Detail = fmt.Sprintf("no interface %q", s)
-			return nil, netip.Prefix{}, c
-		}
-	}
-	var prefix netip.Prefix
-	for _, pfx := range ifacePrefixes(ifi) {
-		if pfx.Addr().Is4() {
-			prefix = pfx
-			break
-		}
+	ifi, prefix, err := multicast.LookupInterface(s)
+	if err != nil {
+		c.Detail = err.Error()
+		return nil, netip.Prefix{}, c
 	}
 	switch {
 	case ifi.Flags&net.FlagUp == 0:
 		c.Detail = fmt.Sprintf("interface %s is down (ip link set %s up)", ifi.Name, ifi.Name)
-	case multicast && ifi.Flags&net.FlagMulticast == 0:
+	case needMulticast && ifi.Flags&net.FlagMulticast == 0:
 		c.Detail = fmt.Sprintf("interface %s has no MULTICAST flag (ip link set %s multicast on)", ifi.Name, ifi.Name)
 	case !prefix.IsValid():
 		c.Detail = fmt.Sprintf("interface %s has no IPv4 address", ifi.Name)
@@ -348,26 +321,6 @@ func probeInterface(s string, multicast bool) (*net.Interface, netip.Prefix, pro
 		return ifi, prefix, c
 	}
 	return nil, netip.Prefix{}, c
-}
-
-func ifacePrefixes(ifi *net.Interface) []netip.Prefix {
-	addrs, _ := ifi.Addrs()
-	var out []netip.Prefix
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok {
-				continue
-			}
-			ones, _ := n.Mask.Size()
-			ip = ip.Unmap()
-			if ip.Is4() && ones > 32 {
-				ones -= 96
-			}
-			out = append(out, netip.PrefixFrom(ip, ones))
-		}
-	}
-	return out
 }
 
 // open binds the group socket (joined on the interface) and the unicast

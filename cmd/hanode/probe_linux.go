@@ -20,34 +20,16 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/hanode/hanode/multicast"
 )
 
-// probeOpenGroup binds a socket to group (SO_REUSEADDR, so that several
-// probes, or a probe and other software, can share it), joins the group
-// on ifi only (never a default interface), makes it receive only the
-// groups it joined (IP_MULTICAST_ALL 0) and asks for each datagram's
-// destination (IP_PKTINFO), and asks for hanode's receive buffer.
-//
-// Joining and IP_PKTINFO go through golang.org/x/net/ipv4 like the
-// multicast package; SO_REUSEADDR and IP_MULTICAST_ALL, which it does not
-// cover, are set with golang.org/x/sys/unix before the bind.
+// probeOpenGroup opens the group socket as the transport does
+// (multicast.ListenGroup: joined on ifi only, IP_MULTICAST_ALL 0,
+// IP_PKTINFO, SO_REUSEADDR so that a probe and hanode can share the
+// port) with hanode's receive buffer.
 func probeOpenGroup(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr) (*net.UDPConn, error) {
-	pc, err := reuseAddrListen(true).ListenPacket(context.Background(), "udp4", group.String())
-	if err != nil {
-		return nil, fmt.Errorf("bind %s: %w", group, err)
-	}
-	c := pc.(*net.UDPConn)
-	p := ipv4.NewPacketConn(c)
-	if err := p.JoinGroup(ifi, &net.UDPAddr{IP: net.IP(group.Addr().AsSlice())}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("join %s on %s: %w", group.Addr(), ifi.Name, err)
-	}
-	if err := p.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("IP_PKTINFO: %w", err)
-	}
-	_ = c.SetReadBuffer(probeRecvAsk)
-	return c, nil
+	return multicast.ListenGroup(group, ifi, probeRecvAsk)
 }
 
 // probeOpenUnicast binds the unicast socket on the interface's address
@@ -55,7 +37,7 @@ func probeOpenGroup(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr)
 // one bound to the interface address on the same port for a conflict
 // unless both set SO_REUSEADDR.
 func probeOpenUnicast(addr netip.AddrPort) (*net.UDPConn, error) {
-	pc, err := reuseAddrListen(false).ListenPacket(context.Background(), "udp4", addr.String())
+	pc, err := reuseAddrListen().ListenPacket(context.Background(), "udp4", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
 	}
@@ -64,18 +46,14 @@ func probeOpenUnicast(addr netip.AddrPort) (*net.UDPConn, error) {
 	return c, nil
 }
 
-// reuseAddrListen sets SO_REUSEADDR before the bind, and for a group
-// socket IP_MULTICAST_ALL 0 (only the groups this socket joined).
-func reuseAddrListen(group bool) *net.ListenConfig {
+// reuseAddrListen sets SO_REUSEADDR before the bind (the unicast socket
+// shares the group socket's port).
+func reuseAddrListen() *net.ListenConfig {
 	return &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
 			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 				serr = fmt.Errorf("SO_REUSEADDR: %w", err)
-			} else if group {
-				if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
-					serr = fmt.Errorf("IP_MULTICAST_ALL: %w", err)
-				}
 			}
 		}); err != nil {
 			return err
@@ -84,19 +62,10 @@ func reuseAddrListen(group bool) *net.ListenConfig {
 	}}
 }
 
-// probeSetSender makes c send multicast out of ifi with ttl.
+// probeSetSender makes c send multicast out of ifi with ttl
+// (multicast.SetMulticastSender).
 func probeSetSender(c *net.UDPConn, ifi *net.Interface, ifAddr netip.Addr, ttl int, loop bool) error {
-	p := ipv4.NewPacketConn(c)
-	if err := p.SetMulticastInterface(ifi); err != nil {
-		return fmt.Errorf("IP_MULTICAST_IF %s: %w", ifi.Name, err)
-	}
-	if err := p.SetMulticastTTL(ttl); err != nil {
-		return fmt.Errorf("IP_MULTICAST_TTL: %w", err)
-	}
-	if err := p.SetMulticastLoopback(loop); err != nil {
-		return fmt.Errorf("IP_MULTICAST_LOOP: %w", err)
-	}
-	return nil
+	return multicast.SetMulticastSender(c, ifi, ttl, loop)
 }
 
 // probePktDst returns the destination address from the IP_PKTINFO control
@@ -182,14 +151,8 @@ func probeRouteCheck(group netip.AddrPort, ifi *net.Interface, ifAddr netip.Addr
 	conn.Close()
 	outIf := viaTable
 	if src != ifAddr {
-		if ifs, err := net.Interfaces(); err == nil {
-			for i := range ifs {
-				for _, pfx := range ifacePrefixes(&ifs[i]) {
-					if pfx.Addr() == src {
-						outIf = ifs[i].Name
-					}
-				}
-			}
+		if out, _, err := multicast.LookupInterface(src.String()); err == nil {
+			outIf = out.Name
 		}
 	}
 	if outIf != "" && outIf != ifi.Name {

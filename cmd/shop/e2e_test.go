@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hanode/hanode/httpsession/hanode"
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator/cluster"
 	"github.com/hanode/hanode/scripts/netlab"
@@ -97,21 +98,8 @@ func (n *shopNode) adminGet(path string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, detail)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually polls cond until it reports true (testutil.Until).
+var eventually = testutil.Until
 
 // sessionVersion returns the version of a session as a node's admin API
 // shows it (0 when the node does not hold it).

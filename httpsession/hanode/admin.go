@@ -29,11 +29,6 @@ type admin struct {
 	resp     *resp.Engine // nil when redis-listen is off
 }
 
-// sessionHash is how a session is named where its ID must not appear
-// (listings, logs): the 12 first hex digits of the SHA-256 of the ID,
-// without route, as httpsession.ShortHash labels it in its logs.
-func sessionHash(id string) string { return replicator.ShortID(id) }
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -257,21 +252,21 @@ func localRequestProblem(r *http.Request, mutation bool) string {
 // SessionJSON is one session as GET /sessions and GET /sessions/{id} of
 // the admin API describe it.
 type SessionJSON struct {
-	Hash       string    `json:"hash"`
+	Hash       string    `json:"hash"`         // replicator.ShortHash of the ID: the name to display
 	ID         string    `json:"id,omitempty"` // only for requests authenticated with the admin token
-	Owner      string    `json:"owner"`
-	Attrs      int       `json:"attrs"`
-	Epoch      uint32    `json:"epoch"`
-	Version    uint64    `json:"version"`
-	Created    time.Time `json:"created"`
-	LastAccess time.Time `json:"last_access"`
+	Owner      string    `json:"owner"`        // the node that served it last
+	Attrs      int       `json:"attrs"`        // number of live attributes
+	Epoch      uint32    `json:"epoch"`        // takeover epoch
+	Version    uint64    `json:"version"`      // commits in this epoch
+	Created    time.Time `json:"created"`      // first commit
+	LastAccess time.Time `json:"last_access"`  // last request (touch)
 }
 
 // SessionList is the answer of GET /sessions.
 type SessionList struct {
-	Node     string        `json:"node"`
-	Count    int           `json:"count"`
-	Sessions []sessionJSON `json:"sessions"`
+	Node     string        `json:"node"`     // the answering node
+	Count    int           `json:"count"`    // sessions listed (the store's count when it cannot list them)
+	Sessions []sessionJSON `json:"sessions"` // most recently used first
 }
 
 type (
@@ -291,7 +286,7 @@ func liveAttrs(s *replicator.Session) int {
 
 func (a *admin) describe(s *replicator.Session, withID bool) sessionJSON {
 	j := sessionJSON{
-		Hash: sessionHash(s.ID), Owner: s.Owner, Attrs: liveAttrs(s),
+		Hash: replicator.ShortHash(s.ID), Owner: s.Owner, Attrs: liveAttrs(s),
 		Epoch: s.Epoch, Version: s.Version,
 		Created: time.Unix(0, s.Created).UTC(), LastAccess: time.Unix(0, s.LastAccess).UTC(),
 	}
@@ -332,7 +327,7 @@ func (a *admin) find(ref string) *replicator.Session {
 		return s
 	}
 	for _, s := range a.store.Sessions() {
-		if s != nil && !s.Destroyed && sessionHash(s.ID) == ref {
+		if s != nil && !s.Destroyed && replicator.ShortHash(s.ID) == ref {
 			return s
 		}
 	}
@@ -374,11 +369,15 @@ func (a *admin) showSession(w http.ResponseWriter, r *http.Request) {
 
 func (a *admin) killSession(w http.ResponseWriter, r *http.Request) {
 	s := a.find(r.PathValue("id"))
-	if s == nil || !a.store.Kill(s.ID) {
+	if s == nil {
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}
-	a.log.Info("session killed by the admin API", "session", sessionHash(s.ID), "remote", r.RemoteAddr)
+	if ok, err := replicator.DestroyID(r.Context(), a.store, s.ID, time.Now().UnixNano()); !ok || err != nil {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	a.log.Info("session killed by the admin API", "session", replicator.ShortHash(s.ID), "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("killed " + sessionHash(s.ID) + "\n"))
+	_, _ = w.Write([]byte("killed " + replicator.ShortHash(s.ID) + "\n"))
 }

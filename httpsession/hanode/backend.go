@@ -1,7 +1,6 @@
 package hanode
 
 import (
-	"context"
 	"io"
 	"sync/atomic"
 	"time"
@@ -24,7 +23,6 @@ type backend interface {
 	Drain()
 	WriteMetrics(w io.Writer)
 	Close() error
-	Kill(id string) bool
 	Sessions() []*replicator.Session
 }
 
@@ -80,20 +78,4 @@ func (l *localBackend) Sessions() []*replicator.Session {
 		return true
 	})
 	return out
-}
-
-// Kill destroys a session with an invalidate delta.
-func (l *localBackend) Kill(id string) bool {
-	s := l.Get(id)
-	if s == nil {
-		return false
-	}
-	now := time.Now().UnixNano()
-	d := &replicator.Delta{
-		ID: id, Owner: l.Node(), Epoch: s.Epoch,
-		Created: s.Created, LastAccess: now, IdleTimeout: s.IdleTimeout, Deadline: s.Deadline,
-		Ops: []replicator.Op{replicator.InvalidateOp(replicator.ReasonInvalidated)},
-	}
-	_, err := l.Commit(context.Background(), d, replicator.Async)
-	return err == nil
 }

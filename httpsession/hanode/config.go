@@ -8,13 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hanode/hanode/httpsession"
+	"github.com/hanode/hanode/membership"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
@@ -74,7 +74,7 @@ var options = []option{
 	{name: "admin-token", kind: kindSecret, usage: "bearer token required by the admin endpoints that list or kill sessions (required for them when --admin is not loopback); visible in ps: prefer admin-token-file"},
 	{name: "admin-token-file", kind: kindPath, usage: "file holding the admin token (one line, mode 600), instead of admin-token"},
 	{name: "cluster", kind: kindString, def: "hanode", usage: "cluster name; nodes of other clusters on the same group are ignored"},
-	{name: "group", kind: kindGroup, def: "239.255.42.99:45588", usage: "multicast group IPv4:PORT"},
+	{name: "group", kind: kindGroup, def: multicast.DefaultGroup.String(), usage: "multicast group IPv4:PORT"},
 	{name: "interface", kind: kindString, usage: "network interface name or IP address to join the group on (required when HA is on)"},
 	{name: "ttl", kind: kindInt, def: "1", usage: "multicast TTL (1: this LAN segment only)"},
 	{name: "peers", kind: kindList, usage: "unicast instead of multicast, for networks that drop it: comma-separated peers, host or host:port (port: the group's), IPv4 addresses or names; seeds are enough, members learn each other"},
@@ -130,35 +130,35 @@ type value struct {
 // idle-timeout with 0 for none); Settings gives their defaults and
 // meanings. The fields after ConfigFile are set in code before Start.
 type Config struct {
-	Node            string
-	HA              bool
-	Listen          string
-	Admin           string
-	AdminToken      string
-	AdminTokenFile  string // the admin token was read from this file (AdminToken holds it)
-	Cluster         string
-	Group           netip.AddrPort
-	Interface       string
-	Peers           []string // unicast mode: "host[:port]" entries
-	Discovery       string   // unicast mode: "dns:NAME"
-	TTL             int
-	Loopback        bool
-	KeyFile         string
-	Consistency     replicator.Consistency
-	SyncTimeout     time.Duration
-	LoneSurvivor    cluster.LoneSurvivorPolicy
-	Snapshot        string
-	SnapshotEvery   time.Duration
-	IdleTimeout     time.Duration
-	Lifetime        time.Duration
-	CookieName      string
-	CookieSecure    bool
-	ShutdownTimeout time.Duration
-	DrainDelay      time.Duration
-	LogFormat       string
-	LogLevel        string
-	Pprof           bool
-	DemoDebug       bool
+	Node            string                     // node: the member name and route suffix
+	HA              bool                       // ha: replicate over the cluster
+	Listen          string                     // listen: the application address
+	Admin           string                     // admin: the admin API address
+	AdminToken      string                     // admin-token: the admin API bearer token
+	AdminTokenFile  string                     // the admin token was read from this file (AdminToken holds it)
+	Cluster         string                     // cluster: the cluster name
+	Group           netip.AddrPort             // group: the multicast group
+	Interface       string                     // interface: name or IPv4 address
+	Peers           []string                   // unicast mode: "host[:port]" entries
+	Discovery       string                     // unicast mode: "dns:NAME"
+	TTL             int                        // ttl: multicast hops
+	Loopback        bool                       // loopback: multicast loopback
+	KeyFile         string                     // key-file: the cluster key ring
+	Consistency     replicator.Consistency     // consistency: the default per commit
+	SyncTimeout     time.Duration              // sync-timeout
+	LoneSurvivor    cluster.LoneSurvivorPolicy // lone-survivor
+	Snapshot        string                     // snapshot: the snapshot file
+	SnapshotEvery   time.Duration              // snapshot-interval
+	IdleTimeout     time.Duration              // idle-timeout; 0: none
+	Lifetime        time.Duration              // lifetime; 0: none
+	CookieName      string                     // cookie-name
+	CookieSecure    bool                       // cookie-secure
+	ShutdownTimeout time.Duration              // shutdown-timeout
+	DrainDelay      time.Duration              // drain-delay
+	LogFormat       string                     // log-format: text or json
+	LogLevel        string                     // log-level
+	Pprof           bool                       // pprof: /debug/pprof on the admin API
+	DemoDebug       bool                       // demo-debug
 
 	// The Redis store (store = redis).
 	Store             string   // store: StoreReplica or StoreRedis
@@ -345,8 +345,6 @@ func parseAdminToken(b []byte) (string, error) {
 	return tok, nil
 }
 
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 func (c *Config) set(o option, raw string) error {
 	switch o.kind {
 	case kindBool:
@@ -455,7 +453,7 @@ func (c *Config) set(o option, raw string) error {
 			c.Store = raw
 		}
 	case kindNodeName:
-		if raw != "" && !nodeNameRE.MatchString(raw) {
+		if raw != "" && !membership.ValidName(raw) {
 			return fmt.Errorf("%q is not a valid node name (1-64 of A-Z a-z 0-9 _ -; no dots, it becomes the cookie's route suffix)", raw)
 		}
 		c.Node = raw

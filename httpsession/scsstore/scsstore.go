@@ -70,14 +70,13 @@ func (st *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry t
 	now := st.now().UnixNano()
 	node := st.s.Node()
 	d := &replicator.Delta{ID: token, Owner: node, Epoch: 1, Created: now, LastAccess: now, Deadline: expiry.UnixNano()}
+	d.Ops = append(d.Ops, replicator.Op{Kind: replicator.OpSet, Key: attr, Value: append([]byte(nil), b...)})
 	if cur := st.s.Get(token); cur != nil {
 		d.Epoch, d.Created = cur.Epoch, cur.Created
 		if cur.Owner != node {
-			d.Epoch++
-			d.Ops = append(d.Ops, replicator.Op{Kind: replicator.OpTakeover})
+			d.Takeover()
 		}
 	}
-	d.Ops = append(d.Ops, replicator.Op{Kind: replicator.OpSet, Key: attr, Value: append([]byte(nil), b...)})
 	_, err := st.s.Commit(ctx, d, st.Consistency)
 	return err
 }
@@ -93,9 +92,7 @@ func (st *Store) DeleteCtx(ctx context.Context, token string) error {
 		return nil
 	}
 	now := st.now().UnixNano()
-	d := &replicator.Delta{ID: token, Owner: st.s.Node(), Epoch: cur.Epoch, Created: cur.Created, LastAccess: now,
-		Deadline: cur.Deadline, Ops: []replicator.Op{replicator.InvalidateOp(replicator.ReasonInvalidated)}}
-	_, err := st.s.Commit(ctx, d, st.Consistency)
+	_, err := st.s.Commit(ctx, replicator.InvalidateDelta(cur, st.s.Node(), now, replicator.ReasonInvalidated), st.Consistency)
 	return err
 }
 

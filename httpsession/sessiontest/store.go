@@ -1,9 +1,10 @@
 // Package sessiontest provides in-memory replicator.Store implementations
 // for tests of code that uses httpsession: a single node, and a cluster of
 // nodes whose commits reach the other nodes at once or when the test says
-// so. They merge like the real replica (last writer wins per attribute by
-// epoch, clock and node; destruction is a tombstone that always wins) but
-// keep no timers: expiry is left to httpsession's check at load.
+// so. Each node is a replicator.Replica, so they merge exactly like the
+// real stores; what they add are switches for tests (Hold and Deliver,
+// FailCommits, Put) and records of what was committed (Commits, Touches).
+// They keep no timers: expiry is left to httpsession's check at load.
 package sessiontest
 
 import (
@@ -16,8 +17,8 @@ import (
 
 // Cluster is a set of in-memory nodes that replicate to each other.
 type Cluster struct {
-	mu      sync.Mutex
-	hlc     uint64
+	mu      sync.Mutex // orders commits: stamping, logging, delivery
+	clock   replicator.Clock
 	nodes   []*Store
 	held    bool
 	pending []pending
@@ -32,7 +33,7 @@ type pending struct {
 func NewCluster(names ...string) *Cluster {
 	c := &Cluster{}
 	for _, n := range names {
-		c.nodes = append(c.nodes, &Store{name: n, c: c, sessions: map[string]*replicator.Session{}})
+		c.nodes = append(c.nodes, &Store{name: n, c: c, r: replicator.NewReplica(replicator.ReplicaConfig{})})
 	}
 	return c
 }
@@ -65,10 +66,17 @@ func (c *Cluster) Deliver() {
 	c.pending, c.held = nil, false
 	c.mu.Unlock()
 	for _, p := range q {
-		for _, n := range c.nodes {
-			if n != p.from {
-				n.apply(&p.d)
-			}
+		c.replicate(p.from, &p.d)
+	}
+}
+
+// replicate applies d on every node but from, as a peer receives it.
+func (c *Cluster) replicate(from *Store, d *replicator.Delta) {
+	for _, n := range c.nodes {
+		if n != from {
+			cp := *d
+			cp.Ops = slices.Clone(d.Ops)
+			_, _ = n.r.Apply(&cp)
 		}
 	}
 }
@@ -78,9 +86,9 @@ func (c *Cluster) Deliver() {
 type Store struct {
 	name string
 	c    *Cluster
+	r    *replicator.Replica
 
-	mu       sync.RWMutex
-	sessions map[string]*replicator.Session // includes tombstones
+	mu       sync.Mutex
 	log      []replicator.Delta
 	touches  int
 	failWith error
@@ -90,29 +98,14 @@ type Store struct {
 func (s *Store) Node() string { return s.name }
 
 // Get implements replicator.Store.
-func (s *Store) Get(id string) *replicator.Session {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ss := s.sessions[id]
-	if ss == nil || ss.Destroyed {
-		return nil
-	}
-	return ss
-}
+func (s *Store) Get(id string) *replicator.Session { return s.r.Get(id) }
 
 // Tombstone returns the session with this ID even when destroyed.
-func (s *Store) Tombstone(id string) *replicator.Session {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.sessions[id]
-}
+func (s *Store) Tombstone(id string) *replicator.Session { return s.r.Lookup(id) }
 
-// Put stores a session snapshot as is (to plant records in tests).
-func (s *Store) Put(ss *replicator.Session) {
-	s.mu.Lock()
-	s.sessions[ss.ID] = ss
-	s.mu.Unlock()
-}
+// Put merges a session record into this node's replica as state transfer
+// would (to plant records in tests); the replica keeps ss.
+func (s *Store) Put(ss *replicator.Session) { s.r.MergeSession(ss) }
 
 // FailCommits makes every later Commit fail with err (nil to stop).
 func (s *Store) FailCommits(err error) {
@@ -123,173 +116,73 @@ func (s *Store) FailCommits(err error) {
 
 // Commits returns copies of the deltas committed on this node, in order.
 func (s *Store) Commits() []replicator.Delta {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return slices.Clone(s.log)
 }
 
 // Touches returns how many Touch calls this node received.
 func (s *Store) Touches() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.touches
 }
 
-// Commit implements replicator.Store.
+// Commit implements replicator.Store: the replica stamps d (a cluster-wide
+// logical clock, so later commits win) and applies it; the other nodes
+// apply it at once, or at Deliver while the cluster holds.
 func (s *Store) Commit(_ context.Context, d *replicator.Delta, _ replicator.Consistency) (replicator.CommitResult, error) {
-	s.mu.RLock()
+	s.mu.Lock()
 	fail := s.failWith
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if fail != nil {
 		return replicator.CommitResult{}, fail
 	}
 	c := s.c
 	c.mu.Lock()
-	c.hlc++
-	d.HLC = c.hlc
+	defer c.mu.Unlock()
+	if err := s.r.Commit(d, &c.clock, 0); err != nil {
+		return replicator.CommitResult{}, err
+	}
 	cp := *d
 	cp.Ops = slices.Clone(d.Ops)
-	held := c.held
-	if held {
-		c.pending = append(c.pending, pending{from: s, d: cp})
-	}
-	c.mu.Unlock()
 	s.mu.Lock()
 	s.log = append(s.log, cp)
 	s.mu.Unlock()
-	s.apply(&cp)
-	if !held {
-		for _, n := range c.nodes {
-			if n != s {
-				n.apply(&cp)
-			}
-		}
+	if c.held {
+		c.pending = append(c.pending, pending{from: s, d: cp})
+		return replicator.CommitResult{}, nil
 	}
-	return replicator.CommitResult{Replicated: len(c.nodes) > 1 && !held}, nil
+	c.replicate(s, &cp)
+	return replicator.CommitResult{Replicated: len(c.nodes) > 1}, nil
 }
 
 // Touch implements replicator.Store.
 func (s *Store) Touch(id string, now int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.touches++
-	if ss := s.sessions[id]; ss != nil && !ss.Destroyed && now > ss.LastAccess {
-		ns := clone(ss)
-		ns.LastAccess = now
-		s.sessions[id] = ns
-	}
+	s.mu.Unlock()
+	s.r.Touch(id, now)
 }
 
-// SessionsOf implements replicator.Store.
+// SessionsOf implements replicator.Store (sorted).
 func (s *Store) SessionsOf(principal string) []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var ids []string
-	for id, ss := range s.sessions {
-		if !ss.Destroyed && ss.Principal == principal {
-			ids = append(ids, id)
-		}
-	}
+	ids := s.r.SessionsOf(principal)
 	slices.Sort(ids)
 	return ids
 }
 
 // Len implements replicator.Store.
-func (s *Store) Len() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := 0
-	for _, ss := range s.sessions {
-		if !ss.Destroyed {
-			n++
-		}
-	}
-	return n
-}
+func (s *Store) Len() int { return s.r.Len() }
 
-// Range implements httpsession.RangeStore.
+// Range implements httpsession.RangeStore (sorted by ID).
 func (s *Store) Range(fn func(id string) bool) {
-	s.mu.RLock()
 	var ids []string
-	for id, ss := range s.sessions {
-		if !ss.Destroyed {
-			ids = append(ids, id)
-		}
-	}
-	s.mu.RUnlock()
+	s.r.RangeLive(func(id string) bool { ids = append(ids, id); return true })
 	slices.Sort(ids)
 	for _, id := range ids {
 		if !fn(id) {
 			return
 		}
 	}
-}
-
-func clone(ss *replicator.Session) *replicator.Session {
-	ns := *ss // Attrs are immutable: changes build a new set
-	return &ns
-}
-
-func less(a, b replicator.Stamp) bool {
-	if a.Epoch != b.Epoch {
-		return a.Epoch < b.Epoch
-	}
-	if a.HLC != b.HLC {
-		return a.HLC < b.HLC
-	}
-	return a.Node < b.Node
-}
-
-// apply merges d into the replica: per attribute, the higher stamp wins.
-func (s *Store) apply(d *replicator.Delta) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.sessions[d.ID]
-	if cur != nil && cur.Destroyed {
-		return // tombstones win
-	}
-	var ns *replicator.Session
-	if cur == nil {
-		ns = &replicator.Session{ID: d.ID, Created: d.Created}
-	} else {
-		ns = clone(cur)
-	}
-	st := replicator.Stamp{Epoch: d.Epoch, HLC: d.HLC, Node: d.Owner}
-	if d.Epoch >= ns.Epoch {
-		ns.Epoch, ns.Owner = d.Epoch, d.Owner
-	}
-	ns.Version++
-	ns.LastAccess = max(ns.LastAccess, d.LastAccess)
-	ns.IdleTimeout, ns.Deadline = d.IdleTimeout, d.Deadline
-	for _, op := range d.Ops {
-		switch op.Kind {
-		case replicator.OpSet, replicator.OpDel:
-			if a, ok := ns.Attrs.Get(op.Key); ok && !less(a.Stamp, st) {
-				continue
-			}
-			if op.Kind == replicator.OpSet {
-				ns.Attrs = ns.Attrs.With(op.Key, replicator.Attr{Value: op.Value, Stamp: st})
-			} else {
-				ns.Attrs = ns.Attrs.With(op.Key, replicator.Attr{Stamp: st, Deleted: true})
-			}
-		case replicator.OpPrincipal:
-			if less(ns.PrincipalAt, st) {
-				ns.Principal, ns.PrincipalAt = string(op.Value), st
-			}
-		case replicator.OpInvalidate:
-			ns.Destroyed, ns.Attrs = true, replicator.Attrs{}
-			ns.Reason = replicator.ReasonInvalidated
-			if len(op.Value) == 1 {
-				ns.Reason = replicator.DestroyReason(op.Value[0])
-			}
-		case replicator.OpRename:
-			moved := clone(ns)
-			moved.ID = op.Key
-			s.sessions[op.Key] = moved
-			ns = &replicator.Session{ID: d.ID, Destroyed: true, Reason: replicator.ReasonRenamed, RenamedTo: op.Key, Epoch: ns.Epoch, Owner: ns.Owner}
-		case replicator.OpTakeover:
-			// Owner and epoch are taken from the delta above.
-		}
-	}
-	s.sessions[d.ID] = ns
 }

@@ -38,48 +38,6 @@ const (
 // errShed: the send queue stayed full; the delta is applied locally only.
 var errShed = errors.New("cluster: send queue full")
 
-// LoneSurvivorPolicy says what a Sync or SyncAll commit does on a node that
-// sees no other live member: the others died, left, or are cut off from it
-// (and then suspected). It is the choice between availability and the
-// promise that an acknowledged write survives this node's death.
-type LoneSurvivorPolicy uint8
-
-const (
-	// LoneRefuse (the default) refuses the commit with
-	// replicator.ErrNotReplicated before applying it, and the node is not
-	// Ready while it is alone: no acknowledged write can be lost when it
-	// dies, at the price of refusing writes until a peer is back (like
-	// Kafka's acks=all with min.insync.replicas=2).
-	LoneRefuse LoneSurvivorPolicy = iota
-	// LoneAccept applies the commit locally and reports success with
-	// CommitResult.Replicated false: the node stays available alone, and
-	// whatever it accepts while alone is lost if it dies before a peer
-	// returns (like Tomcat's session replication, which serves on when
-	// no member is left to replicate to).
-	LoneAccept
-)
-
-func (p LoneSurvivorPolicy) String() string {
-	switch p {
-	case LoneRefuse:
-		return "refuse"
-	case LoneAccept:
-		return "accept"
-	}
-	return "unknown"
-}
-
-// ParseLoneSurvivor parses "refuse" or "accept".
-func ParseLoneSurvivor(s string) (LoneSurvivorPolicy, error) {
-	switch s {
-	case "refuse", "":
-		return LoneRefuse, nil
-	case "accept":
-		return LoneAccept, nil
-	}
-	return LoneRefuse, fmt.Errorf("%w: lone-survivor must be refuse or accept, not %q", ErrConfig, s)
-}
-
 // Reasons a sync commit fails, as labels of
 // hanode_sync_commit_failures_total.
 const (
@@ -159,7 +117,7 @@ func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*bat
 			return nil, ctx.Err()
 		case <-shed:
 			n.stats.shed.Add(1)
-			n.log.Warn("send queue full: delta left to anti-entropy", "session", replicator.ShortID(d.ID))
+			n.log.Warn("send queue full: delta left to anti-entropy", "session", replicator.ShortHash(d.ID))
 			return nil, errShed
 		}
 	}
@@ -220,7 +178,7 @@ func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency,
 	if peers == 0 {
 		if n.cfg.LoneSurvivor == LoneAccept {
 			n.stats.loneAccepted.Add(1)
-			n.logLimited(slog.LevelWarn, "sync commit accepted unreplicated: no live peer (lone survivor accepts)", "session", replicator.ShortID(id))
+			n.logLimited(slog.LevelWarn, "sync commit accepted unreplicated: no live peer (lone survivor accepts)", "session", replicator.ShortHash(id))
 			return replicator.CommitResult{}, nil
 		}
 		// The last peer went while this commit was applied.
@@ -263,20 +221,20 @@ func (n *Node) notReplicated(reason int, id string, acks, need int, cause error)
 	switch reason {
 	case failTimeout:
 		msg = fmt.Sprintf("%d of %d acknowledgements within %s", acks, need, n.cfg.SyncTimeout)
-		n.logLimited(slog.LevelWarn, "sync commit not acknowledged in time: the request fails", "session", replicator.ShortID(id),
+		n.logLimited(slog.LevelWarn, "sync commit not acknowledged in time: the request fails", "session", replicator.ShortHash(id),
 			"acks", acks, "need", need, "timeout", n.cfg.SyncTimeout)
 	case failNoPeer:
 		msg = "no live peer to acknowledge it (lone survivor refuses)"
-		n.logLimited(slog.LevelWarn, "sync commit refused: no live peer can acknowledge it", "session", replicator.ShortID(id))
+		n.logLimited(slog.LevelWarn, "sync commit refused: no live peer can acknowledge it", "session", replicator.ShortHash(id))
 	case failQueueFull:
 		msg = "send queue full"
-		n.logLimited(slog.LevelWarn, "sync commit not replicated: send queue full", "session", replicator.ShortID(id))
+		n.logLimited(slog.LevelWarn, "sync commit not replicated: send queue full", "session", replicator.ShortHash(id))
 	case failBroadcast:
 		msg = "broadcast failed: " + cause.Error()
-		n.logLimited(slog.LevelWarn, "sync commit not replicated: broadcast failed", "session", replicator.ShortID(id), "err", cause)
+		n.logLimited(slog.LevelWarn, "sync commit not replicated: broadcast failed", "session", replicator.ShortHash(id), "err", cause)
 	case failCanceled:
 		msg = "request ended before the acknowledgements: " + cause.Error()
-		n.log.Debug("sync commit wait ended with its request", "session", replicator.ShortID(id), "err", cause)
+		n.log.Debug("sync commit wait ended with its request", "session", replicator.ShortHash(id), "err", cause)
 		return fmt.Errorf("%w: %s", replicator.ErrNotReplicated, msg)
 	}
 	n.replicationFailing(failReasonNames[reason])
@@ -538,11 +496,7 @@ func (n *Node) flushTouches() {
 		if s == nil {
 			continue
 		}
-		d := &replicator.Delta{
-			ID: id, Owner: s.Owner, Epoch: s.Epoch, Version: s.Version, HLC: n.clock.Now(time.Now().UnixNano()),
-			Created: s.Created, LastAccess: at, IdleTimeout: s.IdleTimeout, Deadline: s.Deadline,
-			Ops: []replicator.Op{{Kind: replicator.OpTouch}},
-		}
+		d := replicator.TouchDelta(s, at, n.clock.Now(time.Now().UnixNano()))
 		b.deltas = append(b.deltas, d)
 		b.size += estimate(d)
 		if b.size >= 32*batchTarget {
@@ -554,14 +508,4 @@ func (n *Node) flushTouches() {
 	if len(b.deltas) > 0 {
 		n.broadcast(b)
 	}
-}
-
-// touchOnly reports whether d only records an access.
-func touchOnly(d *replicator.Delta) bool {
-	for _, op := range d.Ops {
-		if op.Kind != replicator.OpTouch {
-			return false
-		}
-	}
-	return true
 }

@@ -6,10 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/membership"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
@@ -22,66 +23,68 @@ import (
 // the replica). (Before, deltas were applied from any authenticated
 // sender.)
 func TestDeltasOnlyFromMembers(t *testing.T) {
-	l := newLab(t, 44)
-	n1 := l.start("n1", nil)
-	waitReady(t, n1)
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 44)
+		n1 := l.start("n1", nil)
+		waitReady(t, n1)
 
-	stray := func(id string) (multicast.Transport, []byte) {
-		cfg := TransportConfig(testConfig("stray", l.kr))
-		cfg.MemberID = [16]byte{}
-		tr, err := l.net.Join(cfg)
+		stray := func(id string) (multicast.Transport, []byte) {
+			cfg := TransportConfig(testConfig("stray", l.kr))
+			cfg.MemberID = [16]byte{}
+			tr, err := l.net.Join(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tr.Close() })
+			now := time.Now().UnixNano()
+			d := &replicator.Delta{ID: id, Owner: "stray", Epoch: 1, Created: now, LastAccess: now, IdleTimeout: int64(time.Hour),
+				Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("forged")}}}
+			return tr, replicator.AppendBatch([]byte{kindDeltas}, []*replicator.Delta{d})
+		}
+
+		// A sender that never joins: refused after the wait, counted.
+		tr, batch := stray("neverjoinsxxxxxxxxxxxxxxxxx")
+		if _, err := tr.Broadcast(context.Background(), batch, multicast.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the stray batch refused", func() error {
+			if got := n1.gate.refusedCounts()[refusedNotMember]; got != 1 {
+				return fmt.Errorf("%d refused", got)
+			}
+			return nil
+		})
+		if n1.Get("neverjoinsxxxxxxxxxxxxxxxxx") != nil {
+			t.Fatal("a delta from a non-member was applied")
+		}
+
+		// A sender whose heartbeat comes after its first batch: held, then
+		// applied once it is a member.
+		tr2, batch2 := stray("latejoinerxxxxxxxxxxxxxxxxx")
+		if _, err := tr2.Broadcast(context.Background(), batch2, multicast.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mcfg := membership.DefaultConfig()
+		mcfg.ID, mcfg.Name, mcfg.Started = tr2.LocalID(), "late", time.Now()
+		m, err := membership.New(mcfg, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { tr.Close() })
-		now := time.Now().UnixNano()
-		d := &replicator.Delta{ID: id, Owner: "stray", Epoch: 1, Created: now, LastAccess: now, IdleTimeout: int64(time.Hour),
-			Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("forged")}}}
-		return tr, replicator.AppendBatch([]byte{kindDeltas}, []*replicator.Delta{d})
-	}
-
-	// A sender that never joins: refused after the wait, counted.
-	tr, batch := stray("neverjoinsxxxxxxxxxxxxxxxxx")
-	if _, err := tr.Broadcast(context.Background(), batch, multicast.SendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "the stray batch refused", func() error {
+		m.Tick(time.Now())
+		for _, o := range m.Ready().Messages {
+			if err := tr2.SendControl(o.To, append([]byte{kindMembership}, o.Payload...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 5*time.Second, "the held batch applied", func() error {
+			if v, ok := attr(n1, "latejoinerxxxxxxxxxxxxxxxxx", "k"); !ok || v != "forged" {
+				return fmt.Errorf("absent")
+			}
+			return nil
+		})
 		if got := n1.gate.refusedCounts()[refusedNotMember]; got != 1 {
-			return fmt.Errorf("%d refused", got)
+			t.Fatalf("%d refused, want 1", got)
 		}
-		return nil
 	})
-	if n1.Get("neverjoinsxxxxxxxxxxxxxxxxx") != nil {
-		t.Fatal("a delta from a non-member was applied")
-	}
-
-	// A sender whose heartbeat comes after its first batch: held, then
-	// applied once it is a member.
-	tr2, batch2 := stray("latejoinerxxxxxxxxxxxxxxxxx")
-	if _, err := tr2.Broadcast(context.Background(), batch2, multicast.SendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	mcfg := membership.DefaultConfig()
-	mcfg.ID, mcfg.Name, mcfg.Started = tr2.LocalID(), "late", time.Now()
-	m, err := membership.New(mcfg, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Tick(time.Now())
-	for _, o := range m.Ready().Messages {
-		if err := tr2.SendControl(o.To, append([]byte{kindMembership}, o.Payload...)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	eventually(t, 5*time.Second, "the held batch applied", func() error {
-		if v, ok := attr(n1, "latejoinerxxxxxxxxxxxxxxxxx", "k"); !ok || v != "forged" {
-			return fmt.Errorf("absent")
-		}
-		return nil
-	})
-	if got := n1.gate.refusedCounts()[refusedNotMember]; got != 1 {
-		t.Fatalf("%d refused, want 1", got)
-	}
 }
 
 // TestClockApartDelaysLoneStart: a node whose clock is far from the
@@ -143,19 +146,5 @@ func TestClockApartDelaysLoneStart(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink read while goroutines write (testutil).
+type syncBuffer = testutil.SyncBuffer

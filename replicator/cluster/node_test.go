@@ -11,10 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 )
@@ -22,11 +24,12 @@ import (
 // lab is an in-process cluster over the in-memory multicast network, with
 // real TCP on loopback for state transfer.
 type lab struct {
-	t     *testing.T
-	net   *multicast.MemNetwork
-	kr    *multicast.Keyring
-	nodes map[string]*Node
-	mu    sync.Mutex
+	t       *testing.T
+	net     *multicast.MemNetwork
+	streams *memStreams // state transfer in memory (newMemLab); nil: TCP on loopback
+	kr      *multicast.Keyring
+	nodes   map[string]*Node
+	mu      sync.Mutex
 }
 
 func newLab(t *testing.T, seed int64) *lab {
@@ -78,8 +81,11 @@ func (l *lab) start(name string, mod func(*Config)) *Node {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
+	var ln net.Listener
+	if l.streams != nil {
+		ln = l.streams.listen()
+		n.cfg.Dial = l.streams.dial
+	} else if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
 		l.t.Fatal(err)
 	}
 	tr, err := l.net.Join(n.transportConfig())
@@ -107,18 +113,8 @@ func (n *Node) crash() {
 	n.wg.Wait()
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s: %v", what, timeout, err)
-}
+// eventually polls cond until it returns nil (testutil.Eventually).
+var eventually = testutil.Eventually
 
 func waitReady(t *testing.T, nodes ...*Node) {
 	t.Helper()
@@ -180,215 +176,233 @@ func sameState(nodes []*Node, want map[string]map[string]string) error {
 }
 
 func TestReplicatesAndFailsOver(t *testing.T) {
-	l := newLab(t, 1)
-	n1, n2, n3 := l.start("n1", nil), l.start("n2", nil), l.start("n3", nil)
-	waitReady(t, n1, n2, n3)
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 1)
+		n1, n2, n3 := l.start("n1", nil), l.start("n2", nil), l.start("n3", nil)
+		waitReady(t, n1, n2, n3)
 
-	want := map[string]map[string]string{}
-	for i := range 200 {
-		id := fmt.Sprintf("session%04dxxxxxxxxxxxxxx", i)
-		v := fmt.Sprint(i)
-		put(t, n1, id, "n", v, replicator.Async)
-		put(t, n1, id, "user", "u"+v, replicator.Async)
-		want[id] = map[string]string{"n": v, "user": "u" + v}
-	}
-	eventually(t, 10*time.Second, "replicated", func() error { return sameState([]*Node{n2, n3}, want) })
-
-	n1.crash()
-	eventually(t, 10*time.Second, "n1 declared dead", func() error {
-		for _, m := range n2.Members() {
-			if m.Name == "n1" && m.State == "alive" {
-				return fmt.Errorf("n1 still alive in n2's view")
-			}
+		want := map[string]map[string]string{}
+		for i := range 200 {
+			id := fmt.Sprintf("session%04dxxxxxxxxxxxxxx", i)
+			v := fmt.Sprint(i)
+			put(t, n1, id, "n", v, replicator.Async)
+			put(t, n1, id, "user", "u"+v, replicator.Async)
+			want[id] = map[string]string{"n": v, "user": "u" + v}
 		}
-		return nil
+		eventually(t, 10*time.Second, "replicated", func() error { return sameState([]*Node{n2, n3}, want) })
+
+		n1.crash()
+		eventually(t, 10*time.Second, "n1 declared dead", func() error {
+			for _, m := range n2.Members() {
+				if m.Name == "n1" && m.State == "alive" {
+					return fmt.Errorf("n1 still alive in n2's view")
+				}
+			}
+			return nil
+		})
+		if err := sameState([]*Node{n2, n3}, want); err != nil {
+			t.Fatal(err)
+		}
 	})
-	if err := sameState([]*Node{n2, n3}, want); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestJoinerReceivesState(t *testing.T) {
-	l := newLab(t, 2)
-	n1 := l.start("n1", nil)
-	waitReady(t, n1)
-	want := map[string]map[string]string{}
-	val := strings.Repeat("x", 4096)
-	for i := range 2000 {
-		id := fmt.Sprintf("join%06dxxxxxxxxxxxxxxx", i)
-		put(t, n1, id, "blob", val, replicator.Async)
-		want[id] = map[string]string{"blob": val}
-	}
-	n2 := l.start("n2", nil)
-	waitReady(t, n2)
-	if got := n2.Len(); got != 2000 {
-		t.Fatalf("joiner holds %d sessions when ready, want 2000", got)
-	}
-	if err := sameState([]*Node{n2}, want); err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 2)
+		n1 := l.start("n1", nil)
+		waitReady(t, n1)
+		want := map[string]map[string]string{}
+		val := strings.Repeat("x", 4096)
+		for i := range 2000 {
+			id := fmt.Sprintf("join%06dxxxxxxxxxxxxxxx", i)
+			put(t, n1, id, "blob", val, replicator.Async)
+			want[id] = map[string]string{"blob": val}
+		}
+		n2 := l.start("n2", nil)
+		waitReady(t, n2)
+		if got := n2.Len(); got != 2000 {
+			t.Fatalf("joiner holds %d sessions when ready, want 2000", got)
+		}
+		if err := sameState([]*Node{n2}, want); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestLossIsRepaired(t *testing.T) {
-	l := newLab(t, 3)
-	n1, n2 := l.start("n1", nil), l.start("n2", nil)
-	waitReady(t, n1, n2)
-	l.net.SetLoss(0.3)
-	want := map[string]map[string]string{}
-	for i := range 500 {
-		id := fmt.Sprintf("loss%06dxxxxxxxxxxxxxxx", i)
-		for j := range 3 {
-			v := fmt.Sprint(i*10 + j)
-			put(t, n1, id, "v", v, replicator.Async)
-			want[id] = map[string]string{"v": v}
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 3)
+		n1, n2 := l.start("n1", nil), l.start("n2", nil)
+		waitReady(t, n1, n2)
+		l.net.SetLoss(0.3)
+		want := map[string]map[string]string{}
+		for i := range 500 {
+			id := fmt.Sprintf("loss%06dxxxxxxxxxxxxxxx", i)
+			for j := range 3 {
+				v := fmt.Sprint(i*10 + j)
+				put(t, n1, id, "v", v, replicator.Async)
+				want[id] = map[string]string{"v": v}
+			}
 		}
-	}
-	eventually(t, 20*time.Second, "converged under 30% loss", func() error { return sameState([]*Node{n2}, want) })
+		eventually(t, 20*time.Second, "converged under 30% loss", func() error { return sameState([]*Node{n2}, want) })
+	})
 }
 
 func TestPartitionHeals(t *testing.T) {
-	l := newLab(t, 4)
-	n1, n2, n3 := l.start("n1", nil), l.start("n2", nil), l.start("n3", nil)
-	waitReady(t, n1, n2, n3)
-	id := "partitionedsessionxxxxxxxxx"
-	put(t, n1, id, "a", "base", replicator.Async)
-	eventually(t, 5*time.Second, "base replicated", func() error {
-		return sameState([]*Node{n2, n3}, map[string]map[string]string{id: {"a": "base"}})
-	})
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 4)
+		n1, n2, n3 := l.start("n1", nil), l.start("n2", nil), l.start("n3", nil)
+		waitReady(t, n1, n2, n3)
+		id := "partitionedsessionxxxxxxxxx"
+		put(t, n1, id, "a", "base", replicator.Async)
+		eventually(t, 5*time.Second, "base replicated", func() error {
+			return sameState([]*Node{n2, n3}, map[string]map[string]string{id: {"a": "base"}})
+		})
 
-	l.net.Partition(
-		[]uuid.UUID{n1.ID()},
-		[]uuid.UUID{n2.ID(), n3.ID()},
-	)
-	put(t, n1, id, "left", "only-n1", replicator.Async)
-	put(t, n1, id, "a", "from-n1", replicator.Async)
-	time.Sleep(50 * time.Millisecond) // the later write must win
-	put(t, n2, id, "right", "only-n2", replicator.Async)
-	put(t, n2, id, "a", "from-n2", replicator.Async)
-	eventually(t, 10*time.Second, "sides see each other die", func() error {
-		for _, m := range n1.Members() {
-			if !m.Self && m.State == "alive" {
-				return fmt.Errorf("n1 still sees %s alive", m.Name)
-			}
-		}
-		return nil
-	})
-	l.net.Heal()
-	want := map[string]map[string]string{id: {"a": "from-n2", "left": "only-n1", "right": "only-n2"}}
-	eventually(t, 15*time.Second, "converged after heal", func() error { return sameState([]*Node{n1, n2, n3}, want) })
-}
-
-func TestSyncCommitIsAcknowledged(t *testing.T) {
-	l := newLab(t, 5)
-	n1, n2 := l.start("n1", nil), l.start("n2", nil)
-	waitReady(t, n1, n2)
-	eventually(t, 5*time.Second, "peers alive", func() error {
-		if len(n1.alivePeers()) == 0 {
-			return fmt.Errorf("no peers")
-		}
-		return nil
-	})
-	id := "syncsessionxxxxxxxxxxxxxxx"
-	for i := range 20 {
-		res := put(t, n1, id, "k", fmt.Sprint(i), replicator.Sync)
-		if !res.Replicated || res.Acks < 1 {
-			t.Fatalf("sync commit %d: %+v", i, res)
-		}
-		// Acknowledged means the peer's transport delivered it: the
-		// peer applies it without any further network traffic, so it
-		// shows up even with the network cut.
-		l.net.Isolate(n2.ID())
-		eventually(t, 2*time.Second, "acknowledged write applied", func() error {
-			if got, _ := attr(n2, id, "k"); got != fmt.Sprint(i) {
-				return fmt.Errorf("peer has %q, want %d", got, i)
+		l.net.Partition(
+			[]uuid.UUID{n1.ID()},
+			[]uuid.UUID{n2.ID(), n3.ID()},
+		)
+		put(t, n1, id, "left", "only-n1", replicator.Async)
+		put(t, n1, id, "a", "from-n1", replicator.Async)
+		time.Sleep(50 * time.Millisecond) // the later write must win
+		put(t, n2, id, "right", "only-n2", replicator.Async)
+		put(t, n2, id, "a", "from-n2", replicator.Async)
+		eventually(t, 10*time.Second, "sides see each other die", func() error {
+			for _, m := range n1.Members() {
+				if !m.Self && m.State == "alive" {
+					return fmt.Errorf("n1 still sees %s alive", m.Name)
+				}
 			}
 			return nil
 		})
 		l.net.Heal()
-	}
+		want := map[string]map[string]string{id: {"a": "from-n2", "left": "only-n1", "right": "only-n2"}}
+		eventually(t, 15*time.Second, "converged after heal", func() error { return sameState([]*Node{n1, n2, n3}, want) })
+	})
+}
+
+func TestSyncCommitIsAcknowledged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 5)
+		n1, n2 := l.start("n1", nil), l.start("n2", nil)
+		waitReady(t, n1, n2)
+		eventually(t, 5*time.Second, "peers alive", func() error {
+			if len(n1.alivePeers()) == 0 {
+				return fmt.Errorf("no peers")
+			}
+			return nil
+		})
+		id := "syncsessionxxxxxxxxxxxxxxx"
+		for i := range 20 {
+			res := put(t, n1, id, "k", fmt.Sprint(i), replicator.Sync)
+			if !res.Replicated || res.Acks < 1 {
+				t.Fatalf("sync commit %d: %+v", i, res)
+			}
+			// Acknowledged means the peer's transport delivered it: the
+			// peer applies it without any further network traffic, so it
+			// shows up even with the network cut.
+			l.net.Isolate(n2.ID())
+			eventually(t, 2*time.Second, "acknowledged write applied", func() error {
+				if got, _ := attr(n2, id, "k"); got != fmt.Sprint(i) {
+					return fmt.Errorf("peer has %q, want %d", got, i)
+				}
+				return nil
+			})
+			l.net.Heal()
+		}
+	})
 }
 
 func TestInvalidateWinsAndKill(t *testing.T) {
-	l := newLab(t, 6)
-	n1, n2 := l.start("n1", nil), l.start("n2", nil)
-	waitReady(t, n1, n2)
-	id := "killmesessionxxxxxxxxxxxxxx"
-	put(t, n1, id, "a", "1", replicator.Async)
-	eventually(t, 5*time.Second, "replicated", func() error {
-		if n2.Get(id) == nil {
-			return fmt.Errorf("absent")
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 6)
+		n1, n2 := l.start("n1", nil), l.start("n2", nil)
+		waitReady(t, n1, n2)
+		id := "killmesessionxxxxxxxxxxxxxx"
+		put(t, n1, id, "a", "1", replicator.Async)
+		eventually(t, 5*time.Second, "replicated", func() error {
+			if n2.Get(id) == nil {
+				return fmt.Errorf("absent")
+			}
+			return nil
+		})
+		if ok, err := replicator.DestroyID(context.Background(), n2, id, time.Now().UnixNano()); !ok || err != nil {
+			t.Fatal("kill reported absent session")
 		}
-		return nil
-	})
-	if !n2.Kill(id) {
-		t.Fatal("kill reported absent session")
-	}
-	eventually(t, 5*time.Second, "killed everywhere", func() error {
-		if n1.Get(id) != nil {
-			return fmt.Errorf("still on n1")
-		}
-		return nil
+		eventually(t, 5*time.Second, "killed everywhere", func() error {
+			if n1.Get(id) != nil {
+				return fmt.Errorf("still on n1")
+			}
+			return nil
+		})
 	})
 }
 
 func TestMetricsExposition(t *testing.T) {
-	l := newLab(t, 7)
-	n1 := l.start("n1", nil)
-	waitReady(t, n1)
-	var b strings.Builder
-	n1.WriteMetrics(&b)
-	for _, name := range []string{"hanode_sessions ", "hanode_ready 1", `hanode_members{state="alive"} 1`, "hanode_multicast_rejected_packets_total"} {
-		if !strings.Contains(b.String(), name) {
-			t.Errorf("metrics lack %q", name)
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 7)
+		n1 := l.start("n1", nil)
+		waitReady(t, n1)
+		var b strings.Builder
+		n1.WriteMetrics(&b)
+		for _, name := range []string{"hanode_sessions ", "hanode_ready 1", `hanode_members{state="alive"} 1`, "hanode_multicast_rejected_packets_total"} {
+			if !strings.Contains(b.String(), name) {
+				t.Errorf("metrics lack %q", name)
+			}
 		}
-	}
-	n1.WriteMetrics(io.Discard)
+		n1.WriteMetrics(io.Discard)
+	})
 }
 
 func TestCommitAfterCloseIsRefused(t *testing.T) {
-	l := newLab(t, 8)
-	n := l.start("n1", nil)
-	waitReady(t, n)
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, err := n.Commit(context.Background(), &replicator.Delta{ID: "closedxxxxxxxxxxxxxxxxxxxx", Owner: "n1", Epoch: 1,
-		Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("v")}}}, replicator.Async)
-	if !errors.Is(err, replicator.ErrClosed) {
-		t.Fatalf("commit after Close: %v, want ErrClosed", err)
-	}
-	if n.Get("closedxxxxxxxxxxxxxxxxxxxx") != nil {
-		t.Fatal("a refused commit was applied")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 8)
+		n := l.start("n1", nil)
+		waitReady(t, n)
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := n.Commit(context.Background(), &replicator.Delta{ID: "closedxxxxxxxxxxxxxxxxxxxx", Owner: "n1", Epoch: 1,
+			Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("v")}}}, replicator.Async)
+		if !errors.Is(err, replicator.ErrClosed) {
+			t.Fatalf("commit after Close: %v, want ErrClosed", err)
+		}
+		if n.Get("closedxxxxxxxxxxxxxxxxxxxx") != nil {
+			t.Fatal("a refused commit was applied")
+		}
+	})
 }
 
 // Every delta received lands in the lag histogram; touches do not.
 func TestLagHistogram(t *testing.T) {
-	l := newLab(t, 9)
-	n1, n2 := l.start("n1", nil), l.start("n2", nil)
-	waitReady(t, n1, n2)
-	for i := range 20 {
-		put(t, n1, "lagsessionxxxxxxxxxxxxxxxxx", "k", fmt.Sprint(i), replicator.Async)
-	}
-	eventually(t, 5*time.Second, "deltas applied", func() error {
-		if got, _ := attr(n2, "lagsessionxxxxxxxxxxxxxxxxx", "k"); got != "19" {
-			return fmt.Errorf("n2 has %q", got)
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 9)
+		n1, n2 := l.start("n1", nil), l.start("n2", nil)
+		waitReady(t, n1, n2)
+		for i := range 20 {
+			put(t, n1, "lagsessionxxxxxxxxxxxxxxxxx", "k", fmt.Sprint(i), replicator.Async)
 		}
-		return nil
+		eventually(t, 5*time.Second, "deltas applied", func() error {
+			if got, _ := attr(n2, "lagsessionxxxxxxxxxxxxxxxxx", "k"); got != "19" {
+				return fmt.Errorf("n2 has %q", got)
+			}
+			return nil
+		})
+		n1.Touch("lagsessionxxxxxxxxxxxxxxxxx", time.Now().UnixNano())
+		applied := n2.stats.deltasApplied.Load()
+		var b strings.Builder
+		n2.WriteMetrics(&b)
+		var count, inf float64
+		for _, line := range strings.Split(b.String(), "\n") {
+			fmt.Sscanf(line, "hanode_replication_lag_seconds_count %g", &count)
+			fmt.Sscanf(line, `hanode_replication_lag_seconds_bucket{le="+Inf"} %g`, &inf)
+		}
+		if count < 1 || count > float64(applied) || inf != count {
+			t.Fatalf("lag histogram count %g, +Inf bucket %g, deltas applied %d:\n%s", count, inf, applied, b.String())
+		}
+		if !strings.Contains(b.String(), `hanode_replication_lag_seconds_bucket{le="0.002"}`) {
+			t.Fatal("no 2 ms bucket")
+		}
 	})
-	n1.Touch("lagsessionxxxxxxxxxxxxxxxxx", time.Now().UnixNano())
-	applied := n2.stats.deltasApplied.Load()
-	var b strings.Builder
-	n2.WriteMetrics(&b)
-	var count, inf float64
-	for _, line := range strings.Split(b.String(), "\n") {
-		fmt.Sscanf(line, "hanode_replication_lag_seconds_count %g", &count)
-		fmt.Sscanf(line, `hanode_replication_lag_seconds_bucket{le="+Inf"} %g`, &inf)
-	}
-	if count < 1 || count > float64(applied) || inf != count {
-		t.Fatalf("lag histogram count %g, +Inf bucket %g, deltas applied %d:\n%s", count, inf, applied, b.String())
-	}
-	if !strings.Contains(b.String(), `hanode_replication_lag_seconds_bucket{le="0.002"}`) {
-		t.Fatal("no 2 ms bucket")
-	}
 }

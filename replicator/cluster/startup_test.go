@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hanode/hanode/replicator"
@@ -16,26 +17,28 @@ func defaults(c *Config) { c.HeartbeatInterval, c.JoinTimeout = 0, 0 }
 // node started next to it still joins it with a state transfer instead of
 // starting empty.
 func TestFirstMemberReadyWithin500ms(t *testing.T) {
-	l := newLab(t, 11)
-	start := time.Now()
-	n1 := l.start("n1", defaults)
-	for !n1.Ready() {
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("n1 not ready after 5s")
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 11)
+		start := time.Now()
+		n1 := l.start("n1", defaults)
+		for !n1.Ready() {
+			if time.Since(start) > 5*time.Second {
+				t.Fatal("n1 not ready after 5s")
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	took := time.Since(start)
-	t.Logf("first member ready %v after start", took.Round(time.Millisecond))
-	if took > 500*time.Millisecond {
-		t.Errorf("first member ready %v after start, want <= 500ms", took)
-	}
-	for i := range 300 {
-		put(t, n1, fmt.Sprintf("first%05dxxxxxxxxxxxxxxx", i), "v", "x", replicator.Async)
-	}
-	n2 := l.start("n2", defaults)
-	waitReady(t, n2)
-	if got := n2.Len(); got != 300 {
-		t.Fatalf("the second node holds %d sessions when ready, want 300 (it must not start as a first member)", got)
-	}
+		took := time.Since(start)
+		t.Logf("first member ready %v after start", took.Round(time.Millisecond))
+		if took > 500*time.Millisecond {
+			t.Errorf("first member ready %v after start, want <= 500ms", took)
+		}
+		for i := range 300 {
+			put(t, n1, fmt.Sprintf("first%05dxxxxxxxxxxxxxxx", i), "v", "x", replicator.Async)
+		}
+		n2 := l.start("n2", defaults)
+		waitReady(t, n2)
+		if got := n2.Len(); got != 300 {
+			t.Fatalf("the second node holds %d sessions when ready, want 300 (it must not start as a first member)", got)
+		}
+	})
 }

@@ -141,7 +141,7 @@ func TestTransferResponseReplayRefused(t *testing.T) {
 	<-rec.done
 	response := bytes.Clone(rec.toClient.Bytes())
 
-	if !n1.Kill(id) {
+	if ok, err := replicator.DestroyID(context.Background(), n1, id, time.Now().UnixNano()); !ok || err != nil {
 		t.Fatal("kill")
 	}
 	put(t, n1, "laterwritexxxxxxxxxxxxxxxxx", "k", "new", replicator.Async)

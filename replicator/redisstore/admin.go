@@ -245,22 +245,6 @@ func (s *Store) Sessions() []*replicator.Session {
 	return out
 }
 
-// Kill destroys a session (reason invalidated); false when there is none.
-func (s *Store) Kill(id string) bool {
-	ss := s.Get(id)
-	if ss == nil {
-		return false
-	}
-	d := &replicator.Delta{
-		ID: id, Owner: s.cfg.Node, Epoch: ss.Epoch, LastAccess: time.Now().UnixNano(),
-		Ops: []replicator.Op{replicator.InvalidateOp(replicator.ReasonInvalidated)},
-	}
-	ctx, cancel := s.opCtx()
-	defer cancel()
-	_, err := s.Commit(ctx, d, replicator.Async)
-	return err == nil
-}
-
 type stats struct {
 	commits, commitErrors, getErrors, indexErrors atomic.Uint64
 	touchErrors, scanErrors, pingErrors           atomic.Uint64

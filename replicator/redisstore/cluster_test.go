@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/redisstore"
 	"github.com/hanode/hanode/replicator/redisstore/redistest"
@@ -150,13 +151,5 @@ func masterKill(t *testing.T, c *redistest.Cluster, cons replicator.Consistency)
 	return lost, acked
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor

@@ -45,7 +45,7 @@ func (s *Store) Import(ctx context.Context, ss *replicator.Session) (bool, error
 	s.forget(ss.ID)
 	if ss.Principal != "" {
 		if err := s.moveIndex(ctx, ss.ID, ss.ID, "", ss.Principal, ss.Deadline); err != nil {
-			return true, fmt.Errorf("import %s: principal index: %w", replicator.ShortID(ss.ID), err)
+			return true, fmt.Errorf("import %s: principal index: %w", replicator.ShortHash(ss.ID), err)
 		}
 	}
 	return true, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
@@ -67,20 +68,8 @@ func startCluster(t *testing.T, names ...string) (*multicast.MemNetwork, []*clus
 	return mn, nodes
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it returns nil (testutil.Eventually).
+var waitFor = testutil.Eventually
 
 func execOn(t *testing.T, e *Engine, c *Client, line string) string {
 	t.Helper()

@@ -138,17 +138,17 @@ func NewEngine(store Store, cfg Config) (*Engine, error) {
 // Client is the state of one connection. Not safe for concurrent use:
 // one goroutine serves a connection.
 type Client struct {
-	ID      int64
-	Name    string
-	Addr    string
+	ID      int64  // CLIENT ID: unique per engine
+	Name    string // CLIENT SETNAME
+	Addr    string // the remote address (CLIENT LIST)
 	authed  bool
 	resp3   bool
 	multi   bool
 	queue   [][][]byte
-	queueOK bool // no error while queueing
-	queued  int  // bytes of the queued arguments
-	LibName string
-	LibVer  string
+	queueOK bool   // no error while queueing
+	queued  int    // bytes of the queued arguments
+	LibName string // CLIENT SETINFO lib-name
+	LibVer  string // CLIENT SETINFO lib-ver
 }
 
 // NewClient returns the state of a new connection from addr.

@@ -7,8 +7,8 @@ import "strconv"
 // map, set, double) go through methods that know the protocol. The zero
 // value is a RESP2 reply buffer.
 type Reply struct {
-	B     []byte
-	RESP3 bool
+	B     []byte // the encoded replies, ready to write
+	RESP3 bool   // speak RESP3 (after HELLO 3)
 }
 
 // Len returns the number of encoded bytes (a mark for Truncate).

@@ -238,7 +238,8 @@ func (h *Host) Run(name string, args ...string) (string, error) {
 
 // Process is a process started in a host.
 type Process struct {
-	host    *Host
+	where   string // the host's name, or "test" (StartProcess)
+	group   bool   // in its own process group, killed as a group
 	name    string
 	cmd     *exec.Cmd
 	logPath string
@@ -273,20 +274,59 @@ func (h *Host) StartCmd(cmd *exec.Cmd) *Process {
 		l.t.Fatalf("netlab: %v", err)
 	}
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &Process{host: h, name: base, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		f.Close()
+	p, err := start(cmd, base, h.name, logPath, f, false)
+	if err != nil {
 		l.t.Fatalf("netlab: start %s on %s: %v", base, h.name, err)
 	}
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
+	return p
+}
+
+// start starts cmd (its output already going to f) with SIGKILL as its
+// parent-death signal, in its own process group when group is true, and
+// closes f when it ends.
+func start(cmd *exec.Cmd, name, where, logPath string, f *os.File, group bool) (*Process, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: group}
+	p := &Process{where: where, group: group, name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
+	return p, nil
+}
+
+// StartProcess starts cmd in the test's own namespace (no lab host: a
+// load balancer, a browser), in its own process group, its output (and
+// its stdout, unless cmd sets one) going to dir/name.log. At t's cleanup
+// the whole group is killed and, when t failed, the log is dumped.
+func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) *Process {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = f
+	}
+	cmd.Stderr = f
+	p, err := start(cmd, name, "test", logPath, f, true)
+	if err != nil {
+		t.Fatalf("netlab: start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("---- log of %s ----\n%s", name, p.tail())
+		}
+	})
 	return p
 }
 
@@ -297,10 +337,22 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 // Signal sends sig to the process.
 func (p *Process) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
-// Kill sends SIGKILL and waits (bounded) for the process to end.
+// Kill sends SIGKILL (to its process group, for StartProcess) and waits
+// (bounded) for the process to end.
 func (p *Process) Kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	p.sigkill()
 	_ = p.Wait(10 * time.Second)
+}
+
+func (p *Process) sigkill() {
+	if p.Exited() {
+		return
+	}
+	if p.group {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 }
 
 // Stop sends SIGTERM and waits up to timeout for a clean exit; it returns
@@ -323,7 +375,7 @@ func (p *Process) Wait(timeout time.Duration) error {
 	case <-p.done:
 		return p.err
 	case <-time.After(timeout):
-		return fmt.Errorf("%w: %s on %s still running after %s", ErrTimeout, p.name, p.host.name, timeout)
+		return fmt.Errorf("%w: %s on %s still running after %s", ErrTimeout, p.name, p.where, timeout)
 	}
 }
 
@@ -335,6 +387,15 @@ func (p *Process) Exited() bool {
 	default:
 		return false
 	}
+}
+
+// tail returns the last 64 KiB of the log.
+func (p *Process) tail() string {
+	logs := p.Logs()
+	if len(logs) > 64<<10 {
+		logs = "...\n" + logs[len(logs)-64<<10:]
+	}
+	return logs
 }
 
 // Logs returns what the process printed so far.
@@ -434,20 +495,14 @@ func (l *Lab) cleanup() {
 	procs, hosts := l.procs, l.hosts
 	l.mu.Unlock()
 	for _, p := range procs {
-		if !p.Exited() {
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		}
+		p.sigkill()
 		if err := p.Wait(10 * time.Second); errors.Is(err, ErrTimeout) {
 			l.t.Logf("netlab: %v", err)
 		}
 	}
 	if l.t.Failed() {
 		for _, p := range procs {
-			logs := p.Logs()
-			if len(logs) > 64<<10 {
-				logs = "...\n" + logs[len(logs)-64<<10:]
-			}
-			l.t.Logf("---- log of %s on %s (%s) ----\n%s", p.name, p.host.name, p.logPath, logs)
+			l.t.Logf("---- log of %s on %s (%s) ----\n%s", p.name, p.where, p.logPath, p.tail())
 		}
 	}
 	for _, h := range hosts {

@@ -31,16 +31,16 @@ import (
 
 // Server is one redis-server process.
 type Server struct {
-	Addr string
-	Port int
-	Dir  string
+	Addr string // host:port to dial
+	Port int    // its TCP port
+	Dir  string // its working directory (config, data, log)
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
 // Cluster is a Redis Cluster started by StartCluster.
 type Cluster struct {
-	Servers []*Server
+	Servers []*Server // masters first, then replicas
 	t       testing.TB
 }
 
