@@ -133,7 +133,7 @@ func (n *Node) releaseHeld(now time.Time) {
 		ids = append(ids, id)
 	}
 	g.mu.Unlock()
-	wait := 6 * n.cfg.HeartbeatInterval
+	wait := n.deadTimeout()
 	for _, id := range ids {
 		n.memMu.Lock()
 		st := n.memberState(id)
@@ -175,3 +175,8 @@ func (n *Node) releaseHeldOf(id uuid.UUID, now time.Time) {
 		n.releaseHeld(now)
 	}
 }
+
+// deadTimeout is membership's dead timeout in this node's heartbeat
+// intervals: how long a silent member lives on, and how long batches of a
+// sender not yet admitted are held before they are refused.
+func (n *Node) deadTimeout() time.Duration { return 10 * n.cfg.HeartbeatInterval }

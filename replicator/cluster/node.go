@@ -253,7 +253,7 @@ func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
 	mcfg.HeartbeatInterval = n.cfg.HeartbeatInterval
 	mcfg.ProbeTimeout = 3 * n.cfg.HeartbeatInterval
 	mcfg.SuspectTimeout = 6 * n.cfg.HeartbeatInterval
-	mcfg.DeadTimeout = 10 * n.cfg.HeartbeatInterval
+	mcfg.DeadTimeout = n.deadTimeout()
 	mcfg.Meta = map[string]string{metaTransfer: n.ln.Addr().String(), metaReady: "0"}
 	if a := n.listenLiveness(); a != "" {
 		mcfg.Meta[metaAlive] = a
