@@ -11,7 +11,7 @@ func TestLookupInterface(t *testing.T) {
 	for _, s := range []string{"lo", " 127.0.0.1 "} {
 		ifi, pfx, err := LookupInterface(s)
 		if err != nil {
-			t.Skipf("no loopback interface here: %v", err)
+			t.Fatalf("LookupInterface(%q): %v (every Linux host and namespace has lo)", s, err)
 		}
 		if ifi.Name != "lo" || pfx.Addr() != lo || pfx.Bits() != 8 {
 			t.Errorf("LookupInterface(%q) = %s %s", s, ifi.Name, pfx)

@@ -20,7 +20,7 @@ func runCheck(t *testing.T, uid string, present []string, args ...string) (out s
 	t.Helper()
 	bash, lerr := exec.LookPath("bash")
 	if lerr != nil {
-		t.Skip("no bash")
+		t.Fatalf("scripts/test.sh needs bash: %v", lerr)
 	}
 	dir := t.TempDir()
 	stubs := filepath.Join(dir, "stubs") // id, apt-get: first in PATH

@@ -104,7 +104,7 @@ func TestDependFromAnotherModule(t *testing.T) {
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command")
+		t.Fatalf("no go command in PATH: %v", err)
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
