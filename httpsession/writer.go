@@ -51,7 +51,7 @@ func (w *responseWriter) start(handlerReturned bool) {
 		err = handed
 	default:
 		_, err = s.commitLocked()
-		if err == nil || rebindOnError(err) {
+		if rebindOnError(err) {
 			s.writeCookieLocked(w.rw.Header())
 		}
 	}
