@@ -313,7 +313,7 @@ func encodeValue(c Codec, v any) (b []byte, mutable bool, err error) {
 		copy(b[1:], x)
 		return b, true, nil
 	case time.Time:
-		tb, err := x.MarshalBinary()
+		tb, err := canonicalTime(x).MarshalBinary()
 		if err != nil {
 			return nil, false, err
 		}
@@ -389,7 +389,7 @@ func decodeValue(c Codec, b []byte) (any, error) {
 		if err := t.UnmarshalBinary(p); err != nil {
 			return nil, fmt.Errorf("%w: %v", errUndecodable, err)
 		}
-		return t, nil
+		return canonicalTime(t), nil
 	case tagCodec:
 		var v any
 		if err := safeDecode(c, p, &v); err != nil {
@@ -443,4 +443,16 @@ func registerGob(v any) {
 	}
 	defer func() { _ = recover() }()
 	gob.Register(v)
+}
+
+// canonicalTime keeps t's instant and, when its zone offset is not a whole
+// number of minutes (local mean time before 1900, or a forged encoding),
+// moves it to UTC: time.Time's binary encoding does not round-trip such
+// offsets (the offset read back differs), so the encoding would change on
+// every pass.
+func canonicalTime(t time.Time) time.Time {
+	if _, off := t.Zone(); off%60 != 0 {
+		return t.UTC()
+	}
+	return t
 }

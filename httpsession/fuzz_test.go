@@ -58,3 +58,24 @@ func FuzzCodec(f *testing.F) {
 		}
 	})
 }
+
+// A time whose zone offset is not whole minutes (local mean time) keeps
+// its instant and encodes the same on every pass (found by FuzzCodec).
+func TestCodecTimeSubMinuteOffset(t *testing.T) {
+	in := time.Date(1800, 1, 1, 0, 0, 0, 0, time.FixedZone("LMT", -17762))
+	b, _, err := encodeValue(GobCodec{}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := decodeValue(GobCodec{}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.(time.Time); !got.Equal(in) {
+		t.Fatalf("instant changed: %v, want %v", got, in)
+	}
+	b2, _, _ := encodeValue(GobCodec{}, v)
+	if !bytes.Equal(b, b2) {
+		t.Fatalf("encoding changed on a second pass: %x then %x", b, b2)
+	}
+}
