@@ -25,28 +25,19 @@ import (
 // a log line instead of the default action, which would end the process:
 // operators send SIGHUP out of habit (log rotation, reload scripts).
 func logHangups(log *slog.Logger) (stop func()) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-ch:
-				log.Info("SIGHUP: nothing to reload with HA off (the key file is reloaded on SIGHUP when HA is on)")
-			}
-		}
-	}()
-	return sync.OnceFunc(func() {
-		signal.Stop(ch)
-		close(done)
+	return onHangup(func() {
+		log.Info("SIGHUP: nothing to reload with HA off (the key file is reloaded on SIGHUP when HA is on)")
 	})
 }
 
 // startKeyReload reloads path into keys on every SIGHUP until stop is
 // called.
 func startKeyReload(path string, keys *multicast.Keyring, log *slog.Logger) (stop func()) {
+	return onHangup(func() { _, _ = reloadKeys(path, keys, log) })
+}
+
+// onHangup calls fn on every SIGHUP, one at a time, until stop is called.
+func onHangup(fn func()) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -56,7 +47,7 @@ func startKeyReload(path string, keys *multicast.Keyring, log *slog.Logger) (sto
 			case <-done:
 				return
 			case <-ch:
-				_, _ = reloadKeys(path, keys, log)
+				fn()
 			}
 		}
 	}()

@@ -61,24 +61,15 @@ func (s *Store) replicaProblem() string {
 	return ""
 }
 
-func (s *Store) healthLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := s.opCtx()
-		err := s.ping(ctx)
-		cancel()
-		if err != nil {
-			s.fail("ping", err)
-		} else {
-			s.ok()
-		}
+// checkHealth pings Redis and records the outcome (every HealthInterval).
+func (s *Store) checkHealth() {
+	ctx, cancel := s.opCtx()
+	err := s.ping(ctx)
+	cancel()
+	if err != nil {
+		s.fail("ping", err)
+	} else {
+		s.ok()
 	}
 }
 

@@ -143,9 +143,8 @@ func New(cfg Config) (*Store, error) {
 	s.up.Store(true)
 	cfg.Logger.Info("redis session store connected", "addrs", strings.Join(cfg.Addrs, ","),
 		"mode", modeName(c.Mode()), "near_cache_sessions", max(cfg.CacheSessions, 0))
-	s.wg.Add(2)
-	go s.flushLoop()
-	go s.healthLoop()
+	s.every(s.cfg.TouchInterval, s.flushTouches)
+	s.every(s.cfg.HealthInterval, s.checkHealth)
 	return s, nil
 }
 
@@ -750,18 +749,22 @@ func (s *Store) Touch(id string, now int64) {
 	}
 }
 
-func (s *Store) flushLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.TouchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
+// every runs fn every interval on a goroutine of its own until Close.
+func (s *Store) every(interval time.Duration, fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+			fn()
 		}
-		s.flushTouches()
-	}
+	}()
 }
 
 // flushTouches writes the batched accesses, pipelined, per slot.

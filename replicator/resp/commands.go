@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -322,6 +323,48 @@ type setOpts struct {
 	hasExp                        bool
 }
 
+// parseSetOpts parses the options of SET or GETEX (name): an expiry
+// (EX, PX, EXAT, PXAT) and the flags named in flags. It returns the error
+// to answer, or "".
+func (t *tx) parseSetOpts(name string, args [][]byte, flags string) (setOpts, string) {
+	var o setOpts
+	for i := 0; i < len(args); i++ {
+		a := lower(args[i])
+		if a != "ex" && a != "px" && a != "exat" && a != "pxat" && !slices.Contains(strings.Fields(flags), a) {
+			return o, errSyntax
+		}
+		switch a {
+		case "nx":
+			o.nx = true
+		case "xx":
+			o.xx = true
+		case "get":
+			o.get = true
+		case "keepttl":
+			o.keepTTL = true
+		case "persist":
+			if o.persist {
+				return o, errSyntax
+			}
+			o.persist = true
+		default: // an expiry
+			if o.hasExp || i+1 >= len(args) {
+				return o, errSyntax
+			}
+			i++
+			d, msg := t.parseExpiry(name, a, args[i])
+			if msg != "" {
+				return o, msg
+			}
+			o.deadline, o.hasExp = d, true
+		}
+	}
+	if o.nx && o.xx || (o.keepTTL || o.persist) && o.hasExp {
+		return o, errSyntax
+	}
+	return o, ""
+}
+
 func (t *tx) parseExpiry(name string, unit string, v []byte) (int64, string) {
 	n, ok := parseInt(v)
 	if !ok {
@@ -358,36 +401,9 @@ func (t *tx) parseExpiry(name string, unit string, v []byte) (int64, string) {
 }
 
 func cmdSet(t *tx, c *Client, args [][]byte, w *Reply) {
-	var o setOpts
-	for i := 3; i < len(args); i++ {
-		switch a := lower(args[i]); a {
-		case "nx":
-			o.nx = true
-		case "xx":
-			o.xx = true
-		case "get":
-			o.get = true
-		case "keepttl":
-			o.keepTTL = true
-		case "ex", "px", "exat", "pxat":
-			if o.hasExp || i+1 >= len(args) {
-				w.Error(errSyntax)
-				return
-			}
-			i++
-			d, msg := t.parseExpiry("set", a, args[i])
-			if msg != "" {
-				w.Error(msg)
-				return
-			}
-			o.deadline, o.hasExp = d, true
-		default:
-			w.Error(errSyntax)
-			return
-		}
-	}
-	if o.nx && o.xx || o.keepTTL && o.hasExp {
-		w.Error(errSyntax)
+	o, msg := t.parseSetOpts("set", args[3:], "nx xx get keepttl")
+	if msg != "" {
+		w.Error(msg)
 		return
 	}
 	if !t.e.checkValue(args[2], w) {
@@ -494,31 +510,10 @@ func cmdGetdel(t *tx, c *Client, args [][]byte, w *Reply) {
 }
 
 func cmdGetex(t *tx, c *Client, args [][]byte, w *Reply) {
-	var o setOpts
-	for i := 2; i < len(args); i++ {
-		switch a := lower(args[i]); a {
-		case "persist":
-			if o.hasExp || o.persist {
-				w.Error(errSyntax)
-				return
-			}
-			o.persist = true
-		case "ex", "px", "exat", "pxat":
-			if o.hasExp || o.persist || i+1 >= len(args) {
-				w.Error(errSyntax)
-				return
-			}
-			i++
-			d, msg := t.parseExpiry("getex", a, args[i])
-			if msg != "" {
-				w.Error(msg)
-				return
-			}
-			o.deadline, o.hasExp = d, true
-		default:
-			w.Error(errSyntax)
-			return
-		}
+	o, msg := t.parseSetOpts("getex", args[2:], "persist")
+	if msg != "" {
+		w.Error(msg)
+		return
 	}
 	en := t.key(args[1])
 	switch en.kind() {
