@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/hanode/hanode/internal/testutil"
 	"slices"
 	"sync"
 	"testing"
@@ -141,13 +142,7 @@ func attrs(ss *replicator.Session) map[string]string {
 // eventually polls cond until it holds or o.Eventually passes.
 func eventually(t *testing.T, o Options, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(o.Eventually)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", o.Eventually, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, o.Eventually, what, cond)
 }
 
 func testGetUnknown(t *testing.T, o Options) {
