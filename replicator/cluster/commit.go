@@ -66,7 +66,7 @@ func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Con
 	if sync && n.cfg.LoneSurvivor == LoneRefuse && n.alivePeerCount() == 0 {
 		return replicator.CommitResult{}, n.notReplicated(failNoPeer, d.ID, 0, 1, nil)
 	}
-	if err := n.replica.Commit(d, n.clock, time.Now().UnixNano()); err != nil {
+	if err := n.replica.Commit(d, n.clock, n.now().UnixNano()); err != nil {
 		n.stats.commitErrors.Add(1)
 		return replicator.CommitResult{}, err
 	}
@@ -252,7 +252,7 @@ func (n *Node) replicationFailing(reason string) {
 	defer n.replMu.Unlock()
 	n.replReason = reason
 	if n.replFailingSince.IsZero() {
-		n.replFailingSince = time.Now()
+		n.replFailingSince = n.now()
 		n.log.Warn("sync replication failing: not ready until a peer acknowledges again", "reason", reason)
 	}
 }
@@ -262,7 +262,7 @@ func (n *Node) replicationRestored(how string) {
 	n.replMu.Lock()
 	defer n.replMu.Unlock()
 	if !n.replFailingSince.IsZero() {
-		n.log.Info("sync replication restored", "by", how, "after", time.Since(n.replFailingSince).Round(time.Millisecond))
+		n.log.Info("sync replication restored", "by", how, "after", n.since(n.replFailingSince).Round(time.Millisecond))
 		n.replFailingSince = time.Time{}
 		n.replReason = ""
 	}
@@ -364,7 +364,7 @@ func (n *Node) checkReplication(now time.Time) {
 // logLimited logs at most one line a second; the lines it drops are
 // counted in the next one.
 func (n *Node) logLimited(level slog.Level, msg string, args ...any) {
-	now := time.Now().UnixNano()
+	now := n.now().UnixNano()
 	last := n.stats.lastFailLog.Load()
 	if now-last < int64(time.Second) || !n.stats.lastFailLog.CompareAndSwap(last, now) {
 		n.stats.failLogsDropped.Add(1)
@@ -414,7 +414,7 @@ func (n *Node) flushLoop() {
 		case <-touch.C:
 			n.flushTouches()
 		case <-n.kick:
-			if time.Since(last) < idleFlush && !n.batchUrgent() {
+			if n.since(last) < idleFlush && !n.batchUrgent() {
 				t := time.NewTimer(batchDelay)
 				select {
 				case <-t.C:
@@ -422,7 +422,7 @@ func (n *Node) flushLoop() {
 				}
 				t.Stop()
 			}
-			last = time.Now()
+			last = n.now()
 			n.flushNow()
 		}
 	}
@@ -465,6 +465,7 @@ func (n *Node) broadcast(b *batch) {
 		b.seq, err = n.tr.Broadcast(ctx, payload, multicast.SendOptions{Ack: b.ack && end == len(b.deltas)})
 		cancel()
 		if err == nil {
+			n.noteSent(b.seq)
 			n.stats.batchesSent.Add(1)
 			n.stats.deltasSent.Add(uint64(end - start))
 		}
@@ -496,7 +497,7 @@ func (n *Node) flushTouches() {
 		if s == nil {
 			continue
 		}
-		d := replicator.TouchDelta(s, at, n.clock.Now(time.Now().UnixNano()))
+		d := replicator.TouchDelta(s, at, n.clock.Now(n.now().UnixNano()))
 		b.deltas = append(b.deltas, d)
 		b.size += estimate(d)
 		if b.size >= 32*batchTarget {

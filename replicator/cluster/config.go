@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"time"
@@ -65,6 +66,21 @@ type Config struct {
 	// another kind of listener). Default: a net.Dialer with a 3 s
 	// timeout. Tests dial an in-memory listener with it.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	// Clock is this host's wall clock. The node reads the time only
+	// through it (commit and touch timestamps, membership, expiry, the
+	// durations it logs) and hands it to the transport as
+	// multicast.Config.Clock. Default time.Now. The node waits with Go's
+	// timers, so a replacement must advance with them: testing/synctest's
+	// virtual time does, and so does time.Now plus an offset (a host
+	// whose clock is apart from the others').
+	Clock func() time.Time
+	// Rand is the source of the node's random choices: the jitter of the
+	// anti-entropy and repair delays, and the member an anti-entropy
+	// round asks. Default: math/rand/v2's global source. It need not be
+	// safe for concurrent use (the node serialises its calls); a seeded
+	// one (rand.NewPCG) repeats the choices from run to run.
+	Rand rand.Source
 }
 
 // ErrConfig wraps every configuration error.
@@ -106,6 +122,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 }
 

@@ -108,7 +108,7 @@ func (n *Node) dialGone(id uuid.UUID, addr string) {
 		return // a timeout says nothing: the host may be down or slow
 	}
 	n.memMu.Lock()
-	n.mem.Gone(id, time.Now())
+	n.mem.Gone(id, n.now())
 	rd := n.mem.Ready()
 	n.memMu.Unlock()
 	n.sendMembership(rd)

@@ -16,7 +16,7 @@ func (n *Node) receiveLoop() {
 		if len(msg.Payload) == 0 {
 			continue
 		}
-		now := time.Now()
+		now := n.now()
 		switch msg.Payload[0] {
 		case kindMembership:
 			n.memMu.Lock()
@@ -76,7 +76,7 @@ func (n *Node) eventLoop() {
 	for ev := range n.tr.Events() {
 		switch ev.Kind {
 		case multicast.EventNewSender:
-			n.lastSender.Store(time.Now().UnixNano())
+			n.lastSender.Store(n.now().UnixNano())
 		case multicast.EventBehind:
 			n.stats.behind.Add(1)
 			n.log.Warn("fell behind a sender; repairing by anti-entropy", "peer", ev.From.String()[:8])
@@ -101,15 +101,15 @@ func (n *Node) tickLoop() {
 	}
 	// The first tick at once: it sends the first heartbeat, which is this
 	// node's join probe (see joinAndRepair).
-	tick(time.Now())
+	tick(n.now())
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case now := <-t.C:
-			tick(now)
+		case <-t.C:
+			tick(n.now())
 		}
 	}
 }
@@ -123,12 +123,13 @@ func (n *Node) expiryLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := n.now()
 			ids := n.replica.Expire(now.UnixNano(), func(s *replicator.Session) bool { return s.Owner == n.cfg.Node })
 			n.stats.expired.Add(uint64(len(ids)))
 			wait := time.Second
 			if next := n.replica.NextExpiry(); next > 0 {
-				if d := time.Duration(next - time.Now().UnixNano()); d < wait {
+				if d := time.Duration(next - now.UnixNano()); d < wait {
 					wait = max(d, 10*time.Millisecond)
 				}
 			}

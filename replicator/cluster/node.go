@@ -36,6 +36,7 @@ type Node struct {
 	log     *slog.Logger
 	id      uuid.UUID
 	started time.Time
+	rand    *rng // Config.Rand
 
 	replica *replicator.Replica
 	clock   *replicator.Clock
@@ -54,8 +55,9 @@ type Node struct {
 	touches map[string]int64 // batched last-access times
 	kick    chan struct{}    // wakes the flusher
 
-	lastSender atomic.Int64 // unix nanoseconds of the last EventNewSender
-	gate       deltaGate    // batches of senders that are not members (yet)
+	lastSender atomic.Int64  // unix nanoseconds of the last EventNewSender
+	sentSeq    atomic.Uint64 // highest sequence number broadcast (Close waits for its delivery)
+	gate       deltaGate     // batches of senders that are not members (yet)
 
 	decodeMu  sync.Mutex
 	decodeBuf []*replicator.Delta // applyBatch's reused slice, under decodeMu
@@ -204,7 +206,8 @@ func newNode(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.Node),
 		id:      uuid.New(),
-		started: time.Now(),
+		started: cfg.Clock(),
+		rand:    newRNG(cfg.Rand),
 		clock:   &replicator.Clock{},
 		touches: make(map[string]int64),
 		kick:    make(chan struct{}, 1),
@@ -234,6 +237,7 @@ func (n *Node) transportConfig() multicast.Config {
 	mcfg.Keyring = n.cfg.Keyring
 	mcfg.MemberID = n.id
 	mcfg.Logger = n.log
+	mcfg.Clock = n.cfg.Clock
 	return mcfg
 }
 
@@ -258,13 +262,13 @@ func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
 	if a := n.listenLiveness(); a != "" {
 		mcfg.Meta[metaAlive] = a
 	}
-	m, err := membership.New(mcfg, time.Now())
+	m, err := membership.New(mcfg, n.now())
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	n.mem = m
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.stats.aloneSince.Store(time.Now().UnixNano())
+	n.stats.aloneSince.Store(n.now().UnixNano())
 
 	n.goRun(n.receiveLoop)
 	n.goRun(n.eventLoop)
@@ -280,6 +284,33 @@ func (n *Node) startWith(tr multicast.Transport, ln net.Listener) error {
 	n.log.Info("node started", "member", n.id.String()[:8], "group", n.cfg.Group.String(),
 		"interface", n.cfg.Interface, "transfer", n.ln.Addr().String())
 	return nil
+}
+
+// closeRepairWait bounds how long Close stays to answer repair requests
+// (NAKs) of peers that missed its last messages.
+const closeRepairWait = 200 * time.Millisecond
+
+// awaitTailDelivered returns once every live peer has delivered the last
+// message this node broadcast, so that none of them needs a repair from
+// it any more, or after closeRepairWait.
+func (n *Node) awaitTailDelivered() {
+	seq, peers := n.sentSeq.Load(), n.alivePeerCount()
+	if seq == 0 || peers == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeRepairWait)
+	defer cancel()
+	n.tr.WaitAcked(ctx, seq, peers)
+}
+
+// noteSent records seq, a sequence number Broadcast returned.
+func (n *Node) noteSent(seq uint64) {
+	for {
+		old := n.sentSeq.Load()
+		if seq <= old || n.sentSeq.CompareAndSwap(old, seq) {
+			return
+		}
+	}
 }
 
 func (n *Node) goRun(f func()) {
@@ -329,8 +360,7 @@ func (n *Node) Close() error {
 	rd := n.mem.Ready()
 	n.memMu.Unlock()
 	n.sendMembership(rd)
-	// Give the transport a moment to answer repair requests for our tail.
-	time.Sleep(200 * time.Millisecond)
+	n.awaitTailDelivered()
 	var errs []error
 	// A node that never became ready holds only part of the cluster's
 	// sessions: it must not overwrite a complete snapshot.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -28,8 +29,10 @@ type lab struct {
 	net     *multicast.MemNetwork
 	streams *memStreams // state transfer in memory (newMemLab); nil: TCP on loopback
 	kr      *multicast.Keyring
-	nodes   map[string]*Node
+	seed    int64
 	mu      sync.Mutex
+	nodes   map[string]*Node
+	starts  uint64 // nodes started: each gets its own Config.Rand stream
 }
 
 func newLab(t *testing.T, seed int64) *lab {
@@ -42,7 +45,7 @@ func newLab(t *testing.T, seed int64) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, net: multicast.NewMemNetwork(seed), kr: kr, nodes: map[string]*Node{}}
+	l := &lab{t: t, net: multicast.NewMemNetwork(seed), kr: kr, seed: seed, nodes: map[string]*Node{}}
 	t.Cleanup(func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -74,6 +77,10 @@ func testConfig(name string, kr *multicast.Keyring) Config {
 func (l *lab) start(name string, mod func(*Config)) *Node {
 	l.t.Helper()
 	cfg := testConfig(name, l.kr)
+	l.mu.Lock()
+	l.starts++
+	cfg.Rand = rand.NewPCG(uint64(l.seed), l.starts)
+	l.mu.Unlock()
 	if mod != nil {
 		mod(&cfg)
 	}

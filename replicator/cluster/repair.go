@@ -8,7 +8,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	mrand "math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,7 +21,7 @@ var errNoDonor = errors.New("cluster: no member to transfer state from")
 // a ready member (the oldest first), or declares itself the first member
 // when nobody else is there. Then it runs anti-entropy rounds.
 func (n *Node) joinAndRepair() {
-	start := time.Now()
+	start := n.now()
 	staleAtStart := n.tr.Stats().Rejected["stale"]
 	// Join probe: this node's first heartbeat goes out at start and every
 	// member answers a newcomer's heartbeat at its next tick (membership),
@@ -50,7 +49,7 @@ func (n *Node) joinAndRepair() {
 			}
 			continue
 		}
-		if time.Since(start) >= n.cfg.JoinTimeout && n.isOldest() {
+		if n.since(start) >= n.cfg.JoinTimeout && n.isOldest() {
 			// Traffic from a sender that membership does not list yet
 			// (its heartbeats queued behind a burst) means a cluster is
 			// there: wait for it rather than start empty, for a while.
@@ -59,7 +58,7 @@ func (n *Node) joinAndRepair() {
 			// replay of old traffic: the wait is bounded).
 			stale := n.tr.Stats().Rejected["stale"] - staleAtStart
 			if (n.lastSender.Load() > 0 || stale > 0) && len(n.alivePeers()) == 0 &&
-				time.Since(start) < 10*n.cfg.JoinTimeout {
+				n.since(start) < 10*n.cfg.JoinTimeout {
 				if !n.sleep(100 * time.Millisecond) {
 					return
 				}
@@ -84,17 +83,17 @@ func (n *Node) joinAndRepair() {
 	if !n.draining.Load() {
 		n.setMeta(metaReady, "1")
 	}
-	n.log.Info("ready", "sessions", n.replica.Len(), "after", time.Since(start).Round(time.Millisecond))
+	n.log.Info("ready", "sessions", n.replica.Len(), "after", n.since(start).Round(time.Millisecond))
 
 	for {
-		if !n.sleep(jitter(n.cfg.AntiEntropyInterval)) {
+		if !n.sleep(n.rand.jitter(n.cfg.AntiEntropyInterval)) {
 			return
 		}
 		peers := n.readyPeers()
 		if len(peers) == 0 {
 			continue
 		}
-		n.requestRepair(peers[mrand.N(len(peers))].ID)
+		n.requestRepair(peers[n.rand.intN(len(peers))].ID)
 	}
 }
 
@@ -116,7 +115,7 @@ func (n *Node) requestRepair(id uuid.UUID) {
 	n.repairRunning = true
 	n.repairMu.Unlock()
 	n.goRun(func() {
-		delay := jitter(2 * n.cfg.HeartbeatInterval)
+		delay := n.rand.jitter(2 * n.cfg.HeartbeatInterval)
 		for {
 			if n.sleep(delay) {
 				n.repairFrom(id)
@@ -138,16 +137,16 @@ func (n *Node) requestRepair(id uuid.UUID) {
 func (n *Node) transferFrom(donors []membership.Member) error {
 	for _, m := range donors {
 		addr := m.Meta[metaTransfer]
-		t0 := time.Now()
+		t0 := n.now()
 		n.log.Info("state transfer starting", "peer", m.Name, "addr", addr)
 		ctx, cancel := context.WithCancel(n.ctx)
 		n.transferring.Store(true)
-		lastLog := time.Now()
+		lastLog := n.now()
 		got, _, err := n.fetch(ctx, addr, true, func(got, total int64) {
 			n.xferGot.Store(got)
 			n.xferTotal.Store(total)
-			if time.Since(lastLog) >= 2*time.Second {
-				lastLog = time.Now()
+			if n.since(lastLog) >= 2*time.Second {
+				lastLog = n.now()
 				n.log.Info("state transfer progress", "peer", m.Name, "received", got, "total", total)
 			}
 		})
@@ -158,7 +157,7 @@ func (n *Node) transferFrom(donors []membership.Member) error {
 			n.log.Warn("state transfer failed; trying another member", "peer", m.Name, "received", got, "err", err)
 			continue
 		}
-		el := time.Since(t0)
+		el := n.since(t0)
 		n.stats.transfers.Add(1)
 		n.stats.transferSeconds.Store(int64(el))
 		n.stats.transferSessions.Store(uint64(got))
@@ -187,7 +186,7 @@ func (n *Node) repairFrom(id uuid.UUID) {
 		if len(peers) == 0 {
 			return
 		}
-		m := peers[mrand.N(len(peers))]
+		m := peers[n.rand.intN(len(peers))]
 		addr, name = m.Meta[metaTransfer], m.Name
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*n.cfg.TransferTimeout)

@@ -6,9 +6,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"time"
 
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
@@ -46,8 +44,4 @@ func (n *Node) saveSnapshot() error {
 	}
 	n.log.Info("snapshot written", "file", n.cfg.SnapshotFile, "sessions", n.replica.Len())
 	return nil
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d)
 }

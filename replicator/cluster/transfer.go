@@ -140,7 +140,7 @@ func (n *Node) serveTransfers() {
 			lvl := slog.LevelWarn
 			if !authed {
 				last := n.preAuthWarned.Load()
-				if now := time.Now().UnixNano(); now-last < int64(10*time.Second) || !n.preAuthWarned.CompareAndSwap(last, now) {
+				if now := n.now().UnixNano(); now-last < int64(10*time.Second) || !n.preAuthWarned.CompareAndSwap(last, now) {
 					lvl = slog.LevelDebug
 				}
 			}
