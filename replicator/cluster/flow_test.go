@@ -3,9 +3,9 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hanode/hanode/multicast"
@@ -33,7 +33,11 @@ func (s *stuckTransport) Broadcast(ctx context.Context, p []byte, o multicast.Se
 // grows without bound. Once the network moves again, anti-entropy brings
 // the shed delta to the peer.
 func TestFullSendQueueShedsToAntiEntropy(t *testing.T) {
-	l := newLab(t, 31)
+	synctest.Test(t, testFullSendQueueShedsToAntiEntropy)
+}
+
+func testFullSendQueueShedsToAntiEntropy(t *testing.T) {
+	l := newMemLab(t, 31)
 	// Anti-entropy only when the test asks for it, so that what arrives
 	// shows what the transport carried.
 	n2 := l.start("n2", func(c *Config) { c.AntiEntropyInterval = time.Hour })
@@ -45,10 +49,8 @@ func TestFullSendQueueShedsToAntiEntropy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := l.streams.listen()
+	n1.cfg.Dial = l.streams.dial
 	mt, err := l.net.Join(n1.transportConfig())
 	if err != nil {
 		t.Fatal(err)

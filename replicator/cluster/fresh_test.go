@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -92,58 +91,44 @@ func TestDeltasOnlyFromMembers(t *testing.T) {
 // itself the first member at the join timeout but waits (bounded), and
 // when it finally starts alone it says why in an error line.
 func TestClockApartDelaysLoneStart(t *testing.T) {
-	l := newLab(t, 45)
-	// n1's clock runs 30 s ahead: everything it seals is stale to n2.
-	cfg := testConfig("n1", l.kr)
-	n1, err := newNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcfg := n1.transportConfig()
-	tcfg.Clock = func() time.Time { return time.Now().Add(30 * time.Second) }
-	tr, err := l.net.Join(tcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n1.startWith(tr, ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n1.crash)
-	waitReady(t, n1)
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 45)
+		// n1's clock runs 30 s ahead: everything it seals is stale to n2.
+		n1 := l.start("n1", func(c *Config) {
+			c.Clock = func() time.Time { return time.Now().Add(30 * time.Second) }
+		})
+		waitReady(t, n1)
 
-	var logs syncBuffer
-	start := time.Now()
-	n2 := l.start("n2", func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		var logs syncBuffer
+		start := time.Now()
+		n2 := l.start("n2", func(c *Config) {
+			c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		})
+		eventually(t, 10*time.Second, "stale packets counted on n2", func() error {
+			if n2.tr.Stats().Rejected["stale"] == 0 {
+				return fmt.Errorf("none")
+			}
+			return nil
+		})
+		// Past the join timeout, still not ready: it waits for the cluster.
+		for time.Since(start) < 3*n2.cfg.JoinTimeout {
+			if n2.Ready() {
+				t.Fatalf("n2 started alone %v after its start, join timeout %v, with stale packets refused", time.Since(start), n2.cfg.JoinTimeout)
+			}
+			advance(20 * time.Millisecond)
+		}
+		eventually(t, 15*time.Second, "n2 ready alone after the bounded wait", func() error {
+			if !n2.Ready() {
+				return fmt.Errorf("not ready")
+			}
+			return nil
+		})
+		for _, want := range []string{"refused a packet of a sender not heard before", "ahead of this host's clock", "starting as the first member although packets of other senders were refused as stale"} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("n2's log lacks %q:\n%s", want, logs.String())
+			}
+		}
 	})
-	eventually(t, 10*time.Second, "stale packets counted on n2", func() error {
-		if n2.tr.Stats().Rejected["stale"] == 0 {
-			return fmt.Errorf("none")
-		}
-		return nil
-	})
-	// Past the join timeout, still not ready: it waits for the cluster.
-	for time.Since(start) < 3*n2.cfg.JoinTimeout {
-		if n2.Ready() {
-			t.Fatalf("n2 started alone %v after its start, join timeout %v, with stale packets refused", time.Since(start), n2.cfg.JoinTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	eventually(t, 15*time.Second, "n2 ready alone after the bounded wait", func() error {
-		if !n2.Ready() {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
-	for _, want := range []string{"refused a packet of a sender not heard before", "ahead of this host's clock", "starting as the first member although packets of other senders were refused as stale"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("n2's log lacks %q:\n%s", want, logs.String())
-		}
-	}
 }
 
 // syncBuffer is a log sink read while goroutines write (testutil).

@@ -272,7 +272,7 @@ func TestPartitionHeals(t *testing.T) {
 		)
 		put(t, n1, id, "left", "only-n1", replicator.Async)
 		put(t, n1, id, "a", "from-n1", replicator.Async)
-		time.Sleep(50 * time.Millisecond) // the later write must win
+		advance(50 * time.Millisecond) // the later write must win
 		put(t, n2, id, "right", "only-n2", replicator.Async)
 		put(t, n2, id, "a", "from-n2", replicator.Async)
 		eventually(t, 10*time.Second, "sides see each other die", func() error {

@@ -264,13 +264,12 @@ func testJoin(t *testing.T, count int, l *lab) {
 
 	j0 := time.Now()
 	n2 := l.start("n2", slow)
-	deadline := time.Now().Add(5 * time.Minute)
-	for !n2.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("joiner not ready after 5 minutes (holds %d)", n2.Len())
+	eventually(t, 5*time.Minute, "joiner ready", func() error {
+		if !n2.Ready() {
+			return fmt.Errorf("not ready, holds %d", n2.Len())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	join := time.Since(j0)
 	got := n2.Len()
 	t.Logf("join: n2 ready %s after its start holding %d sessions (transfer %s)", join.Round(time.Millisecond), got,
@@ -292,15 +291,16 @@ func TestScenarioJoin(t *testing.T) {
 }
 
 // TestScenarioJoin100k is the full-size acceptance run (100,000 sessions
-// of 4 KB, about 400 MB per replica); it is slow under -race, so it runs
-// only with HANODE_SCENARIO_FULL=1:
+// of 4 KB, about 400 MB per replica); it takes minutes of CPU under
+// -race (virtual time is no help there), so it runs only with
+// HANODE_SCENARIO_FULL=1:
 //
 //	HANODE_SCENARIO_FULL=1 go test -count=1 -v -run TestScenarioJoin100k ./replicator/cluster/
 func TestScenarioJoin100k(t *testing.T) {
 	if os.Getenv("HANODE_SCENARIO_FULL") != "1" {
 		t.Skip("set HANODE_SCENARIO_FULL=1 to run the 100,000 × 4 KB join")
 	}
-	testJoin(t, 100000, newLab(t, 12))
+	synctest.Test(t, func(t *testing.T) { testJoin(t, 100000, newMemLab(t, 12)) })
 }
 
 // ---------------------------------------------------------------------
@@ -388,7 +388,7 @@ func TestScenarioRollingRestart(t *testing.T) {
 					u := mine[it%len(mine)]
 					node, release := acquire(u.route)
 					if node == nil {
-						time.Sleep(time.Millisecond)
+						advance(time.Millisecond)
 						continue
 					}
 					s := node.Get(u.id)
@@ -412,12 +412,12 @@ func TestScenarioRollingRestart(t *testing.T) {
 						moved.Add(1)
 					}
 					u.n, u.route = u.n+1, node.Node()
-					time.Sleep(2 * time.Millisecond)
+					advance(2 * time.Millisecond)
 				}
 			}()
 		}
 
-		time.Sleep(300 * time.Millisecond)
+		advance(300 * time.Millisecond)
 		for _, name := range names {
 			mu.Lock()
 			old := cur[name]
@@ -440,7 +440,7 @@ func TestScenarioRollingRestart(t *testing.T) {
 			mu.Lock()
 			cur[name], up[name] = nn, true
 			mu.Unlock()
-			time.Sleep(300 * time.Millisecond)
+			advance(300 * time.Millisecond)
 		}
 		close(stop)
 		wg.Wait()
@@ -486,12 +486,10 @@ func TestScenarioPartition(t *testing.T) {
 		lastL, lastR := make([]string, sessions), make([]string, sessions)
 		p0 := time.Now()
 		rounds := 0
-		// Longer than the death of the other side (6 heartbeats) plus the
-		// transport's grace period before it buries a forgotten member
-		// (2 × the 1s idle status interval).
-		// Writes go on until the sides have seen each other die (bounded: a
-		// loaded machine delays ticks, and membership does not declare deaths
-		// while its own ticks are late).
+		// Writes go on every 100 ms for 4 s of (virtual) time: longer than
+		// the death of the other side (10 heartbeats) plus the transport's
+		// grace period before it buries a forgotten member (2 × the 1s idle
+		// status interval). By then the sides have seen each other die.
 		n1Alone := func() bool {
 			for _, m := range n1.Members() {
 				if !m.Self && m.State == "alive" {
@@ -500,7 +498,7 @@ func TestScenarioPartition(t *testing.T) {
 			}
 			return true
 		}
-		for round := 0; time.Since(p0) < 4*time.Second || (!n1Alone() && time.Since(p0) < 20*time.Second); round++ {
+		for round := 0; time.Since(p0) < 4*time.Second; round++ {
 			for i, id := range ids {
 				lastL[i], lastR[i] = fmt.Sprintf("n1-%d", round), fmt.Sprintf("n2-%d", round)
 				for _, w := range []struct {
@@ -517,7 +515,7 @@ func TestScenarioPartition(t *testing.T) {
 				}
 			}
 			rounds++
-			time.Sleep(100 * time.Millisecond)
+			advance(100 * time.Millisecond)
 		}
 		if !n1Alone() {
 			t.Fatalf("after %s of partition n1 still sees a peer alive", time.Since(p0).Round(time.Millisecond))

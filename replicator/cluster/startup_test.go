@@ -25,7 +25,7 @@ func TestFirstMemberReadyWithin500ms(t *testing.T) {
 			if time.Since(start) > 5*time.Second {
 				t.Fatal("n1 not ready after 5s")
 			}
-			time.Sleep(2 * time.Millisecond)
+			advance(time.Millisecond)
 		}
 		took := time.Since(start)
 		t.Logf("first member ready %v after start", took.Round(time.Millisecond))

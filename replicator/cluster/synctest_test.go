@@ -37,3 +37,9 @@ func TestSynctestJoinAndReplicate(t *testing.T) {
 		}
 	})
 }
+
+// advance lets the virtual time of the synctest bubble that calls it run
+// on by d; the nodes' timers fire meanwhile. Only for use inside
+// synctest.Test, where it takes no real time: a test that steps through
+// time (rather than waiting for a condition with eventually) uses it.
+func advance(d time.Duration) { <-time.After(d) }
