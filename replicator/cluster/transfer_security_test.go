@@ -10,13 +10,15 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 )
 
-// recorder is a TCP proxy to target that records both directions of the
-// first connection through it.
+// recorder is a proxy on the lab's in-memory streams to target that
+// records both directions of the first connection through it.
 type recorder struct {
 	ln       net.Listener
 	mu       sync.Mutex
@@ -25,12 +27,9 @@ type recorder struct {
 	done     chan struct{}
 }
 
-func newRecorder(t *testing.T, target string) *recorder {
+func newRecorder(t *testing.T, l *lab, target string) *recorder {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := l.streams.listen()
 	r := &recorder{ln: ln, done: make(chan struct{})}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -40,7 +39,7 @@ func newRecorder(t *testing.T, target string) *recorder {
 			return
 		}
 		defer c.Close()
-		s, err := net.Dial("tcp4", target)
+		s, err := l.streams.dial(context.Background(), target)
 		if err != nil {
 			return
 		}
@@ -59,9 +58,7 @@ func newRecorder(t *testing.T, target string) *recorder {
 					dst.Write(buf[:k])
 				}
 				if err != nil {
-					if tc, ok := dst.(*net.TCPConn); ok {
-						tc.CloseWrite()
-					}
+					dst.Close() // an in-memory stream has no half close
 					return
 				}
 			}
@@ -81,12 +78,16 @@ func (r *recorder) addr() string { return r.ln.Addr().String() }
 // handshake, one recorded request was answered with the full sealed
 // state as often as it was sent.)
 func TestTransferRequestReplayRefused(t *testing.T) {
-	l := newLab(t, 41)
+	synctest.Test(t, testTransferRequestReplayRefused)
+}
+
+func testTransferRequestReplayRefused(t *testing.T) {
+	l := newMemLab(t, 41)
 	n1, n2 := l.start("n1", nil), l.start("n2", nil)
 	waitReady(t, n1, n2)
 	put(t, n1, "replaysessionxxxxxxxxxxxxxx", "k", "v", replicator.Async)
 
-	rec := newRecorder(t, n1.ln.Addr().String())
+	rec := newRecorder(t, l, n1.ln.Addr().String())
 	if _, _, err := n2.fetch(context.Background(), rec.addr(), true, nil); err != nil {
 		t.Fatalf("recorded transfer failed: %v", err)
 	}
@@ -97,12 +98,14 @@ func TestTransferRequestReplayRefused(t *testing.T) {
 	}
 	before := n1.stats.transferRejected.Load()
 	for i := range 3 {
-		c, err := net.Dial("tcp4", n1.ln.Addr().String())
+		c, err := l.streams.dial(context.Background(), n1.ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		c.Write(request)
+		// An in-memory stream buffers nothing: the request goes out
+		// while the server's nonce is read.
+		go c.Write(request)
 		got, _ := io.ReadAll(c)
 		c.Close()
 		if len(got) != len(helloMagic)+nonceLen {
@@ -122,7 +125,11 @@ func TestTransferRequestReplayRefused(t *testing.T) {
 // covers the request's fresh salt) and nothing of it is merged: a
 // session destroyed since stays destroyed.
 func TestTransferResponseReplayRefused(t *testing.T) {
-	l := newLab(t, 42)
+	synctest.Test(t, testTransferResponseReplayRefused)
+}
+
+func testTransferResponseReplayRefused(t *testing.T) {
+	l := newMemLab(t, 42)
 	n1, n2 := l.start("n1", nil), l.start("n2", nil)
 	waitReady(t, n1, n2)
 	id := "destroyedlaterxxxxxxxxxxxxx"
@@ -134,7 +141,7 @@ func TestTransferResponseReplayRefused(t *testing.T) {
 		return nil
 	})
 
-	rec := newRecorder(t, n1.ln.Addr().String())
+	rec := newRecorder(t, l, n1.ln.Addr().String())
 	if _, _, err := n2.fetch(context.Background(), rec.addr(), true, nil); err != nil {
 		t.Fatalf("recorded transfer failed: %v", err)
 	}
@@ -153,10 +160,7 @@ func TestTransferResponseReplayRefused(t *testing.T) {
 	})
 
 	// The impostor answers every connection with the recorded bytes.
-	imp, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	imp := l.streams.listen()
 	defer imp.Close()
 	go func() {
 		for {
@@ -166,14 +170,21 @@ func TestTransferResponseReplayRefused(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				c.Write(response)
 				c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				io.Copy(io.Discard, c)
+				// It reads the request while it writes: an in-memory
+				// stream buffers nothing.
+				read := make(chan struct{})
+				go func() {
+					defer close(read)
+					io.Copy(io.Discard, c)
+				}()
+				c.Write(response)
+				<-read
 			}()
 		}
 	}()
 	for range 3 {
-		got, changed, err := n2.fetch(context.Background(), imp.Addr().String(), true, nil)
+		got, changed, err := n2.fetch(context.Background(), string(imp.addr), true, nil)
 		if err == nil || got != 0 || changed != 0 {
 			t.Fatalf("replayed response accepted: %d records, %d changed, err %v", got, changed, err)
 		}
@@ -191,6 +202,11 @@ func TestTransferResponseReplayRefused(t *testing.T) {
 // meanwhile. (Before: a 64 KiB buffer per connection before any tag was
 // checked, one goroutine per connection without a cap, and a read
 // timeout that each trickled byte renewed.)
+//
+// It runs in real time on loopback TCP, outside synctest: the attackers
+// are hundreds of connections that the kernel buffers for, so that the
+// heap and goroutine counts are the node's alone (an in-memory stream
+// would need a goroutine of the test on each side to do that buffering).
 func TestTransferPreAuthLimits(t *testing.T) {
 	l := newLab(t, 43)
 	n1 := l.start("n1", func(c *Config) { c.TransferTimeout = time.Second })
@@ -241,13 +257,15 @@ func TestTransferPreAuthLimits(t *testing.T) {
 		}
 		conns = append(conns, c)
 		go func() {
+			pace := time.NewTicker(50 * time.Millisecond)
+			defer pace.Stop()
 			start := time.Now()
 			for i := 0; time.Since(start) < 8*time.Second; i++ {
 				if _, err := c.Write(bigChunk[i%len(bigChunk) : i%len(bigChunk)+1]); err != nil {
 					cut <- time.Since(start)
 					return
 				}
-				time.Sleep(50 * time.Millisecond)
+				<-pace.C
 			}
 			cut <- -1
 		}()
@@ -267,9 +285,13 @@ func TestTransferPreAuthLimits(t *testing.T) {
 		}
 		return nil
 	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && runtime.NumGoroutine()-g0 > bound; {
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Checked below: no failure here.
+	_ = testutil.Wait(10*time.Second, func() error {
+		if g := runtime.NumGoroutine() - g0; g > bound {
+			return fmt.Errorf("%d more goroutines", g)
+		}
+		return nil
+	})
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	heap := int64(ms.HeapInuse) - int64(heap0)
