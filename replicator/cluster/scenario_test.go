@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 )
@@ -216,27 +217,11 @@ func TestScenarioLastMessageLost(t *testing.T) {
 
 // ---------------------------------------------------------------------
 
-// parallel runs f(i) for every i in [0, n) on workers goroutines.
-func parallel(n, workers int, f func(i int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 // loadSessions commits count sessions of size bytes on n with 4 workers.
 func loadSessions(t *testing.T, n *Node, prefix string, count, size int) {
 	t.Helper()
 	var failed atomic.Int64
-	parallel(count, 4, func(i int) {
+	testutil.Workers(count, 4, func(i int) {
 		buf := make([]byte, size)
 		r := rand.New(rand.NewPCG(uint64(i), 1))
 		for k := range buf {
@@ -589,7 +574,7 @@ func TestScenarioSyncKill(t *testing.T) {
 		}
 		results := make([]replicator.CommitResult, sessions)
 		errs := make([]error, sessions)
-		parallel(sessions, workers, func(i int) {
+		testutil.Workers(sessions, workers, func(i int) {
 			results[i], errs[i] = write(n1, ids[i], replicator.Sync, set("v", fmt.Sprintf("w1-%d", i)))
 		})
 		n1.crash()
