@@ -413,3 +413,77 @@ func TestLagHistogram(t *testing.T) {
 		}
 	})
 }
+
+// Close stays to answer repair requests for its last message: a peer that
+// lost it holds it once Close has returned, although nothing else (no
+// anti-entropy, no other member) could give it to that peer.
+func TestCloseRepairsItsTail(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 10)
+		noAE := func(c *Config) { c.AntiEntropyInterval = time.Hour }
+		n1, n2 := l.start("n1", noAE), l.start("n2", noAE)
+		waitReady(t, n1, n2)
+		eventually(t, 5*time.Second, "peers alive", func() error {
+			if len(n1.alivePeers()) == 0 || len(n2.alivePeers()) == 0 {
+				return fmt.Errorf("a node sees no peer")
+			}
+			return nil
+		})
+		const id = "closetailxxxxxxxxxxxxxxxxxx"
+		put(t, n1, id, "k", "first", replicator.Async)
+		eventually(t, 5*time.Second, "first write replicated", func() error {
+			if v, _ := attr(n2, id, "k"); v != "first" {
+				return fmt.Errorf("n2 has %q", v)
+			}
+			return nil
+		})
+		d := &tailDropper{src: n1.ID(), dst: n2.ID()}
+		l.net.SetDropFunc(d.drop)
+		d.armed.Store(true)
+		put(t, n1, id, "k", "last", replicator.Async)
+		t0 := time.Now()
+		if err := n1.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Close took %v", time.Since(t0))
+		d.mu.Lock()
+		dropped := d.data
+		d.mu.Unlock()
+		if dropped != 1 {
+			t.Fatalf("dropped %d data packets, want the last one", dropped)
+		}
+		if v, _ := attr(n2, id, "k"); v != "last" {
+			t.Fatalf("n2 has %q after n1's Close, want the repaired last write", v)
+		}
+	})
+}
+
+// Close does not linger when every peer has delivered its last message.
+func TestCloseWithNothingToRepairIsQuick(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemLab(t, 16)
+		n1, n2 := l.start("n1", nil), l.start("n2", nil)
+		waitReady(t, n1, n2)
+		put(t, n1, "closequickxxxxxxxxxxxxxxxxx", "k", "v", replicator.Async)
+		eventually(t, 5*time.Second, "n2 acknowledged n1's last message", func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			if seq := n1.sentSeq.Load(); seq == 0 {
+				return fmt.Errorf("nothing broadcast yet")
+			} else if _, err := n1.tr.WaitAcked(ctx, seq, 1); err != nil {
+				return err
+			}
+			return nil
+		})
+		t0 := time.Now()
+		if err := n1.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(t0); took >= closeRepairWait {
+			t.Fatalf("Close took %v with nothing to repair, want less than %v", took, closeRepairWait)
+		}
+		if n2.Get("closequickxxxxxxxxxxxxxxxxx") == nil {
+			t.Fatal("n2 lacks the session")
+		}
+	})
+}
