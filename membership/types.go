@@ -92,14 +92,14 @@ func (k EventKind) String() string {
 // Member is one member as this Machine sees it. A Member returned by the
 // Machine is a copy that the caller owns.
 type Member struct {
-	ID          uuid.UUID
-	Name        string
-	Started     time.Time
-	Incarnation uint64 // bumped by the member to refute a suspicion or publish new Meta
-	State       State
-	Meta        map[string]string
-	LastSeen    time.Time // when this Machine last heard it (the Machine's own clock)
-	View        uint64    // the view ID in its last heartbeat: equal for all when views agree
+	ID          uuid.UUID         // the member's ID (Config.ID), new at every process start
+	Name        string            // its node name (Config.Name), unique among live members
+	Started     time.Time         // when its process started (Config.Started): the earliest is the oldest member
+	Incarnation uint64            // bumped by the member to refute a suspicion or publish new Meta
+	State       State             // Alive, Suspect, Dead or Left, as this Machine sees it
+	Meta        map[string]string // the key/values of its last heartbeat (Config.Meta)
+	LastSeen    time.Time         // when this Machine last heard it (the Machine's own clock)
+	View        uint64            // the view ID in its last heartbeat: equal for all when views agree
 }
 
 func (m Member) clone() Member {
@@ -117,16 +117,16 @@ func older(a, b *Member) bool {
 
 // Event reports a change of one member.
 type Event struct {
-	Kind   EventKind
-	Member Member // the member after the change
+	Kind   EventKind // what happened (EventJoined, EventDied, ...)
+	Member Member    // the member after the change
 }
 
 // View is the set of members in this member's view: Alive and Suspect ones,
 // self included, sorted by ID. Suspicion does not change the view; death,
 // leave and join do.
 type View struct {
-	ID      uint64 // FNV-1a 64 of the sorted member IDs; equal views have equal IDs
-	Members []Member
+	ID      uint64   // FNV-1a 64 of the sorted member IDs; equal views have equal IDs
+	Members []Member // the members in the view, sorted by ID
 }
 
 // Outgoing is a payload to send.
@@ -137,8 +137,8 @@ type Outgoing struct {
 
 // Ready is what a Machine has to send and to report since the last Ready.
 type Ready struct {
-	Messages []Outgoing
-	Events   []Event
+	Messages []Outgoing // payloads to send, in order
+	Events   []Event    // member changes, in the order they happened
 }
 
 // Stats are counters since New.

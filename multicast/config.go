@@ -139,7 +139,7 @@ type Config struct {
 	// Default net.DefaultResolver.
 	Resolver *net.Resolver
 
-	// learnPeers receives the addresses of TypePeers packets (unicast
+	// learnPeers receives the addresses of peers packets (unicast
 	// mode; set by Listen).
 	learnPeers func([]netip.AddrPort)
 }

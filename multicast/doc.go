@@ -29,7 +29,7 @@
 // # Protocol
 //
 // Every datagram (at most MaxDatagram, default 1400 bytes) starts with a
-// 60-byte header, see wire.go: magic, version, type, flags, key id,
+// 60-byte header (internal/packet/packet.go): magic, version, type, flags, key id,
 // cluster id, sender UUID, a sequence number or control counter, the
 // sender's highest data sequence number, fragment index and count, length,
 // and the sender's wall-clock timestamp.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 // ErrMessageTooLarge is returned by Broadcast for a payload above
@@ -42,7 +44,7 @@ type ready struct {
 
 // rpkt is a received data packet waiting for delivery.
 type rpkt struct {
-	flags   Flags
+	flags   packet.Flags
 	idx     uint16
 	count   uint16
 	payload []byte
@@ -191,22 +193,22 @@ func (e *engine) broadcast(payload []byte, opt SendOptions) (uint64, []outPacket
 	body, compressed := e.codec.compress(payload)
 	per := e.fragPayload()
 	n := max(1, (len(body)+per-1)/per)
-	var flags Flags
+	var flags packet.Flags
 	if compressed {
-		flags |= FlagCompressed
+		flags |= packet.FlagCompressed
 	}
 	if n > 1 {
-		flags |= FlagFragment
+		flags |= packet.FlagFragment
 	}
 	if opt.Ack {
-		flags |= FlagAckRequested
+		flags |= packet.FlagAckRequested
 	}
 	pkts := make([]outPacket, 0, n)
 	for i := range n {
 		chunk := body[min(i*per, len(body)):min((i+1)*per, len(body))]
 		seq := e.nextSeq
 		e.nextSeq++
-		h := Header{Type: TypeData, Flags: flags, Sender: e.id, Seq: seq, HighSeq: seq, FragIndex: uint16(i), FragCount: uint16(n), Timestamp: e.wall().UnixMilli()}
+		h := packet.Header{Type: packet.TypeData, Flags: flags, Sender: e.id, Seq: seq, HighSeq: seq, FragIndex: uint16(i), FragCount: uint16(n), Timestamp: e.wall().UnixMilli()}
 		b := e.seal.seal(make([]byte, 0, Overhead+len(chunk)), &h, chunk)
 		e.ringPush(seq, b)
 		pkts = append(pkts, outPacket{b: b, data: true})
@@ -253,9 +255,9 @@ func (e *engine) ringGet(seq uint64) []byte {
 }
 
 // control seals a control-channel packet.
-func (e *engine) control(t PacketType, flags Flags, body []byte) []byte {
+func (e *engine) control(t packet.Type, flags packet.Flags, body []byte) []byte {
 	e.ctrlCtr++
-	h := Header{Type: t, Flags: flags, Sender: e.id, Seq: e.ctrlCtr, HighSeq: e.highSeq(), FragCount: 1, Timestamp: e.wall().UnixMilli()}
+	h := packet.Header{Type: t, Flags: flags, Sender: e.id, Seq: e.ctrlCtr, HighSeq: e.highSeq(), FragCount: 1, Timestamp: e.wall().UnixMilli()}
 	return e.seal.seal(make([]byte, 0, Overhead+len(body)), &h, body)
 }
 
@@ -276,7 +278,7 @@ func (e *engine) sendControl(to uuid.UUID, payload []byte) (outPacket, error) {
 		}
 		addr = p.addr
 	}
-	return outPacket{to: addr, b: e.control(TypeControl, 0, payload)}, nil
+	return outPacket{to: addr, b: e.control(packet.TypeControl, 0, payload)}, nil
 }
 
 // ErrUnknownMember is returned when a member's address is not known.
@@ -288,7 +290,7 @@ var ErrUnknownMember = errors.New("multicast: unknown member")
 // one only when its (not yet authenticated) timestamp is fresh and the
 // derivation budget allows, so that forged sender ids cost at most
 // NewSenderRate key derivations per second.
-func (e *engine) admit(h *Header, now time.Time) string {
+func (e *engine) admit(h *packet.Header, now time.Time) string {
 	if _, ok := e.peers[h.Sender]; ok {
 		return ""
 	}
@@ -314,14 +316,14 @@ func (e *engine) admit(h *Header, now time.Time) string {
 
 // fresh checks the timestamp of the first packet of a sender against
 // this member's clock.
-func (e *engine) fresh(h *Header, now time.Time) string {
+func (e *engine) fresh(h *packet.Header, now time.Time) string {
 	skew := now.Sub(time.UnixMilli(h.Timestamp))
 	if skew <= e.cfg.MaxClockSkew && skew >= -e.cfg.MaxClockSkew {
 		return ""
 	}
 	// A repair of an old packet (retransmit flag) reaching a member that
 	// never heard its sender is normal while joining: counted, not logged.
-	if h.Flags&FlagRetransmit == 0 && (e.staleWarned.IsZero() || now.Sub(e.staleWarned) >= 10*time.Second) {
+	if h.Flags&packet.FlagRetransmit == 0 && (e.staleWarned.IsZero() || now.Sub(e.staleWarned) >= 10*time.Second) {
 		e.staleWarned = now
 		dir := "behind"
 		if skew < 0 {
@@ -345,7 +347,7 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 		e.reject(reasonOversize)
 		return
 	}
-	h, pt, reason := e.seal.open(b, e.scratch, func(h *Header) string { return e.admit(h, now) })
+	h, pt, reason := e.seal.open(b, e.scratch, func(h *packet.Header) string { return e.admit(h, now) })
 	if reason != "" {
 		e.reject(reason)
 		return
@@ -370,7 +372,7 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 		p = &peer{id: h.Sender, buf: make(map[uint64]*rpkt), reports: make(map[uuid.UUID]uint64), fwd: make(map[uint64][]byte)}
 		e.peers[h.Sender] = p
 	}
-	if h.Type != TypeData {
+	if h.Type != packet.TypeData {
 		if !p.ctrl.accept(h.Seq) {
 			e.reject(reasonReplay)
 			return
@@ -378,12 +380,12 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 		if from.IsValid() {
 			p.addr = from
 		}
-	} else if !p.addr.IsValid() && h.Flags&FlagRetransmit == 0 && from.IsValid() {
+	} else if !p.addr.IsValid() && h.Flags&packet.FlagRetransmit == 0 && from.IsValid() {
 		p.addr = from
 	}
 	if !p.started {
 		p.started = true
-		if h.Type == TypeData {
+		if h.Type == packet.TypeData {
 			p.next = h.Seq - uint64(h.FragIndex)
 		} else {
 			p.next = h.HighSeq + 1
@@ -395,18 +397,18 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 		p.high = h.HighSeq
 	}
 	switch h.Type {
-	case TypeData:
+	case packet.TypeData:
 		e.onData(p, &h, b, pt, now)
-	case TypeControl:
+	case packet.TypeControl:
 		e.out.messages = append(e.out.messages, Message{From: p.id, Control: true, Payload: append([]byte(nil), pt...), Addr: from})
-	case TypeNak:
+	case packet.TypeNak:
 		nb, err := decodeNak(pt)
 		if err != nil {
 			e.reject(reasonMalformed)
 			return
 		}
-		e.onNak(p, h.Flags&FlagAnyone != 0, nb, from, now)
-	case TypeAck:
+		e.onNak(p, h.Flags&packet.FlagAnyone != 0, nb, from, now)
+	case packet.TypeAck:
 		ab, err := decodeAck(pt)
 		if err != nil {
 			e.reject(reasonMalformed)
@@ -415,14 +417,14 @@ func (e *engine) step(b []byte, from netip.AddrPort, now time.Time) {
 		if ab.target == e.id {
 			e.noteAcked(p, ab.upTo)
 		}
-	case TypeStatus:
+	case packet.TypeStatus:
 		sb, err := decodeStatus(pt)
 		if err != nil {
 			e.reject(reasonMalformed)
 			return
 		}
 		e.onStatus(p, sb)
-	case TypePeers:
+	case packet.TypePeers:
 		e.onPeers(pt)
 	}
 }
@@ -455,7 +457,7 @@ func (e *engine) onStatus(p *peer, sb statusBody) {
 	}
 }
 
-func (e *engine) onData(p *peer, h *Header, sealed, pt []byte, now time.Time) {
+func (e *engine) onData(p *peer, h *packet.Header, sealed, pt []byte, now time.Time) {
 	if h.Seq < p.next || p.buf[h.Seq] != nil {
 		e.reject(reasonDuplicate)
 		return
@@ -501,7 +503,7 @@ func (e *engine) deliver(p *peer, now time.Time) {
 				complete = false
 				break
 			}
-			if uint64(q.idx) != i || q.count != r.count || q.flags&(FlagCompressed|FlagAckRequested) != r.flags&(FlagCompressed|FlagAckRequested) {
+			if uint64(q.idx) != i || q.count != r.count || q.flags&(packet.FlagCompressed|packet.FlagAckRequested) != r.flags&(packet.FlagCompressed|packet.FlagAckRequested) {
 				consistent = false
 				break
 			}
@@ -534,14 +536,14 @@ func (e *engine) deliver(p *peer, now time.Time) {
 			e.reject(reasonOversize)
 			continue
 		}
-		if r.flags&FlagCompressed != 0 {
+		if r.flags&packet.FlagCompressed != 0 {
 			var err error
 			if msg, err = e.codec.decompress(msg); err != nil {
 				e.reject(reasonDecompress)
 				continue
 			}
 		}
-		if r.flags&FlagAckRequested != 0 {
+		if r.flags&packet.FlagAckRequested != 0 {
 			ackReq = true
 		}
 		e.out.messages = append(e.out.messages, Message{From: p.id, Seq: last, Payload: msg, Addr: p.addr})
@@ -554,7 +556,7 @@ func (e *engine) deliver(p *peer, now time.Time) {
 	}
 	if ackReq {
 		ab := ackBody{target: p.id, upTo: p.next - 1}
-		e.send(p.addr, e.control(TypeAck, 0, ab.append(nil)))
+		e.send(p.addr, e.control(packet.TypeAck, 0, ab.append(nil)))
 	}
 }
 
@@ -571,7 +573,7 @@ func (e *engine) fwdPut(p *peer, seq uint64, sealed []byte) {
 		return
 	}
 	b := append([]byte(nil), sealed...)
-	b[4] &^= byte(FlagRetransmit)
+	b[4] &^= byte(packet.FlagRetransmit)
 	p.fwd[seq] = b
 	e.fwdBytes += len(b)
 	e.fwdCount++
@@ -650,7 +652,7 @@ func (e *engine) onNak(req *peer, anyone bool, nb nakBody, from netip.AddrPort, 
 		for s := first; s <= last && sent < maxNakAnswer; s++ {
 			if b := src(s); b != nil {
 				rb := append([]byte(nil), b...)
-				rb[4] |= byte(FlagRetransmit)
+				rb[4] |= byte(packet.FlagRetransmit)
 				e.send(to, rb)
 				sent++
 				e.stats.Retransmissions++
@@ -689,7 +691,7 @@ func (e *engine) statusPacket() []byte {
 			e.statusOffset += n
 		}
 	}
-	return e.control(TypeStatus, 0, sb.append(make([]byte, 0, 10+n*statusEntryLen)))
+	return e.control(packet.TypeStatus, 0, sb.append(make([]byte, 0, 10+n*statusEntryLen)))
 }
 
 // tick runs timers: NAKs, give-ups, status, buffer release.
@@ -771,13 +773,13 @@ func (e *engine) tickPeer(p *peer, now time.Time) {
 	}
 	anyone := p.nakTries > 0 || p.gone || !p.addr.IsValid()
 	to := p.addr
-	var flags Flags
+	var flags packet.Flags
 	if anyone {
 		to = netip.AddrPort{}
-		flags = FlagAnyone
+		flags = packet.FlagAnyone
 	}
 	nb := nakBody{target: p.id, ranges: rs}
-	e.send(to, e.control(TypeNak, flags, nb.append(nil)))
+	e.send(to, e.control(packet.TypeNak, flags, nb.append(nil)))
 	e.stats.NaksSent++
 	p.nakTries++
 	p.nakAt = now.Add(e.cfg.NakDelay * time.Duration(min(1<<p.nakTries, maxNakBackoff)))

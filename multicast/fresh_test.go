@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 // TestReplayToFreshReceiver: packets captured from the group (data and
@@ -134,9 +136,9 @@ func TestNakHugeRangeIsClamped(t *testing.T) {
 	done := make(chan [2]int, 1)
 	go func() {
 		// To the sender itself, and as an "anyone" NAK to b, which holds a's packets.
-		own := c.control(TypeNak, 0, (&nakBody{target: a.id, ranges: huge}).append(nil))
+		own := c.control(packet.TypeNak, 0, (&nakBody{target: a.id, ranges: huge}).append(nil))
 		a.step(own, addrA, t0)
-		anyone := c.control(TypeNak, FlagAnyone, (&nakBody{target: a.id, ranges: huge}).append(nil))
+		anyone := c.control(packet.TypeNak, packet.FlagAnyone, (&nakBody{target: a.id, ranges: huge}).append(nil))
 		b.step(anyone, addrA, t0)
 		done <- [2]int{len(a.drain().packets), len(b.drain().packets)}
 	}()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 // MemNetwork is an in-memory datagram network for tests: every Join gets
@@ -25,7 +27,7 @@ type MemNetwork struct {
 	nodes     map[netip.AddrPort]*memLink
 	group     map[uuid.UUID]int // partition group per member; absent: group 0
 	isolated  map[uuid.UUID]bool
-	drop      func(from, to uuid.UUID, h Header) bool
+	drop      func(from, to uuid.UUID, p PacketInfo) bool
 	nextHost  uint32
 	dropped   uint64
 	queueSize int
@@ -53,10 +55,25 @@ func (n *MemNetwork) SetDuplicate(p float64) { n.mu.Lock(); n.dup = p; n.mu.Unlo
 // 3 ms), so that later datagrams overtake it.
 func (n *MemNetwork) SetReorder(p float64) { n.mu.Lock(); n.reorder = p; n.mu.Unlock() }
 
+// PacketInfo is what a MemNetwork drop filter learns of a datagram: fields
+// of its header, which nothing has authenticated yet.
+type PacketInfo struct {
+	// Kind is the packet type: "data" (a reliable message or a fragment
+	// of one), "control", "nak", "ack", "status" or "peers".
+	Kind string
+	// Seq is the data packet's number in its sender's stream; for the
+	// other kinds, the sender's control counter.
+	Seq uint64
+	// HighSeq is the sender's highest data sequence number when it sent
+	// the packet.
+	HighSeq uint64
+}
+
 // SetDropFunc installs a filter called for every datagram and receiver
-// with the datagram's (unauthenticated) header; returning true drops it.
+// with what the datagram's (unauthenticated) header says; returning true
+// drops it. Datagrams whose header does not decode are not shown to it.
 // nil removes the filter.
-func (n *MemNetwork) SetDropFunc(f func(from, to uuid.UUID, h Header) bool) {
+func (n *MemNetwork) SetDropFunc(f func(from, to uuid.UUID, p PacketInfo) bool) {
 	n.mu.Lock()
 	n.drop = f
 	n.mu.Unlock()
@@ -168,7 +185,7 @@ func (n *MemNetwork) transmit(src, dst *memLink, b []byte) {
 		return
 	}
 	if n.drop != nil {
-		if h, err := DecodeHeader(b); err == nil && n.drop(src.id, dst.id, h) {
+		if h, err := packet.DecodeHeader(b); err == nil && n.drop(src.id, dst.id, PacketInfo{Kind: h.Type.String(), Seq: h.Seq, HighSeq: h.HighSeq}) {
 			n.dropped++
 			return
 		}

@@ -225,20 +225,20 @@ func TestMemFragmentedUnderLoss(t *testing.T) {
 // lastDataDropper drops, once per receiver in to, the data packet with
 // sequence number seq from sender, and then the next count status packets
 // of sender.
-func lastDataDropper(sender uuid.UUID, to uuid.UUID, seq uint64, statuses int) func(from, dst uuid.UUID, h Header) bool {
+func lastDataDropper(sender uuid.UUID, to uuid.UUID, seq uint64, statuses int) func(from, dst uuid.UUID, p PacketInfo) bool {
 	var mu sync.Mutex
 	droppedData := false
-	return func(from, dst uuid.UUID, h Header) bool {
+	return func(from, dst uuid.UUID, p PacketInfo) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if from != sender || dst != to {
 			return false
 		}
-		if h.Type == TypeData && h.Seq == seq && !droppedData {
+		if p.Kind == "data" && p.Seq == seq && !droppedData {
 			droppedData = true
 			return true
 		}
-		if droppedData && h.Type == TypeStatus && statuses > 0 {
+		if droppedData && p.Kind == "status" && statuses > 0 {
 			statuses--
 			return true
 		}
@@ -275,11 +275,11 @@ func TestMemSenderKilledSurvivorsRepairTail(t *testing.T) {
 		// of the stream and every status of a that would reveal it.
 		var mu sync.Mutex
 		var aHigh uint64
-		net.SetDropFunc(func(from, to uuid.UUID, h Header) bool {
+		net.SetDropFunc(func(from, to uuid.UUID, p PacketInfo) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			if from == a.LocalID() {
-				aHigh = max(aHigh, h.HighSeq)
+				aHigh = max(aHigh, p.HighSeq)
 				return to == b.LocalID() && aHigh > cut
 			}
 			return false

@@ -25,7 +25,7 @@ import (
 //   - learned addresses: the unicast address of every member the engine
 //     holds (learned from its authenticated packets) until Forget;
 //   - gossiped addresses: members send each other the addresses they
-//     learned (a sealed TypePeers packet, every peerGossipInterval and at
+//     learned (a sealed peers packet, every peerGossipInterval and at
 //     once when they learn a new one), kept for peerGossipTTL after the
 //     last mention.
 //
@@ -42,9 +42,9 @@ const discoveryDNS = "dns:"
 
 // Timings of unicast mode (variables for tests).
 var (
-	// peerGossipInterval is the period of the TypePeers packets.
+	// peerGossipInterval is the period of the peers packets.
 	peerGossipInterval = time.Second
-	// peerGossipMin is the shortest gap between two TypePeers rounds
+	// peerGossipMin is the shortest gap between two peers rounds
 	// (a new address triggers one at once).
 	peerGossipMin = 100 * time.Millisecond
 	// peerGossipTTL is how long a gossiped address is kept after its
@@ -57,9 +57,9 @@ var (
 
 const (
 	// maxPeerAddrs bounds the addresses held (every source together)
-	// and the addresses taken from one TypePeers packet.
+	// and the addresses taken from one peers packet.
 	maxPeerAddrs = 4096
-	// peersVersion is the first byte of a TypePeers body.
+	// peersVersion is the first byte of a peers body.
 	peersVersion = 1
 	// peerAddrLen is the encoded size of one address: IPv4 and port.
 	peerAddrLen = 6
@@ -221,7 +221,7 @@ func (c *Config) validatePeers() error {
 	return nil
 }
 
-// appendPeers encodes a TypePeers body: version u8, then per address
+// appendPeers encodes a peers body: version u8, then per address
 // IPv4 (4 bytes) and port (big-endian u16).
 func appendPeers(b []byte, addrs []netip.AddrPort) []byte {
 	b = append(b, peersVersion)
@@ -236,7 +236,7 @@ func appendPeers(b []byte, addrs []netip.AddrPort) []byte {
 // errPeersBody is returned by decodePeers for a malformed body.
 var errPeersBody = errors.New("multicast: malformed peers body")
 
-// decodePeers decodes a TypePeers body. Unusable addresses (not unicast,
+// decodePeers decodes a peers body. Unusable addresses (not unicast,
 // port 0) are skipped; at most maxPeerAddrs are returned.
 func decodePeers(b []byte) ([]netip.AddrPort, error) {
 	if len(b) < 1 || b[0] != peersVersion || (len(b)-1)%peerAddrLen != 0 {
@@ -256,7 +256,7 @@ func decodePeers(b []byte) ([]netip.AddrPort, error) {
 	return out, nil
 }
 
-// onPeers handles a TypePeers packet: the addresses go to the unicast
+// onPeers handles a peers packet: the addresses go to the unicast
 // link's peer set (nothing happens in multicast mode).
 func (e *engine) onPeers(pt []byte) {
 	addrs, err := decodePeers(pt)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 // Nonce channels: the 12-byte GCM nonce is a 4-byte channel followed by
@@ -54,10 +56,10 @@ func newGCM(key []byte) cipher.AEAD {
 	return a
 }
 
-func nonceFor(t PacketType, counter uint64) [12]byte {
+func nonceFor(t packet.Type, counter uint64) [12]byte {
 	var n [12]byte
 	ch := uint32(nonceChannelControl)
-	if t == TypeData {
+	if t == packet.TypeData {
 		ch = nonceChannelData
 	}
 	binary.BigEndian.PutUint32(n[:], ch)
@@ -124,7 +126,7 @@ func (s *sealer) remember(k aeadKey, a cipher.AEAD) {
 
 // seal completes h (version, key id, cluster, length) and returns the
 // sealed datagram, appended to dst.
-func (s *sealer) seal(dst []byte, h *Header, plaintext []byte) []byte {
+func (s *sealer) seal(dst []byte, h *packet.Header, plaintext []byte) []byte {
 	ks := s.keys()
 	id, key := ks.primary, ks.keys[ks.primary]
 	h.Version = WireVersion
@@ -135,9 +137,9 @@ func (s *sealer) seal(dst []byte, h *Header, plaintext []byte) []byte {
 	h.Cluster = s.cluster
 	h.Length = uint16(len(plaintext) + TagLen)
 	var hb [HeaderLen]byte
-	h.put(&hb)
+	h.Put(&hb)
 	aad := hb
-	aad[4] &^= byte(FlagRetransmit)
+	aad[4] &^= byte(packet.FlagRetransmit)
 	n := nonceFor(h.Type, h.Seq)
 	dst = append(dst, hb[:]...)
 	return s.aead(h.Sender, id, key).Seal(dst, n[:], plaintext, aad[:])
@@ -171,8 +173,8 @@ const (
 // header: a non-empty reason refuses the packet before any key is
 // derived. Only a packet that authenticates puts its sender's key in the
 // cache. On failure it returns the Stats.Rejected reason.
-func (s *sealer) open(b, scratch []byte, admit func(*Header) string) (Header, []byte, string) {
-	h, err := DecodeHeader(b)
+func (s *sealer) open(b, scratch []byte, admit func(*packet.Header) string) (packet.Header, []byte, string) {
+	h, err := packet.DecodeHeader(b)
 	if err != nil {
 		if errors.Is(err, ErrVersion) {
 			return h, nil, reasonVersion
@@ -197,7 +199,7 @@ func (s *sealer) open(b, scratch []byte, admit func(*Header) string) (Header, []
 		a = newGCM(senderKey(key, s.cluster, h.Sender))
 	}
 	aad := [HeaderLen]byte(b[:HeaderLen])
-	aad[4] &^= byte(FlagRetransmit)
+	aad[4] &^= byte(packet.FlagRetransmit)
 	n := nonceFor(h.Type, h.Seq)
 	ct := b[HeaderLen:]
 	if cap(scratch) < len(ct) {

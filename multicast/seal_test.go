@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -137,7 +139,7 @@ func TestSealBitFlips(t *testing.T) {
 			for bit := range 8 {
 				p := bytes.Clone(orig)
 				p[i] ^= 1 << bit
-				if i == 4 && Flags(1<<bit) == FlagRetransmit {
+				if i == 4 && packet.Flags(1<<bit) == packet.FlagRetransmit {
 					continue // the one unauthenticated bit: same packet, checked below
 				}
 				b.step(p, addrA, t0)
@@ -159,7 +161,7 @@ func TestSealBitFlips(t *testing.T) {
 	// second later: the flips spent this second's budget of key
 	// derivations for unknown senders.)
 	p := bytes.Clone(pkts[0])
-	p[4] ^= byte(FlagRetransmit)
+	p[4] ^= byte(packet.FlagRetransmit)
 	b.step(p, addrA, t0.Add(time.Second))
 	b.step(pkts[0], addrA, t0.Add(time.Second))
 	if r := b.drain(); len(r.messages) != 1 || string(r.messages[0].Payload) != "attack at dawn" {
@@ -233,7 +235,7 @@ func TestDecompressionBomb(t *testing.T) {
 
 func BenchmarkSeal1K(b *testing.B) {
 	e := testEngine(b, nil)
-	h := Header{Type: TypeData, Sender: e.id, FragCount: 1}
+	h := packet.Header{Type: packet.TypeData, Sender: e.id, FragCount: 1}
 	msg := make([]byte, 1024)
 	buf := make([]byte, 0, 2048)
 	b.SetBytes(1024)
@@ -245,7 +247,7 @@ func BenchmarkSeal1K(b *testing.B) {
 
 func BenchmarkOpen1K(b *testing.B) {
 	e := testEngine(b, nil)
-	h := Header{Type: TypeData, Sender: uuid.New(), Seq: 1, HighSeq: 1, FragCount: 1}
+	h := packet.Header{Type: packet.TypeData, Sender: uuid.New(), Seq: 1, HighSeq: 1, FragCount: 1}
 	p := e.seal.seal(nil, &h, make([]byte, 1024))
 	scratch := make([]byte, 0, 2048)
 	b.SetBytes(1024)

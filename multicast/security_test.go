@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 func key(b byte) [KeySize]byte {
@@ -121,9 +123,9 @@ func TestSecurityUnauthenticatedBombAndFlood(t *testing.T) {
 	// flag and a zstd frame declaring a huge size, no key.
 	bomb := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa4, 0xff, 0xff, 0xff, 0x7f}
 	bomb = append(bomb, make([]byte, 1000)...)
-	h := Header{Version: WireVersion, Type: TypeData, Flags: FlagCompressed, KeyID: 1, Cluster: ClusterID("test"),
+	h := packet.Header{Version: WireVersion, Type: packet.TypeData, Flags: packet.FlagCompressed, KeyID: 1, Cluster: ClusterID("test"),
 		Sender: uuid.New(), Seq: 1, HighSeq: 1, FragCount: 1, Length: uint16(len(bomb) + TagLen), Timestamp: t0.UnixMilli()}
-	pkt := append(h.AppendHeader(nil), bomb...)
+	pkt := append(h.Append(nil), bomb...)
 	pkt = append(pkt, make([]byte, TagLen)...)
 	e.step(pkt, addrA, t0)
 	if e.stats.Rejected[reasonAuth] != 1 || e.stats.Rejected[reasonDecompress] != 0 {
@@ -364,7 +366,7 @@ func TestSecurityNakRateLimit(t *testing.T) {
 	addrB := netip.MustParseAddrPort("10.0.0.2:4000")
 	nak := func() []byte {
 		nb := nakBody{target: a.id, ranges: []seqRange{{1, 1}}}
-		return b.control(TypeNak, 0, nb.append(nil))
+		return b.control(packet.TypeNak, 0, nb.append(nil))
 	}
 	for range 500 {
 		a.step(nak(), addrB, t0)
@@ -385,7 +387,7 @@ func TestSecurityNakRateLimit(t *testing.T) {
 	// Another requester has its own budget.
 	c := testEngine(t, nil)
 	nb := nakBody{target: a.id, ranges: []seqRange{{1, 1}}}
-	a.step(c.control(TypeNak, 0, nb.append(nil)), addrA, t0.Add(time.Second))
+	a.step(c.control(packet.TypeNak, 0, nb.append(nil)), addrA, t0.Add(time.Second))
 	if got := a.stats.Retransmissions; got != 61 {
 		t.Fatalf("other requester refused: %d", got)
 	}

@@ -14,12 +14,14 @@ import (
 
 	"github.com/google/uuid"
 	"golang.org/x/net/ipv4"
+
+	"github.com/hanode/hanode/internal/packet"
 )
 
 // listenUnicast is Listen in unicast mode (Config.Peers or
 // Config.Discovery set): one socket on the interface's address and the
 // group's port, and a peer set fed by the static list, DNS, the engine
-// and the members' TypePeers packets.
+// and the members' peers packets.
 func listenUnicast(cfg Config) (Transport, error) {
 	// Validate checked both; parse them for the discovery goroutine.
 	specs := make([]PeerSpec, 0, len(cfg.Peers))
@@ -362,7 +364,7 @@ func (rt *runtime) peerTick(now time.Time) {
 	rt.mu.Lock()
 	for len(addrs) > 0 {
 		n := min(per, len(addrs))
-		pkts = append(pkts, outPacket{b: rt.eng.control(TypePeers, 0, appendPeers(nil, addrs[:n]))})
+		pkts = append(pkts, outPacket{b: rt.eng.control(packet.TypePeers, 0, appendPeers(nil, addrs[:n]))})
 		addrs = addrs[n:]
 	}
 	rt.mu.Unlock()

@@ -7,60 +7,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hanode/hanode/internal/packet"
 )
-
-func validHeader() Header {
-	return Header{Version: WireVersion, Type: TypeData, Flags: FlagFragment | FlagCompressed, KeyID: 1,
-		Length: 100, Cluster: ClusterID("x"), Sender: uuid.New(), Seq: 10, HighSeq: 12, FragIndex: 2, FragCount: 5, Timestamp: t0.UnixMilli()}
-}
-
-func TestHeaderRoundTrip(t *testing.T) {
-	h := validHeader()
-	b := h.AppendHeader(nil)
-	b = append(b, make([]byte, 100)...)
-	got, err := DecodeHeader(b)
-	if err != nil || got != h {
-		t.Fatalf("got %+v, %v", got, err)
-	}
-	for _, cut := range []int{0, 1, HeaderLen - 1, HeaderLen, len(b) - 1} {
-		if _, err := DecodeHeader(b[:cut]); err == nil {
-			t.Fatalf("decoded %d bytes", cut)
-		}
-	}
-}
-
-func FuzzDecodeHeader(f *testing.F) {
-	h := validHeader()
-	f.Add(append(h.AppendHeader(nil), make([]byte, 100)...))
-	f.Add([]byte("HN"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := DecodeHeader(b)
-		if err != nil {
-			return
-		}
-		// Whatever decodes re-encodes to the same bytes.
-		if enc := h.AppendHeader(nil); !bytes.Equal(enc, b[:HeaderLen]) {
-			t.Fatalf("re-encoded %x, input %x", enc, b[:HeaderLen])
-		}
-		if int(h.Length) != len(b)-HeaderLen {
-			t.Fatal("length not checked")
-		}
-	})
-}
-
-func FuzzHeaderRoundTrip(f *testing.F) {
-	f.Add(uint8(1), uint8(0), uint8(1), uint64(1), uint64(1), uint16(0), uint16(1), uint16(16))
-	f.Fuzz(func(t *testing.T, typ, flags, key uint8, seq, high uint64, idx, count, length uint16) {
-		h := Header{Version: WireVersion, Type: PacketType(typ), Flags: Flags(flags), KeyID: key, Length: length,
-			Cluster: ClusterID("c"), Sender: uuid.UUID{1}, Seq: seq, HighSeq: high, FragIndex: idx, FragCount: count,
-			Timestamp: int64(seq ^ high)}
-		b := append(h.AppendHeader(nil), make([]byte, length)...)
-		got, err := DecodeHeader(b)
-		if err == nil && got != h {
-			t.Fatalf("round trip: %+v != %+v", got, h)
-		}
-	})
-}
 
 func TestBodiesRoundTrip(t *testing.T) {
 	n := nakBody{target: uuid.New(), ranges: []seqRange{{1, 5}, {9, 9}}}
@@ -107,14 +56,14 @@ func FuzzOpen(f *testing.F) {
 func FuzzSealedBodies(f *testing.F) {
 	f.Add(uint8(3), uint8(0), []byte{})
 	f.Add(uint8(5), uint8(0), (&statusBody{low: 1, entries: []statusEntry{{uuid.New(), 1 << 62}}}).append(nil))
-	f.Add(uint8(3), uint8(FlagAnyone), (&nakBody{target: uuid.New(), ranges: []seqRange{{1, ^uint64(0)}}}).append(nil))
+	f.Add(uint8(3), uint8(packet.FlagAnyone), (&nakBody{target: uuid.New(), ranges: []seqRange{{1, ^uint64(0)}}}).append(nil))
 	f.Fuzz(func(t *testing.T, typ, flags uint8, body []byte) {
 		src, dst := testEngine(t, nil), testEngine(t, nil)
 		if len(body)+Overhead > dst.cfg.MaxDatagram {
 			return
 		}
-		h := Header{Type: PacketType(typ%5 + 1), Flags: Flags(flags) & FlagAnyone, Sender: src.id, Seq: 1, HighSeq: 1, FragCount: 1}
-		if h.Type != TypeNak {
+		h := packet.Header{Type: packet.Type(typ%5 + 1), Flags: packet.Flags(flags) & packet.FlagAnyone, Sender: src.id, Seq: 1, HighSeq: 1, FragCount: 1}
+		if h.Type != packet.TypeNak {
 			h.Flags = 0
 		}
 		dst.step(src.seal.seal(nil, &h, body), addrA, t0)
@@ -157,4 +106,12 @@ func FuzzReassembly(f *testing.F) {
 			t.Fatal("delivered with fragments missing")
 		}
 	})
+}
+
+// WireVersion is packet.Version: the header codec speaks this package's
+// protocol version.
+func TestWireVersion(t *testing.T) {
+	if WireVersion != packet.Version {
+		t.Fatalf("WireVersion %d, packet.Version %d", WireVersion, packet.Version)
+	}
 }

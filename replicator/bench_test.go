@@ -7,12 +7,14 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/hanode/hanode/internal/hlc"
 )
 
 func benchReplica(b *testing.B, n int) (*Replica, []string) {
 	r := NewReplica(ReplicaConfig{})
 	ids := make([]string, n)
-	var c Clock
+	var c hlc.Clock
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%032x", i*7919)
 		d := &Delta{ID: ids[i], Owner: "a", IdleTimeout: 1800e9, LastAccess: 1, Ops: []Op{
@@ -42,7 +44,7 @@ func BenchmarkReplicaGet(b *testing.B) {
 
 func BenchmarkCommit(b *testing.B) {
 	r, ids := benchReplica(b, 10000)
-	var c Clock
+	var c hlc.Clock
 	val := []byte("2")
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -87,19 +89,19 @@ func benchDelta() *Delta {
 func BenchmarkAppendDelta(b *testing.B) {
 	d := benchDelta()
 	buf := make([]byte, 0, 512)
-	b.SetBytes(int64(DeltaSize(d)))
+	b.SetBytes(int64(deltaSize(d)))
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = AppendDelta(buf[:0], d)
+		buf = appendDelta(buf[:0], d)
 	}
 }
 
 func BenchmarkDecodeDelta(b *testing.B) {
-	enc := AppendDelta(nil, benchDelta())
+	enc := appendDelta(nil, benchDelta())
 	b.SetBytes(int64(len(enc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := DecodeDelta(enc); err != nil {
+		if _, _, err := decodeDelta(enc); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -180,7 +182,7 @@ func TestMemoryPerSession(t *testing.T) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		r := NewReplica(ReplicaConfig{})
-		var c Clock
+		var c hlc.Clock
 		per := tc.size / tc.attrs
 		for i := 0; i < tc.n; i++ {
 			d := &Delta{ID: ids[i], Owner: "node-a", IdleTimeout: 1800e9, LastAccess: 1}

@@ -5,7 +5,22 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/hanode/hanode/internal/wire"
 )
+
+// The codec is unexported: hanode's runtimes (replicator/cluster, the
+// benchmarks) reach it through package internal/wire, users never need
+// it.
+func init() {
+	wire.Install(wire.Codec[Delta, Session]{
+		AppendBatch:     appendBatch,
+		DecodeBatch:     decodeBatch,
+		DecodeBatchInto: decodeBatchInto,
+		AppendSession:   appendSession,
+		DecodeSession:   decodeSession,
+	})
+}
 
 // Wire and storage encoding of deltas and session records: uvarints for
 // unsigned numbers and lengths, zig-zag varints for times, length-prefixed
@@ -16,8 +31,8 @@ import (
 //
 // Delta:   id, owner, epoch, version, hlc, created, lastAccess,
 //          idleTimeout, deadline, nops, nops × (kind byte, key, value)
-// Batch:   version byte (BatchVersion), ndeltas, ndeltas × Delta
-// Session: version byte (SessionVersion), id, flags byte
+// Batch:   version byte (batchVersion), ndeltas, ndeltas × Delta
+// Session: version byte (sessionVersion), id, flags byte
 //          (bit 0 destroyed);
 //          destroyed: reason byte, renamedTo;
 //          live: owner, epoch, version, created, lastAccess, idleTimeout,
@@ -29,14 +44,14 @@ import (
 
 // Format versions and decoding limits.
 const (
-	BatchVersion   = 1
-	SessionVersion = 1
+	batchVersion   = 1
+	sessionVersion = 1
 
-	MaxKeyLen      = 4 << 10  // longest ID, attribute name, node name or principal
-	MaxValueLen    = 16 << 20 // longest attribute value
-	MaxOps         = 1 << 16  // most ops in one delta
-	MaxBatchDeltas = 1 << 16  // most deltas in one batch
-	MaxAttrs       = 1 << 20  // most attributes in one session record
+	maxKeyLen      = 4 << 10  // longest ID, attribute name, node name or principal
+	maxValueLen    = 16 << 20 // longest attribute value
+	maxOps         = 1 << 16  // most ops in one delta
+	maxBatchDeltas = 1 << 16  // most deltas in one batch
+	maxAttrs       = 1 << 20  // most attributes in one session record
 )
 
 // minimum encoded sizes, used to bound counts by the remaining input
@@ -56,9 +71,9 @@ func appendBytes(b []byte, v []byte) []byte {
 	return append(b, v...)
 }
 
-// AppendDelta appends the encoding of d to b and returns the extended
+// appendDelta appends the encoding of d to b and returns the extended
 // slice.
-func AppendDelta(b []byte, d *Delta) []byte {
+func appendDelta(b []byte, d *Delta) []byte {
 	b = appendStr(b, d.ID)
 	b = appendStr(b, d.Owner)
 	b = binary.AppendUvarint(b, uint64(d.Epoch))
@@ -78,8 +93,8 @@ func AppendDelta(b []byte, d *Delta) []byte {
 	return b
 }
 
-// DeltaSize returns the length of d's encoding.
-func DeltaSize(d *Delta) int {
+// deltaSize returns the length of d's encoding.
+func deltaSize(d *Delta) int {
 	n := strSize(d.ID) + strSize(d.Owner) + uvarintSize(uint64(d.Epoch)) + uvarintSize(d.Version) +
 		uvarintSize(d.HLC) + varintSize(d.Created) + varintSize(d.LastAccess) +
 		varintSize(d.IdleTimeout) + varintSize(d.Deadline) + uvarintSize(uint64(len(d.Ops)))
@@ -244,8 +259,8 @@ func (d *decoder) delta() *Delta {
 	// Peek at the op count to size the allocation: it follows the fixed
 	// fields, so decode those first into a temporary.
 	var hd Delta
-	hd.ID = d.str("session id", MaxKeyLen)
-	hd.Owner = d.interned("owner", MaxKeyLen, &ownerNames)
+	hd.ID = d.str("session id", maxKeyLen)
+	hd.Owner = d.interned("owner", maxKeyLen, &ownerNames)
 	hd.Epoch = d.u32("epoch")
 	hd.Version = d.uvarint("version")
 	hd.HLC = d.uvarint("hlc")
@@ -253,7 +268,7 @@ func (d *decoder) delta() *Delta {
 	hd.LastAccess = d.varint("last access")
 	hd.IdleTimeout = d.varint("idle timeout")
 	hd.Deadline = d.varint("deadline")
-	n := d.count("op count", MaxOps, minOpLen)
+	n := d.count("op count", maxOps, minOpLen)
 	if d.err != nil {
 		return nil
 	}
@@ -277,11 +292,11 @@ func (d *decoder) delta() *Delta {
 		}
 		op.Kind = k
 		if k == OpRename {
-			op.Key = d.str("op key", MaxKeyLen) // a session ID: not worth interning
+			op.Key = d.str("op key", maxKeyLen) // a session ID: not worth interning
 		} else {
-			op.Key = d.interned("op key", MaxKeyLen, &attrKeys)
+			op.Key = d.interned("op key", maxKeyLen, &attrKeys)
 		}
-		op.Value = d.bytes("op value", MaxValueLen)
+		op.Value = d.bytes("op value", maxValueLen)
 	}
 	if d.err != nil {
 		return nil
@@ -289,9 +304,9 @@ func (d *decoder) delta() *Delta {
 	return dl
 }
 
-// DecodeDelta decodes one delta from the front of b and returns it with
+// decodeDelta decodes one delta from the front of b and returns it with
 // the number of bytes read. The delta does not alias b.
-func DecodeDelta(b []byte) (*Delta, int, error) {
+func decodeDelta(b []byte) (*Delta, int, error) {
 	d := decoder{b: b}
 	dl := d.delta()
 	if d.err != nil {
@@ -300,31 +315,31 @@ func DecodeDelta(b []byte) (*Delta, int, error) {
 	return dl, d.off, nil
 }
 
-// AppendBatch appends a batch of deltas (version byte, count, deltas) to b.
-func AppendBatch(b []byte, ds []*Delta) []byte {
-	b = append(b, BatchVersion)
+// appendBatch appends a batch of deltas (version byte, count, deltas) to b.
+func appendBatch(b []byte, ds []*Delta) []byte {
+	b = append(b, batchVersion)
 	b = binary.AppendUvarint(b, uint64(len(ds)))
 	for _, d := range ds {
-		b = AppendDelta(b, d)
+		b = appendDelta(b, d)
 	}
 	return b
 }
 
-// DecodeBatch decodes a batch that fills all of b. Trailing bytes are an
+// decodeBatch decodes a batch that fills all of b. Trailing bytes are an
 // error. The deltas do not alias b.
-func DecodeBatch(b []byte) ([]*Delta, error) {
-	return DecodeBatchInto(nil, b)
+func decodeBatch(b []byte) ([]*Delta, error) {
+	return decodeBatchInto(nil, b)
 }
 
-// DecodeBatchInto is DecodeBatch appending to dst[:0], so that a caller
+// decodeBatchInto is decodeBatch appending to dst[:0], so that a caller
 // decoding batch after batch (a receive loop) reuses one slice. Nothing is
 // appended when b is malformed.
-func DecodeBatchInto(dst []*Delta, b []byte) ([]*Delta, error) {
+func decodeBatchInto(dst []*Delta, b []byte) ([]*Delta, error) {
 	d := decoder{b: b}
-	if v := d.byte("batch version"); d.err == nil && v != BatchVersion {
-		return nil, fmt.Errorf("%w: batch version %d, want %d", ErrCorrupt, v, BatchVersion)
+	if v := d.byte("batch version"); d.err == nil && v != batchVersion {
+		return nil, fmt.Errorf("%w: batch version %d, want %d", ErrCorrupt, v, batchVersion)
 	}
-	n := d.count("delta count", MaxBatchDeltas, minDeltaLen)
+	n := d.count("delta count", maxBatchDeltas, minDeltaLen)
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -354,10 +369,10 @@ func appendStamp(b []byte, s Stamp, owner string) []byte {
 	return append(b, s.Node...)
 }
 
-// AppendSession appends the encoding of a full session record to b. A
+// appendSession appends the encoding of a full session record to b. A
 // tombstone is encoded with its ID, Reason and RenamedTo only.
-func AppendSession(b []byte, s *Session) []byte {
-	b = append(b, SessionVersion)
+func appendSession(b []byte, s *Session) []byte {
+	b = append(b, sessionVersion)
 	b = appendStr(b, s.ID)
 	if s.Destroyed {
 		b = append(b, 1, byte(s.Reason))
@@ -400,7 +415,7 @@ func (d *decoder) stamp(owner string, last *string) Stamp {
 		return s
 	}
 	n--
-	if n > MaxKeyLen || n > uint64(d.left()) {
+	if n > maxKeyLen || n > uint64(d.left()) {
 		d.fail("bad stamp node length %d", n)
 		return s
 	}
@@ -415,9 +430,9 @@ func (d *decoder) stamp(owner string, last *string) Stamp {
 	return s
 }
 
-// DecodeSession decodes one session record from the front of b and
+// decodeSession decodes one session record from the front of b and
 // returns it with the number of bytes read. The record does not alias b.
-func DecodeSession(b []byte) (*Session, int, error) {
+func decodeSession(b []byte) (*Session, int, error) {
 	d := decoder{b: b}
 	s := d.session()
 	if d.err != nil {
@@ -427,11 +442,11 @@ func DecodeSession(b []byte) (*Session, int, error) {
 }
 
 func (d *decoder) session() *Session {
-	if v := d.byte("session version"); d.err == nil && v != SessionVersion {
-		d.fail("session record version %d, want %d", v, SessionVersion)
+	if v := d.byte("session version"); d.err == nil && v != sessionVersion {
+		d.fail("session record version %d, want %d", v, sessionVersion)
 	}
 	s := &Session{}
-	s.ID = d.str("session id", MaxKeyLen)
+	s.ID = d.str("session id", maxKeyLen)
 	flags := d.byte("session flags")
 	if d.err != nil {
 		return nil
@@ -447,7 +462,7 @@ func (d *decoder) session() *Session {
 	if flags == 1 {
 		s.Destroyed = true
 		s.Reason = DestroyReason(d.byte("destroy reason"))
-		s.RenamedTo = d.str("renamed to", MaxKeyLen)
+		s.RenamedTo = d.str("renamed to", maxKeyLen)
 		if d.err == nil && (s.Reason < ReasonInvalidated || s.Reason > ReasonRenamed) {
 			d.fail("unknown destroy reason %d", s.Reason)
 		}
@@ -459,28 +474,28 @@ func (d *decoder) session() *Session {
 		}
 		return s
 	}
-	s.Owner = d.str("owner", MaxKeyLen)
+	s.Owner = d.str("owner", maxKeyLen)
 	s.Epoch = d.u32("epoch")
 	s.Version = d.uvarint("version")
 	s.Created = d.varint("created")
 	s.LastAccess = d.varint("last access")
 	s.IdleTimeout = d.varint("idle timeout")
 	s.Deadline = d.varint("deadline")
-	s.Principal = d.str("principal", MaxKeyLen)
+	s.Principal = d.str("principal", maxKeyLen)
 	last := s.Owner
 	s.PrincipalAt = d.stamp(s.Owner, &last)
-	n := d.count("attribute count", MaxAttrs, minAttrLen)
+	n := d.count("attribute count", maxAttrs, minAttrLen)
 	if d.err != nil {
 		return nil
 	}
 	es := make([]attrEntry, 0, n)
 	sorted := true
 	for i := 0; i < n; i++ {
-		k := d.str("attribute key", MaxKeyLen)
+		k := d.str("attribute key", maxKeyLen)
 		var a Attr
 		switch f := d.byte("attribute flags"); f {
 		case 0:
-			a.Value = d.bytes("attribute value", MaxValueLen)
+			a.Value = d.bytes("attribute value", maxValueLen)
 		case 1:
 			a.Deleted = true
 		default:

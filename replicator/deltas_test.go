@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/internal/hlc"
 )
 
 func TestDeltaConstructors(t *testing.T) {
@@ -25,7 +27,7 @@ func TestDeltaConstructors(t *testing.T) {
 	}
 
 	s := l.Get("a")
-	td := TouchDelta(s, wall+5*sec, l.Clock().Now(wall+5*sec))
+	td := TouchDelta(s, wall+5*sec, l.clk.Now(wall+5*sec))
 	if !td.TouchOnly() || td.Owner != s.Owner || td.Epoch != s.Epoch || td.Version != s.Version || td.LastAccess != wall+5*sec {
 		t.Fatalf("touch delta %+v", td)
 	}
@@ -68,7 +70,7 @@ func TestTakeoverAndRename(t *testing.T) {
 	}
 
 	r := NewReplica(ReplicaConfig{})
-	var c Clock
+	var c hlc.Clock
 	wall := int64(1000 * sec)
 	if err := r.Commit(&Delta{ID: "old", Owner: "n1", Epoch: 3, LastAccess: wall, Ops: []Op{set("k", "a")}}, &c, wall); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,10 @@
 // Package replicator holds hanode's full replica of the cluster's HTTP
-// sessions and the pure logic around it: deltas and their merge rules, a
-// hybrid logical clock, expiry, anti-entropy digests, the wire codec and
-// snapshots for state transfer. Replica and everything it uses start no
-// goroutines, open no sockets and never read the clock: time comes in as
-// unix nanoseconds. The runtime that moves deltas between nodes lives in
+// sessions and the pure logic around it: deltas and their merge rules,
+// expiry, anti-entropy digests, the wire codec and snapshots for state
+// transfer. The hybrid logical clock that stamps commits (internal/hlc)
+// and the codec's entry points for runtimes (internal/wire) are internal
+// to hanode. Replica and everything it uses start no goroutines, open no
+// sockets and never read the clock: time comes in as unix nanoseconds. The runtime that moves deltas between nodes lives in
 // replicator/cluster. The one part here with a clock is Local, the Store
 // used when HA is off: it stamps commits with the wall clock and expires
 // sessions with its own timer (time.AfterFunc, see local.go); the
@@ -76,8 +77,8 @@
 //
 //  1. Commit local changes with Replica.Commit (it assigns Delta.HLC and
 //     Delta.Version under the session's lock), then replicate the delta.
-//  2. For every delta received, call Clock.Update(d.HLC, now) and then
-//     Replica.Apply. ApplyResult.Gap says deltas of the owner were
+//  2. For every delta received, merge d.HLC into the clock it commits
+//     with (hlc.Clock.Update(d.HLC, now)) and then call Replica.Apply. ApplyResult.Gap says deltas of the owner were
 //     missed: fetch the session (BucketSessions or a direct request).
 //  3. Record accesses with Replica.Touch and replicate them in batched
 //     OpTouch deltas, never one per request.

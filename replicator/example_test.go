@@ -11,17 +11,14 @@ func Example() {
 	a := replicator.NewReplica(replicator.ReplicaConfig{})
 	b := replicator.NewReplica(replicator.ReplicaConfig{})
 
-	var clock replicator.Clock
-	login := &replicator.Delta{ID: "s1", Owner: "node-a", LastAccess: 1, IdleTimeout: 30e9,
+	// A runtime commits a's deltas with Replica.Commit, which assigns
+	// their HLC and Version; here they carry them already.
+	login := &replicator.Delta{ID: "s1", Owner: "node-a", Version: 1, HLC: 1 << 30, LastAccess: 1, IdleTimeout: 30e9,
 		Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "user", Value: []byte("alice")}}}
-	if err := a.Commit(login, &clock, 1_000_000_000); err != nil { // assigns HLC and Version
-		panic(err)
-	}
-	renew := &replicator.Delta{ID: "s1", Owner: "node-a", LastAccess: 2, IdleTimeout: 30e9,
+	renew := &replicator.Delta{ID: "s1", Owner: "node-a", Version: 2, HLC: 2 << 30, LastAccess: 2, IdleTimeout: 30e9,
 		Ops: []replicator.Op{{Kind: replicator.OpRename, Key: "s2"}}}
-	if err := a.Commit(renew, &clock, 2_000_000_000); err != nil {
-		panic(err)
-	}
+	a.Apply(login)
+	a.Apply(renew)
 
 	// b gets them in the wrong order.
 	b.Apply(renew)

@@ -10,7 +10,7 @@ import (
 func seedDeltas() [][]byte {
 	var out [][]byte
 	for _, d := range genDeltas(rand.New(rand.NewPCG(9, 9)), 20) {
-		out = append(out, AppendDelta(nil, d))
+		out = append(out, appendDelta(nil, d))
 	}
 	return out
 }
@@ -20,15 +20,15 @@ func FuzzDecodeDelta(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, n, err := DecodeDelta(b)
+		d, n, err := decodeDelta(b)
 		if err != nil {
 			return
 		}
 		if n > len(b) {
 			t.Fatal("read past input")
 		}
-		enc := AppendDelta(nil, d)
-		d2, n2, err := DecodeDelta(enc)
+		enc := appendDelta(nil, d)
+		d2, n2, err := decodeDelta(enc)
 		if err != nil || n2 != len(enc) || !sameDelta(d, d2) {
 			t.Fatalf("re-encoding: %v", err)
 		}
@@ -37,18 +37,18 @@ func FuzzDecodeDelta(f *testing.F) {
 
 func FuzzDecodeBatch(f *testing.F) {
 	ds := genDeltas(rand.New(rand.NewPCG(5, 5)), 10)
-	f.Add(AppendBatch(nil, ds))
-	f.Add(AppendBatch(nil, nil))
-	f.Add([]byte{BatchVersion, 0xff, 0xff, 0x03})
+	f.Add(appendBatch(nil, ds))
+	f.Add(appendBatch(nil, nil))
+	f.Add([]byte{batchVersion, 0xff, 0xff, 0x03})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ds, err := DecodeBatch(b)
+		ds, err := decodeBatch(b)
 		if err != nil {
 			return
 		}
 		if len(ds) > len(b) {
 			t.Fatal("more deltas than bytes")
 		}
-		ds2, err := DecodeBatch(AppendBatch(nil, ds))
+		ds2, err := decodeBatch(appendBatch(nil, ds))
 		if err != nil || len(ds2) != len(ds) {
 			t.Fatal("re-encoding", err)
 		}
@@ -66,18 +66,18 @@ func FuzzDecodeSession(f *testing.F) {
 		r.Apply(d)
 	}
 	for _, s := range records(r) {
-		f.Add(AppendSession(nil, s))
+		f.Add(appendSession(nil, s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, n, err := DecodeSession(b)
+		s, n, err := decodeSession(b)
 		if err != nil {
 			return
 		}
 		if n > len(b) {
 			t.Fatal("read past input")
 		}
-		enc := AppendSession(nil, s)
-		s2, _, err := DecodeSession(enc)
+		enc := appendSession(nil, s)
+		s2, _, err := decodeSession(enc)
 		if err != nil || !sameSession(s, s2) {
 			t.Fatalf("re-encoding: %v\n%s\n%s", err, dump(s), dump(s2))
 		}
@@ -115,7 +115,7 @@ func FuzzReadSnapshot(f *testing.F) {
 func FuzzDeltaRoundTrip(f *testing.F) {
 	f.Add("id", "owner", uint32(1), uint64(2), uint64(3), int64(4), int64(-5), int64(6), int64(7), []byte{1, 2, 3}, "key", []byte("value"))
 	f.Fuzz(func(t *testing.T, id, owner string, epoch uint32, version, hlc uint64, created, la, idle, dl int64, kinds []byte, key string, value []byte) {
-		if len(id) > MaxKeyLen || len(owner) > MaxKeyLen || len(key) > MaxKeyLen {
+		if len(id) > maxKeyLen || len(owner) > maxKeyLen || len(key) > maxKeyLen {
 			return
 		}
 		d := &Delta{ID: id, Owner: owner, Epoch: epoch, Version: version, HLC: hlc, Created: created, LastAccess: la, IdleTimeout: idle, Deadline: dl}
@@ -126,15 +126,15 @@ func FuzzDeltaRoundTrip(f *testing.F) {
 			}
 			d.Ops = append(d.Ops, op)
 		}
-		b := AppendDelta(nil, d)
-		if len(b) != DeltaSize(d) {
-			t.Fatal("DeltaSize")
+		b := appendDelta(nil, d)
+		if len(b) != deltaSize(d) {
+			t.Fatal("deltaSize")
 		}
-		got, n, err := DecodeDelta(b)
+		got, n, err := decodeDelta(b)
 		if err != nil || n != len(b) || !sameDelta(d, got) {
 			t.Fatalf("round trip: %v", err)
 		}
-		bs, err := DecodeBatch(AppendBatch(nil, []*Delta{d, d}))
+		bs, err := decodeBatch(appendBatch(nil, []*Delta{d, d}))
 		if err != nil || len(bs) != 2 || !sameDelta(d, bs[1]) {
 			t.Fatalf("batch round trip: %v", err)
 		}
@@ -144,7 +144,7 @@ func FuzzDeltaRoundTrip(f *testing.F) {
 func FuzzSessionRoundTrip(f *testing.F) {
 	f.Add("id", "owner", "node", uint32(1), uint64(2), int64(3), int64(4), "alice", []byte("k1k2k3"), []byte("value"), false, uint8(0))
 	f.Fuzz(func(t *testing.T, id, owner, node string, epoch uint32, hlc uint64, la, idle int64, principal string, keys, value []byte, destroyed bool, reason uint8) {
-		if id == "" || len(id) > MaxKeyLen || len(owner) > MaxKeyLen || len(node) > MaxKeyLen || len(principal) > MaxKeyLen || len(keys) > MaxKeyLen {
+		if id == "" || len(id) > maxKeyLen || len(owner) > maxKeyLen || len(node) > maxKeyLen || len(principal) > maxKeyLen || len(keys) > maxKeyLen {
 			return
 		}
 		s := &Session{ID: id}
@@ -169,7 +169,7 @@ func FuzzSessionRoundTrip(f *testing.F) {
 			}
 			s.Attrs = NewAttrs(m)
 		}
-		got, n, err := DecodeSession(AppendSession(nil, s))
+		got, n, err := decodeSession(appendSession(nil, s))
 		if err != nil || !sameSession(s, got) || n == 0 {
 			t.Fatalf("round trip %v:\n%s\n%s", err, dump(s), dump(got))
 		}

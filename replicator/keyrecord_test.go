@@ -3,6 +3,8 @@ package replicator
 import (
 	"slices"
 	"testing"
+
+	"github.com/hanode/hanode/internal/hlc"
 )
 
 // Key records (KeyPrefix) leave no tombstone when destroyed, so a key can
@@ -10,7 +12,7 @@ import (
 func TestKeyRecordLeavesNoTombstone(t *testing.T) {
 	var events []Event
 	r := NewReplica(ReplicaConfig{OnEvent: func(e Event) { events = append(events, e) }})
-	var clk Clock
+	var clk hlc.Clock
 	now := int64(1000 * sec)
 	id := KeyPrefix + "k"
 	if !IsKeyRecord(id) || IsKeyRecord("abcdefghijklmnopqrstuvwxyz012345") || IsKeyRecord("kv") {

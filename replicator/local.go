@@ -4,11 +4,15 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/hanode/hanode/internal/hlc"
+	"github.com/hanode/hanode/internal/subs"
 )
 
-// Local is the Store for a single node with HA off: a Replica and a Clock,
-// no network. Commits are applied at once and never replicated
-// (CommitResult.Replicated is false whatever the consistency asked).
+// Local is the Store for a single node with HA off: a Replica and a
+// hybrid logical clock, no network. Commits are applied at once and never
+// replicated (CommitResult.Replicated is false whatever the consistency
+// asked).
 //
 // Sessions expire on their own: while the Local holds a session that can
 // expire (or a tombstone to collect), a timer (time.AfterFunc) fires at the
@@ -22,9 +26,9 @@ import (
 type Local struct {
 	node string
 	r    *Replica
-	clk  Clock
+	clk  hlc.Clock
 	now  func() int64 // wall clock; replaced in tests
-	subs Subscribers
+	subs subs.List[Event]
 
 	expMu  sync.Mutex
 	timer  *time.Timer // automatic expiry; nil until first armed
@@ -132,9 +136,6 @@ func (l *Local) Replica() *Replica { return l.r }
 
 // ReplicaConfig returns the replica's limits and timings.
 func (l *Local) ReplicaConfig() ReplicaConfig { return l.r.Config() }
-
-// Clock returns the store's clock.
-func (l *Local) Clock() *Clock { return &l.clk }
 
 // Get returns the live session with this ID, or nil.
 func (l *Local) Get(id string) *Session { return l.r.Get(id) }

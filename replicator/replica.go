@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hanode/hanode/internal/hlc"
 )
 
 // ReplicaConfig configures a Replica. Zero values take the defaults named
@@ -92,8 +94,8 @@ func (k EventKind) String() string {
 
 // Event is a session lifecycle event.
 type Event struct {
-	Kind EventKind
-	ID   string
+	Kind EventKind // EventCreated or EventDestroyed
+	ID   string    // the session's ID, without route suffix
 	// Session is the new session (EventCreated) or its last live state
 	// (EventDestroyed). Immutable.
 	Session *Session
@@ -408,7 +410,8 @@ func (r *Replica) Apply(d *Delta) (ApplyResult, error) {
 }
 
 // Commit is the local-commit path of a store: under the session's lock it
-// sets d.HLC from c at wall (unix nanoseconds) and d.Version to the
+// sets d.HLC from c (the store's hybrid logical clock, package
+// internal/hlc: Commit serves hanode's own stores) at wall (unix nanoseconds) and d.Version to the
 // session's version plus one, then applies d. It returns ErrDestroyed for
 // a destroyed ID and ErrTooLarge when the session would exceed the limits;
 // on error nothing was applied. The caller then hands d to replication
@@ -417,7 +420,7 @@ func (r *Replica) Apply(d *Delta) (ApplyResult, error) {
 // takeover) has its writes lose to the new owner's, so callers commit
 // with the session's current Epoch (plus one and OpTakeover to take it
 // over).
-func (r *Replica) Commit(d *Delta, c *Clock, wall int64) error {
+func (r *Replica) Commit(d *Delta, c *hlc.Clock, wall int64) error {
 	if err := r.check(d); err != nil {
 		return err
 	}
@@ -427,7 +430,7 @@ func (r *Replica) Commit(d *Delta, c *Clock, wall int64) error {
 	return err
 }
 
-func (r *Replica) apply(d *Delta, id string, hops int, clk *Clock, wall int64, ev *events) (ApplyResult, error) {
+func (r *Replica) apply(d *Delta, id string, hops int, clk *hlc.Clock, wall int64, ev *events) (ApplyResult, error) {
 	var res ApplyResult
 	in, _ := scan(d)
 	if hops > 0 {

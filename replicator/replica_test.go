@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/internal/hlc"
 )
 
 const sec = int64(time.Second)
@@ -78,7 +80,7 @@ func val(s *Session, k string) string {
 // ID renamed at most once, to a fresh ID that later deltas also use).
 func genDeltas(rng *rand.Rand, n int) []*Delta {
 	nodes := []string{"a", "b", "c"}
-	var clocks [3]Clock
+	var clocks [3]hlc.Clock
 	ids := []string{"s0", "s1", "s2", "s3", "s4", "s5"}
 	renamed := map[string]bool{}
 	var out []*Delta
@@ -284,7 +286,7 @@ func TestInvalidationWins(t *testing.T) {
 		t.Fatalf("events %+v", got)
 	}
 	// Commit on a destroyed ID fails.
-	var c Clock
+	var c hlc.Clock
 	if err := r.Commit(&Delta{ID: "s", Owner: "a", Ops: []Op{set("x", "1")}}, &c, 1); !errors.Is(err, ErrDestroyed) {
 		t.Fatalf("commit on tombstone: %v", err)
 	}
@@ -368,7 +370,7 @@ func TestTooLarge(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("session limit: %v", err)
 	}
-	var c Clock
+	var c hlc.Clock
 	d := &Delta{ID: "s", Owner: "a", Ops: []Op{set("c", strings.Repeat("x", 49))}}
 	if err := r.Commit(d, &c, 1); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("commit: %v", err)
@@ -383,7 +385,7 @@ func TestTooLarge(t *testing.T) {
 
 func TestCommitAssignsVersionAndHLC(t *testing.T) {
 	r := NewReplica(ReplicaConfig{})
-	var c Clock
+	var c hlc.Clock
 	var last uint64
 	for i := 1; i <= 3; i++ {
 		d := &Delta{ID: "s", Owner: "a", LastAccess: int64(i), Ops: []Op{set("k", fmt.Sprint(i))}}
@@ -591,7 +593,7 @@ func TestMergeSessionRules(t *testing.T) {
 
 func TestConcurrentCommitAndGet(t *testing.T) {
 	r := NewReplica(ReplicaConfig{})
-	var c Clock
+	var c hlc.Clock
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -626,34 +628,4 @@ func TestConcurrentCommitAndGet(t *testing.T) {
 			t.Fatalf("%s", dump(s))
 		}
 	}
-}
-
-func TestHLC(t *testing.T) {
-	var c Clock
-	a := c.Now(1 << 20)
-	b := c.Now(1 << 20)
-	if b <= a || HLCWall(a) != 1<<20 {
-		t.Fatal("not monotonic")
-	}
-	if c.Now(5) <= b { // wall clock went back
-		t.Fatal("went back")
-	}
-	c.Update(1<<40, 0)
-	if c.Now(1<<20) <= 1<<40 {
-		t.Fatal("update ignored")
-	}
-	var wg sync.WaitGroup
-	seen := sync.Map{}
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 1000; i++ {
-				if _, dup := seen.LoadOrStore(c.Now(int64(i)), true); dup {
-					t.Error("duplicate")
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -16,7 +16,7 @@ import (
 //
 //	header:  magic "HNSNAP", format version byte (SnapshotVersion),
 //	         8-byte little-endian hash of the cluster name
-//	records: uvarint length (> 0), then a session record (AppendSession)
+//	records: uvarint length (> 0), then a session record (appendSession)
 //	end:     uvarint 0
 //	trailer: uvarint record count, then a 4-byte little-endian CRC-32C of
 //	         every byte before it (header through count)
@@ -74,7 +74,7 @@ func WriteSnapshot(w io.Writer, r *Replica, clusterName string) (n int, err erro
 	for i := range r.shards {
 		batch = r.shardRecords(i, batch[:0])
 		for _, s := range batch {
-			rec = AppendSession(rec[:0], s)
+			rec = appendSession(rec[:0], s)
 			buf = binary.AppendUvarint(buf[:0], uint64(len(rec)))
 			bw.Write(buf)
 			if _, err := bw.Write(rec); err != nil {
@@ -183,7 +183,7 @@ func ReadSnapshot(rd io.Reader, clusterName string, fn func(*Session) error) (n 
 			}
 			buf = buf[:len(buf)+chunk]
 		}
-		s, used, err := DecodeSession(buf)
+		s, used, err := decodeSession(buf)
 		if err != nil {
 			return n, fmt.Errorf("snapshot record %d: %w", n, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hanode/hanode/internal/hlc"
 	"github.com/hanode/hanode/multicast"
 )
 
@@ -41,7 +42,7 @@ func TestSnapshotFileSealed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sessions.snap")
 	src := NewReplica(ReplicaConfig{})
-	var c Clock
+	var c hlc.Clock
 	ids := make([]string, 50)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("RAWSESSIONID%04dabcdefghijklmnop", i)

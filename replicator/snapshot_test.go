@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/hanode/hanode/internal/hlc"
 )
 
 func fill(t testing.TB, r *Replica, n, valueSize int) {
 	t.Helper()
 	v := bytes.Repeat([]byte("x"), valueSize)
-	var c Clock
+	var c hlc.Clock
 	for i := 0; i < n; i++ {
 		d := &Delta{ID: fmt.Sprintf("session-%08d", i), Owner: "node-a", LastAccess: int64(i), IdleTimeout: 1800e9,
 			Ops: []Op{{Kind: OpSet, Key: "user", Value: v}}}

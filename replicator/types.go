@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"sync"
 )
 
 // This file holds the types shared by the replica, the wire codec, the
@@ -41,7 +40,7 @@ const (
 
 // Op is one change to one session.
 type Op struct {
-	Kind  OpKind
+	Kind  OpKind // what the op does (OpSet, OpDel, ...)
 	Key   string // attribute name (OpSet, OpDel) or new ID (OpRename)
 	Value []byte // encoded value (OpSet) or principal (OpPrincipal); owned by the Op, never mutated after commit
 }
@@ -70,14 +69,14 @@ type Delta struct {
 	IdleTimeout int64 // nanoseconds; 0 means no idle timeout
 	Deadline    int64 // unix nanoseconds of the absolute lifetime end; 0 means none
 
-	Ops []Op
+	Ops []Op // the changes, applied in order; the last op on a key wins
 }
 
 // Attr is one attribute held in a replica.
 type Attr struct {
 	Value   []byte // encoded value; nil when Deleted
-	Stamp   Stamp
-	Deleted bool // tombstone kept so that a late, older set cannot resurrect it
+	Stamp   Stamp  // stamp of the write that set (or deleted) it: the latest stamp wins
+	Deleted bool   // tombstone kept so that a late, older set cannot resurrect it
 }
 
 // DestroyReason says why a session ended.
@@ -115,21 +114,21 @@ func (r DestroyReason) String() string {
 // The field order keeps the struct at 160 bytes (a size class): a small
 // session's fixed cost is mostly this struct.
 type Session struct {
-	ID    string
-	Owner string
-	Epoch uint32
+	ID    string // session ID without route suffix
+	Owner string // node that serves the session (the last committer or taker-over)
+	Epoch uint32 // bumped on every takeover; the owner's writes carry it
 
 	// Tombstone fields: a destroyed session stays as a tombstone for a
 	// while so that late deltas cannot resurrect it.
 	Destroyed bool
-	Reason    DestroyReason
+	Reason    DestroyReason // why it was destroyed (tombstones only)
 
-	Version     uint64
-	Created     int64 // unix nanoseconds
-	LastAccess  int64 // unix nanoseconds
-	IdleTimeout int64 // nanoseconds; 0 means none
-	Deadline    int64 // unix nanoseconds; 0 means none
-	Principal   string
+	Version     uint64 // version of the last delta merged (Delta.Version: the owner's commit counter)
+	Created     int64  // unix nanoseconds
+	LastAccess  int64  // unix nanoseconds
+	IdleTimeout int64  // nanoseconds; 0 means none
+	Deadline    int64  // unix nanoseconds; 0 means none
+	Principal   string // the user the session belongs to (OpPrincipal); "" for none
 	PrincipalAt Stamp  // stamp of the last OpPrincipal
 	Attrs       Attrs  // sorted by key; see Attrs
 	RenamedTo   string // tombstones only: set with ReasonRenamed
@@ -245,36 +244,6 @@ var (
 func ShortHash(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:6])
-}
-
-// Subscribers is a list of lifecycle-event callbacks that stores offer
-// through a Subscribe method. The zero value is ready to use.
-type Subscribers struct {
-	mu  sync.RWMutex
-	fns []func(Event)
-}
-
-// Add registers fn.
-func (s *Subscribers) Add(fn func(Event)) {
-	s.mu.Lock()
-	s.fns = append(s.fns, fn)
-	s.mu.Unlock()
-}
-
-// Chain returns an event callback that calls first (when not nil), then
-// every subscriber.
-func (s *Subscribers) Chain(first func(Event)) func(Event) {
-	return func(e Event) {
-		if first != nil {
-			first(e)
-		}
-		s.mu.RLock()
-		fns := s.fns
-		s.mu.RUnlock()
-		for _, fn := range fns {
-			fn(e)
-		}
-	}
 }
 
 // RangeLive calls fn with the ID of every live session until fn returns

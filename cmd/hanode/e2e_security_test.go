@@ -29,6 +29,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hanode/hanode/internal/packet"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
@@ -402,20 +403,20 @@ func TestSecurityInjection(t *testing.T) {
 	// both are refused before decompression or reassembly (no tag).
 	zstdBomb := append([]byte{0x28, 0xb5, 0x2f, 0xfd, 0xa4, 0xff, 0xff, 0xff, 0x7f}, make([]byte, 1200)...)
 	for i := range 200 {
-		h := multicast.Header{Version: multicast.WireVersion, Type: multicast.TypeData, KeyID: 1,
+		h := packet.Header{Version: packet.Version, Type: packet.TypeData, KeyID: 1,
 			Cluster: multicast.ClusterID("hanode"), Sender: uuid.New(), Seq: uint64(1 + i), HighSeq: uint64(1 + i), FragCount: 1,
 			Timestamp: time.Now().UnixMilli()}
 		body := zstdBomb
 		if i%2 == 0 {
-			h.Flags = multicast.FlagCompressed
+			h.Flags = packet.FlagCompressed
 		} else {
-			h.Flags, h.FragCount = multicast.FlagFragment, 65535
+			h.Flags, h.FragCount = packet.FlagFragment, 65535
 			body = make([]byte, 1200)
 		}
-		h.Length = uint16(len(body) + multicast.TagLen)
-		b := h.AppendHeader(nil)
+		h.Length = uint16(len(body) + packet.TagLen)
+		b := h.Append(nil)
 		b = append(b, body...)
-		b = append(b, make([]byte, multicast.TagLen)...)
+		b = append(b, make([]byte, packet.TagLen)...)
 		sendCounted(b)
 	}
 	// 6. Members with another key (same id, other bytes; another id) and

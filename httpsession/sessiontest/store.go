@@ -12,13 +12,14 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/hanode/hanode/internal/hlc"
 	"github.com/hanode/hanode/replicator"
 )
 
 // Cluster is a set of in-memory nodes that replicate to each other.
 type Cluster struct {
 	mu      sync.Mutex // orders commits: stamping, logging, delivery
-	clock   replicator.Clock
+	clock   hlc.Clock
 	nodes   []*Store
 	held    bool
 	pending []pending

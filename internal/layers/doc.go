@@ -7,7 +7,11 @@
 // no cycle into the product):
 //
 //	0  helpers that import no hanode package: scripts/netlab,
-//	   replicator/redisstore/redistest, internal/testutil, scripts
+//	   replicator/redisstore/redistest, internal/testutil, scripts;
+//	   internal machinery of the layers above: internal/packet
+//	   (multicast's packet header), internal/hlc (the hybrid logical
+//	   clock), internal/subs (event subscriber lists), internal/wire
+//	   (the bridge to replicator's wire codec)
 //	1  the transports and the membership state machine: multicast, membership
 //	2  the replica and its codecs: replicator; internal/buildinfo
 //	3  runtimes and stores on the replica: replicator/* (cluster,

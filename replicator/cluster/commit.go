@@ -350,7 +350,7 @@ func (n *Node) checkReplication(now time.Time) {
 		n.stats.probes.Add(1)
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SyncTimeout)
 		defer cancel()
-		payload := replicator.AppendBatch([]byte{kindDeltas}, nil)
+		payload := codec.AppendBatch([]byte{kindDeltas}, nil)
 		seq, err := n.tr.Broadcast(ctx, payload, multicast.SendOptions{Ack: true})
 		if err != nil {
 			return
@@ -460,7 +460,7 @@ func (n *Node) broadcast(b *batch) {
 				break
 			}
 		}
-		payload = replicator.AppendBatch(payload, b.deltas[start:end])
+		payload = codec.AppendBatch(payload, b.deltas[start:end])
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		b.seq, err = n.tr.Broadcast(ctx, payload, multicast.SendOptions{Ack: b.ack && end == len(b.deltas)})
 		cancel()

@@ -38,7 +38,7 @@ func TestDeltasOnlyFromMembers(t *testing.T) {
 			now := time.Now().UnixNano()
 			d := &replicator.Delta{ID: id, Owner: "stray", Epoch: 1, Created: now, LastAccess: now, IdleTimeout: int64(time.Hour),
 				Ops: []replicator.Op{{Kind: replicator.OpSet, Key: "k", Value: []byte("forged")}}}
-			return tr, replicator.AppendBatch([]byte{kindDeltas}, []*replicator.Delta{d})
+			return tr, codec.AppendBatch([]byte{kindDeltas}, []*replicator.Delta{d})
 		}
 
 		// A sender that never joins: refused after the wait, counted.

@@ -6,6 +6,7 @@ package cluster
 import (
 	"time"
 
+	"github.com/hanode/hanode/internal/hlc"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 )
@@ -43,7 +44,7 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 		defer n.decodeMu.Unlock()
 		buf = n.decodeBuf
 	}
-	ds, err := replicator.DecodeBatchInto(buf, b)
+	ds, err := codec.DecodeBatchInto(buf, b)
 	if locked {
 		n.decodeBuf = ds
 	}
@@ -64,7 +65,7 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 		n.stats.deltasApplied.Add(1)
 		// Touches are batched for a second by design: they say nothing
 		// of replication lag.
-		if ts := replicator.HLCWall(d.HLC); ts > 0 && !d.TouchOnly() {
+		if ts := hlc.Wall(d.HLC); ts > 0 && !d.TouchOnly() {
 			n.stats.lagNanos.Store(wall - ts)
 			n.stats.lag.observe(time.Duration(wall - ts))
 		}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hanode/hanode/internal/hlc"
+	"github.com/hanode/hanode/internal/subs"
 	"github.com/hanode/hanode/membership"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
@@ -39,8 +41,8 @@ type Node struct {
 	rand    *rng // Config.Rand
 
 	replica *replicator.Replica
-	clock   *replicator.Clock
-	subs    replicator.Subscribers
+	clock   *hlc.Clock
+	subs    subs.List[replicator.Event]
 	tr      multicast.Transport
 	ln      net.Listener // state-transfer server
 	preAuth preAuth      // its connections not authenticated yet
@@ -208,7 +210,7 @@ func newNode(cfg Config) (*Node, error) {
 		id:      uuid.New(),
 		started: cfg.Clock(),
 		rand:    newRNG(cfg.Rand),
-		clock:   &replicator.Clock{},
+		clock:   &hlc.Clock{},
 		touches: make(map[string]int64),
 		kick:    make(chan struct{}, 1),
 		pending: newBatch(),

@@ -50,9 +50,9 @@ func set(k, v string) replicator.Op {
 // lossTo drops, with probability p drawn from a seeded generator, every
 // datagram to dst (data, control, status, NAK answers alike). The
 // network calls it under its lock, so the generator needs none.
-func lossTo(seed int64, dst uuid.UUID, p float64) func(from, to uuid.UUID, h multicast.Header) bool {
+func lossTo(seed int64, dst uuid.UUID, p float64) func(from, to uuid.UUID, p multicast.PacketInfo) bool {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6c6f7373))
-	return func(_, to uuid.UUID, _ multicast.Header) bool {
+	return func(_, to uuid.UUID, _ multicast.PacketInfo) bool {
 		return to == dst && rng.Float64() < p
 	}
 }
@@ -129,14 +129,14 @@ type tailDropper struct {
 	data, others, after int
 }
 
-func (d *tailDropper) drop(from, to uuid.UUID, h multicast.Header) bool {
+func (d *tailDropper) drop(from, to uuid.UUID, p multicast.PacketInfo) bool {
 	if !d.armed.Load() || from != d.src || to != d.dst {
 		return false
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.dataAt.IsZero() {
-		if h.Type == multicast.TypeData {
+		if p.Kind == "data" {
 			d.dataAt = time.Now()
 			d.data++
 			return true

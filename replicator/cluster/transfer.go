@@ -233,7 +233,7 @@ func (n *Node) answer(c net.Conn, serving chan struct{}, req, salt, nonce []byte
 		return err
 	}
 	for _, s := range sessions {
-		buf = replicator.AppendSession(buf[:0], s)
+		buf = codec.AppendSession(buf[:0], s)
 		k := binary.PutUvarint(lenBuf[:], uint64(len(buf)))
 		if _, err := bw.Write(lenBuf[:k]); err != nil {
 			return err
@@ -336,7 +336,7 @@ func (n *Node) fetch(ctx context.Context, addr string, full bool, progress func(
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return received, changed, fmt.Errorf("read record: %w", err)
 		}
-		s, _, err := replicator.DecodeSession(buf)
+		s, _, err := codec.DecodeSession(buf)
 		if err != nil {
 			return received, changed, err
 		}

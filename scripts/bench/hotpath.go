@@ -13,9 +13,13 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/hanode/hanode/internal/wire"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 )
+
+// codec is replicator's wire codec, as replicator/cluster uses it.
+var codec = wire.Of[replicator.Delta, replicator.Session]()
 
 // RealisticDeltas returns n deltas shaped like what httpsession commits
 // for a typical web app: one to three changed keys among a counter, a
@@ -55,14 +59,14 @@ func RealisticDeltas(rng *mrand.Rand, n int) []*replicator.Delta {
 	return ds
 }
 
-// DeltaBatches returns encoded batches (replicator.AppendBatch) of 1, 8
+// DeltaBatches returns encoded batches (the replicator codec's AppendBatch) of 1, 8
 // and 64 realistic deltas: one request, about one datagram's worth, and
 // a burst.
 func DeltaBatches() []NamedBytes {
 	rng := mrand.New(mrand.NewPCG(7, 7))
 	var out []NamedBytes
 	for _, n := range []int{1, 8, 64} {
-		out = append(out, NamedBytes{fmt.Sprintf("batch of %d deltas", n), replicator.AppendBatch(nil, RealisticDeltas(rng, n))})
+		out = append(out, NamedBytes{fmt.Sprintf("batch of %d deltas", n), codec.AppendBatch(nil, RealisticDeltas(rng, n))})
 	}
 	// A ~4 KB session record as state transfer sends it.
 	s := &replicator.Session{ID: "x", Owner: "web-1", Epoch: 1, Version: 3}
@@ -73,7 +77,7 @@ func DeltaBatches() []NamedBytes {
 		}
 	}
 	s.Attrs = replicator.NewAttrs(attrs)
-	rec := replicator.AppendSession(nil, s)
+	rec := codec.AppendSession(nil, s)
 	out = append(out, NamedBytes{fmt.Sprintf("session record (state transfer), %d attrs", s.Attrs.Len()), rec})
 	return out
 }
@@ -134,16 +138,16 @@ func BenchCompress(c Codec, in []byte, decompress bool) func(b *testing.B) {
 	}
 }
 
-// BenchEncodeBatch measures replicator.AppendBatch of n realistic deltas.
+// BenchEncodeBatch measures the replicator codec's AppendBatch of n realistic deltas.
 func BenchEncodeBatch(n int) func(b *testing.B) {
 	return func(b *testing.B) {
 		ds := RealisticDeltas(mrand.New(mrand.NewPCG(1, 2)), n)
-		buf := replicator.AppendBatch(nil, ds)
+		buf := codec.AppendBatch(nil, ds)
 		b.SetBytes(int64(len(buf)))
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
-			buf = replicator.AppendBatch(buf[:0], ds)
+			buf = codec.AppendBatch(buf[:0], ds)
 		}
 	}
 }
@@ -156,7 +160,7 @@ func BenchDecodeApplyBatch(n int) func(b *testing.B) {
 		ds := RealisticDeltas(mrand.New(mrand.NewPCG(1, 2)), n)
 		r := replicator.NewReplica(replicator.DefaultReplicaConfig())
 		b.ReportAllocs()
-		buf := replicator.AppendBatch(nil, ds)
+		buf := codec.AppendBatch(nil, ds)
 		b.SetBytes(int64(len(buf)))
 		b.ResetTimer()
 		for i := 0; b.Loop(); i++ {
@@ -165,9 +169,9 @@ func BenchDecodeApplyBatch(n int) func(b *testing.B) {
 				d.Version = uint64(i + 1)
 				d.HLC += 1
 			}
-			buf = replicator.AppendBatch(buf[:0], ds)
+			buf = codec.AppendBatch(buf[:0], ds)
 			b.StartTimer()
-			got, err := replicator.DecodeBatch(buf)
+			got, err := codec.DecodeBatch(buf)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hanode/hanode/internal/hlc"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
 )
@@ -266,7 +267,7 @@ func ReplicaMemory(n, size int, local bool) (perSession, raw float64) {
 type replicaStore struct {
 	replicator.Store
 	r     *replicator.Replica
-	clock replicator.Clock
+	clock hlc.Clock
 }
 
 func (s *replicaStore) Node() string { return "n1" }

@@ -386,7 +386,7 @@ func transferSection(t *targets) {
 }
 
 func compressionSection() {
-	fmt.Printf("### Compression of realistic session deltas (replicator.AppendBatch of httpsession-like deltas; multicast's settings)\n\n")
+	fmt.Printf("### Compression of realistic session deltas (batches of httpsession-like deltas in replicator's wire codec; multicast's settings)\n\n")
 	fmt.Println("| input | bytes | codec | ratio | compress MB/s | decompress MB/s | CPU ms per MB (compress + decompress) |")
 	fmt.Println("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
 	setBenchtime(300 * time.Millisecond)

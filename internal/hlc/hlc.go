@@ -1,4 +1,9 @@
-package replicator
+// Package hlc is the hybrid logical clock that stamps hanode's deltas:
+// values that compare like wall-clock times, never repeat on one node and
+// never go backwards, even when the wall clock does. Package replicator
+// commits with it and replicator/cluster merges the stamps it receives
+// into it; it is not part of their API.
+package hlc
 
 import "sync/atomic"
 
@@ -59,6 +64,6 @@ func (c *Clock) Update(remote uint64, wall int64) {
 // Last returns the latest value issued or merged, 0 for a new Clock.
 func (c *Clock) Last() uint64 { return c.last.Load() }
 
-// HLCWall returns the wall-clock part of an HLC value in unix nanoseconds
+// Wall returns the wall-clock part of an HLC value in unix nanoseconds
 // (the logical counter zeroed).
-func HLCWall(h uint64) int64 { return int64(h &^ logicalMask) }
+func Wall(h uint64) int64 { return int64(h &^ logicalMask) }
