@@ -1,6 +1,7 @@
 package httpsession
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/replicator/cluster"
@@ -48,14 +50,10 @@ func startClusterNodes(t *testing.T, mn *multicast.MemNetwork, names ...string) 
 		t.Cleanup(func() { n.Close() })
 		nodes = append(nodes, n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	for _, n := range nodes {
-		for !n.Ready() || len(n.Members()) != len(nodes) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready with %d members", n.Node(), len(nodes))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testutil.Until(t, 10*time.Second, n.Node()+" ready with every member", func() (bool, string) {
+			return n.Ready() && len(n.Members()) == len(nodes), fmt.Sprintf("ready %v, %d members", n.Ready(), len(n.Members()))
+		})
 	}
 	return nodes
 }

@@ -115,8 +115,12 @@ func startNodes(t *testing.T, n *MemNetwork, count int, mod func(*Config)) []*no
 			nd.stop()
 		}
 	})
-	// Let every member hear every other's status.
-	time.Sleep(2500 * time.Millisecond)
+	// Every member has heard every other (a status: a new sender).
+	for i, nd := range nodes {
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d to hear the %d others", i, count-1), func() bool {
+			return len(nd.eventsOf(EventNewSender)) >= count-1
+		})
+	}
 	return nodes
 }
 
@@ -188,7 +192,9 @@ func TestMemLossDuplicationReorder(t *testing.T) {
 				waitFor(t, 2*time.Minute, fmt.Sprintf("node %d to deliver node %d's messages", i, j), func() bool { return r.count(s.LocalID()) >= per })
 			}
 		}
-		time.Sleep(time.Second) // no extra deliveries afterwards
+		// Kept sleep, virtual (synctest): nothing to wait for, the test
+		// asserts that a second of repairs and duplicates adds no delivery.
+		time.Sleep(time.Second)
 		for i, r := range nodes {
 			for j, s := range nodes[:2] {
 				if r != s {
@@ -308,7 +314,8 @@ func TestMemRingOverflowBehind(t *testing.T) {
 		net.Isolate(c.LocalID())
 		const n = 300
 		broadcastN(t, a, n, 1000, SendOptions{})
-		time.Sleep(time.Second)
+		// Everything was sent while c was cut off: b has it all.
+		waitFor(t, 10*time.Second, "b to deliver all", func() bool { return nodes[1].count(a.LocalID()) >= n })
 		net.Heal()
 		waitFor(t, 20*time.Second, "EventBehind", func() bool { return len(c.eventsOf(EventBehind)) > 0 })
 		ev := c.eventsOf(EventBehind)[0]
@@ -371,6 +378,8 @@ func TestMemPartitionHeal(t *testing.T) {
 		waitFor(t, 5*time.Second, "delivery inside each side", func() bool {
 			return nodes[1].count(nodes[0].LocalID()) == n && nodes[3].count(nodes[2].LocalID()) == n
 		})
+		// Kept sleep, virtual (synctest): the test asserts that nothing
+		// crosses the partition for 3 s (statuses and repairs included).
 		time.Sleep(3 * time.Second)
 		if nodes[2].count(nodes[0].LocalID()) != 0 || nodes[0].count(nodes[2].LocalID()) != 0 {
 			t.Fatal("messages crossed the partition")

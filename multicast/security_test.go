@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"slices"
@@ -194,11 +195,33 @@ func TestSecurityOtherClusterAndKey(t *testing.T) {
 }
 
 // rotateAll replaces the keyring of every member, one member at a time,
-// with a pause between members (as an operator would, node by node).
+// with a pause between members (as an operator would, node by node; the
+// pause is part of the scenario, in synctest's virtual time).
 func rotateAll(krs []*Keyring, next func() *Keyring, pause time.Duration) {
 	for _, kr := range krs {
 		kr.Replace(next())
 		time.Sleep(pause)
+	}
+}
+
+// waitEachDelivers waits until every node has delivered k more messages
+// of every other.
+func waitEachDelivers(t *testing.T, nodes []*node, k int) {
+	t.Helper()
+	from := make([][]int, len(nodes))
+	for j, dst := range nodes {
+		for _, src := range nodes {
+			from[j] = append(from[j], dst.count(src.LocalID()))
+		}
+	}
+	for j, dst := range nodes {
+		for i, src := range nodes {
+			if i != j {
+				waitFor(t, 30*time.Second, fmt.Sprintf("node %d to deliver %d more of node %d", j, k, i), func() bool {
+					return dst.count(src.LocalID()) >= from[j][i]+k
+				})
+			}
+		}
 	}
 }
 
@@ -227,15 +250,16 @@ func TestSecurityRotationUnderLoad(t *testing.T) {
 						return
 					}
 					sent[i] = k + 1
-					time.Sleep(2 * time.Millisecond)
+					time.Sleep(2 * time.Millisecond) // the pace of the load, virtual (synctest)
 				}
 			}()
 		}
-		time.Sleep(time.Second)
+		// The load flows before the rotation, and after it under key 2 alone.
+		waitEachDelivers(t, nodes, 100)
 		rotateAll(krs, func() *Keyring { return ring(t, 1, 1, 2) }, 300*time.Millisecond) // install
 		rotateAll(krs, func() *Keyring { return ring(t, 2, 1, 2) }, 300*time.Millisecond) // promote
 		rotateAll(krs, func() *Keyring { return ring(t, 2, 2) }, 300*time.Millisecond)    // retire
-		time.Sleep(time.Second)
+		waitEachDelivers(t, nodes, 100)
 		stop.Store(true)
 		wg.Wait()
 		for i, src := range nodes {
@@ -269,8 +293,18 @@ func TestSecurityRotationUnderLoad(t *testing.T) {
 		// After retiring key 1, a member still on key 1 is locked out.
 		stale := startNode(t, net, func() Config { c := testConfig(); c.Keyring = ring(t, 1, 1); return c }())
 		defer stale.stop()
+		before := make([]uint64, len(nodes))
+		for i, nd := range nodes {
+			before[i] = nd.Stats().Rejected[reasonUnknownKey]
+		}
 		broadcastN(t, stale, 3, 10, SendOptions{})
-		time.Sleep(time.Second)
+		// Every node refused the 3 messages (what follows them, statuses
+		// of the stale member, is refused the same way).
+		for i, nd := range nodes {
+			waitFor(t, 10*time.Second, fmt.Sprintf("node %d to refuse the stale member's messages", i), func() bool {
+				return nd.Stats().Rejected[reasonUnknownKey] >= before[i]+3
+			})
+		}
 		for i, nd := range nodes {
 			if nd.count(stale.LocalID()) != 0 || nd.Stats().Rejected[reasonUnknownKey] == 0 {
 				t.Errorf("node %d: retired key accepted (rejected %v)", i, nd.Stats().Rejected)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/scripts/netlab"
 )
 
@@ -38,23 +39,26 @@ func noFalseSuspicions(t *testing.T, nodes ...*e2eNode) {
 	}
 }
 
-// deadAt polls n's /members every 5ms until the member named name (an old
-// incarnation of it: the killed process) is listed dead, and returns when.
+// deadAt polls n's /members every 5ms (the resolution of the measure)
+// until the member named name (an old incarnation of it: the killed
+// process) is listed dead, and returns when.
 func deadAt(n *e2eNode, name string, limit time.Time) (time.Time, error) {
-	for time.Now().Before(limit) {
+	var at time.Time
+	err := testutil.WaitEvery(time.Until(limit), 5*time.Millisecond, func() error {
 		_, body, err := n.adminGet("/members")
 		now := time.Now()
 		var ms []memberJSON
 		if err == nil && json.Unmarshal(body, &ms) == nil {
 			for _, m := range ms {
 				if m.Name == name && m.State == "dead" {
-					return now, nil
+					at = now
+					return nil
 				}
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Time{}, fmt.Errorf("%s does not list %s dead", n.name, name)
+		return fmt.Errorf("%s does not list %s dead: %s %v", n.name, name, body, err)
+	})
+	return at, err
 }
 
 // TestDetectKill kills one of three nodes with SIGKILL, four times (the
@@ -128,17 +132,19 @@ func TestFirstMemberStartsFast(t *testing.T) {
 	h := lab.AddHost("n1")
 	start := time.Now()
 	n := relStart(t, bin, h, "n1", key)
-	for {
+	// Polled every 5ms: the resolution of sinceExec.
+	err := testutil.WaitEvery(30*time.Second, 5*time.Millisecond, func() error {
 		if n.proc.Exited() {
 			t.Fatalf("n1 exited: %s", n.proc.Logs())
 		}
-		if code, _, err := n.adminGet("/readyz"); err == nil && code == 200 {
-			break
+		code, _, err := n.adminGet("/readyz")
+		if err == nil && code == 200 {
+			return nil
 		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("n1 not ready after 30s: %s", n.proc.Logs())
-		}
-		time.Sleep(5 * time.Millisecond)
+		return fmt.Errorf("/readyz %d %v", code, err)
+	})
+	if err != nil {
+		t.Fatalf("n1 not ready after 30s (%v): %s", err, n.proc.Logs())
 	}
 	sinceExec := time.Since(start)
 	m := readyAfterRE.FindStringSubmatch(n.proc.Logs())

@@ -78,15 +78,18 @@ func TestLagBetweenNamespaces(t *testing.T) {
 		return err == nil && count >= 1, fmt.Sprint(count, err)
 	})
 
-	// Idle: one write every 10 ms.
+	// Idle: one write every 10 ms. The ticker is the pace of an idle
+	// node (a rate), not a wait for an outcome.
 	_, _, before := lagQuantiles(t, n2)
 	c := &client{}
 	const idleWrites = 300
+	pace := time.NewTicker(10 * time.Millisecond)
+	defer pace.Stop()
 	for i := range idleWrites {
+		<-pace.C
 		if code, body, _ := c.do(t, http.MethodPut, fmt.Sprintf("%s/attrs/k%d", n1.app, i%20), strconv.Itoa(i)); code/100 != 2 {
 			t.Fatalf("PUT: %d %s", code, body)
 		}
-		time.Sleep(10 * time.Millisecond) // the pace of an idle node, not a wait
 	}
 	waitAllApplied(t, n1, n2)
 	p50, p99, count := lagQuantiles(t, n2)

@@ -307,6 +307,16 @@ func startBackground(base, token string) *background {
 	return b
 }
 
+// waitServed waits until the background user got n answers.
+func (b *background) waitServed(t *testing.T, n int) {
+	t.Helper()
+	eventually(t, 10*time.Second, fmt.Sprintf("%d background requests served", n), func() (bool, string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.served >= n, fmt.Sprintf("%d served, errors %v", b.served, b.errs)
+	})
+}
+
 func (b *background) finish(t *testing.T) {
 	t.Helper()
 	close(b.stop)
@@ -359,7 +369,6 @@ func lbScenario(t *testing.T, startLB func(*testing.T, *netlab.Lab, []*e2eNode) 
 	if other == nil {
 		t.Fatalf("no second user on %s", victim.name)
 	}
-	bg := startBackground(base, other.c.token)
 	slow := make(chan string, 1)
 	go func() {
 		req, _ := http.NewRequest(http.MethodGet, base+"/debug/sleep?ms=2500", nil)
@@ -373,7 +382,14 @@ func lbScenario(t *testing.T, startLB func(*testing.T, *netlab.Lab, []*e2eNode) 
 		resp.Body.Close()
 		slow <- fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
 	}()
-	time.Sleep(300 * time.Millisecond) // the slow request reaches the node
+	// The slow request reaches the node: the only app request in flight
+	// there (the background user starts after it).
+	eventually(t, 10*time.Second, "the slow request in flight on "+victim.name, func() (bool, string) {
+		st, err := statusOf(victim)
+		return err == nil && st.InFlight >= 1, fmt.Sprintf("%+v %v", st, err)
+	})
+	bg := startBackground(base, other.c.token)
+	bg.waitServed(t, 1)
 	stopped := time.Now()
 	if err := victim.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -31,6 +31,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/packet"
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
@@ -378,20 +380,15 @@ func testRandomLoss(t *testing.T, pct int) {
 	}
 	writesStopped := time.Now()
 	var converged time.Duration
-	bad, ex := 0, ""
-	for {
-		bad, ex = relSameVersions(ref, n2, ids)
-		if bad == 0 {
-			converged = time.Since(writesStopped)
-			break
+	err = testutil.Wait(60*time.Second, func() error {
+		if bad, ex := relSameVersions(ref, n2, ids); bad > 0 {
+			return fmt.Errorf("%d of %d sessions (%s)", bad, sessions, ex)
 		}
-		if time.Since(writesStopped) > 60*time.Second {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if bad > 0 {
-		t.Errorf("loss %d%%: 60s after the writes stopped n2 still lags on %d of %d sessions (%s)", pct, bad, sessions, ex)
+		converged = time.Since(writesStopped)
+		return nil
+	})
+	if err != nil {
+		t.Errorf("loss %d%%: 60s after the writes stopped n2 still lags on %v", pct, err)
 	} else {
 		t.Logf("loss %d%%: n2 caught up %s after the writes stopped", pct, converged.Round(time.Millisecond))
 	}
@@ -424,35 +421,72 @@ func testRandomLoss(t *testing.T, pct int) {
 
 var nftCounterRE = regexp.MustCompile(`counter packets (\d+)`)
 
+// relDrop is a drop rule that relDropFrom installed.
+type relDrop struct {
+	t *testing.T
+	h *netlab.Host
+}
+
+// relHeaderType matches a hanode packet of one type: the UDP header (8
+// bytes), then the hanode header: 'H' 'N' version type.
+func relHeaderType(typ packet.Type) string {
+	return fmt.Sprintf("meta l4proto udp @th,64,16 0x484e @th,88,8 %d", typ)
+}
+
+// relCounted are the packet types, from the dropped source, that the
+// rules of relDropFrom count (in this order) ahead of the drop rule.
+var relCounted = []packet.Type{packet.TypeData, packet.TypeControl, packet.TypeStatus}
+
 // relDropFrom installs a drop rule in h for UDP from src: hanode data
-// packets only (magic "HN", type 1), or every datagram. It returns a
-// function that removes it and reports how many packets it dropped.
-func relDropFrom(t *testing.T, h *netlab.Host, src string, dataOnly bool) func() int {
+// packets only, or every datagram. Rules in front of it count the data,
+// control (membership heartbeats) and status packets from src.
+func relDropFrom(t *testing.T, h *netlab.Host, src string, dataOnly bool) *relDrop {
 	t.Helper()
 	match := "meta l4proto udp"
 	if dataOnly {
-		// UDP header (8 bytes) then the hanode header: 'H' 'N' version type.
-		match = "meta l4proto udp @th,64,16 0x484e @th,88,8 1"
+		match = relHeaderType(packet.TypeData)
 	}
-	rules := fmt.Sprintf("table inet reltail {\n\tchain in {\n\t\ttype filter hook input priority -10; policy accept;\n\t\tip saddr %s %s counter drop\n\t}\n}\n", src, match)
-	if err := h.Nft(rules); err != nil {
+	var b strings.Builder
+	b.WriteString("table inet reltail {\n\tchain in {\n\t\ttype filter hook input priority -10; policy accept;\n")
+	for _, typ := range relCounted {
+		fmt.Fprintf(&b, "\t\tip saddr %s %s counter\n", src, relHeaderType(typ))
+	}
+	fmt.Fprintf(&b, "\t\tip saddr %s %s counter drop\n\t}\n}\n", src, match)
+	if err := h.Nft(b.String()); err != nil {
 		t.Fatal(err)
 	}
-	return func() int {
-		out, err := h.Run("nft", "list", "table", "inet", "reltail")
-		if _, derr := h.Run("nft", "delete", "table", "inet", "reltail"); derr != nil {
-			t.Fatalf("remove drop rule: %v", derr)
-		}
-		if err != nil {
-			t.Fatalf("list drop rule: %v", err)
-		}
-		m := nftCounterRE.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no counter in %s", out)
-		}
-		c, _ := strconv.Atoi(m[1])
-		return c
+	return &relDrop{t: t, h: h}
+}
+
+// counts returns how many packets of each type in relCounted came from
+// the source since the rules were installed, and how many were dropped.
+func (d *relDrop) counts() (byType map[packet.Type]int, dropped int, err error) {
+	out, err := d.h.Run("nft", "list", "table", "inet", "reltail")
+	if err != nil {
+		return nil, 0, err
 	}
+	m := nftCounterRE.FindAllStringSubmatch(out, -1)
+	if len(m) != len(relCounted)+1 {
+		return nil, 0, fmt.Errorf("%d counters in %s", len(m), out)
+	}
+	byType = map[packet.Type]int{}
+	for i, typ := range relCounted {
+		byType[typ], _ = strconv.Atoi(m[i][1])
+	}
+	dropped, _ = strconv.Atoi(m[len(relCounted)][1])
+	return byType, dropped, nil
+}
+
+// remove deletes the rules and returns how many packets they dropped.
+func (d *relDrop) remove() int {
+	_, dropped, err := d.counts()
+	if _, derr := d.h.Run("nft", "delete", "table", "inet", "reltail"); derr != nil {
+		d.t.Fatalf("remove drop rule: %v", derr)
+	}
+	if err != nil {
+		d.t.Fatalf("list drop rule: %v", err)
+	}
+	return dropped
 }
 
 func TestReliabilityLastMessageLost(t *testing.T) {
@@ -466,14 +500,17 @@ func TestReliabilityLastMessageLost(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		dataOnly bool
-		hold     time.Duration // how long the rule stays after the last response
+		// hold lists the packet types from n1 the rule must have dropped
+		// (one of each at least) before it is removed.
+		hold []packet.Type
 	}{
-		// Only data packets from n1 are dropped, for a window that covers
-		// the last write's datagram (flushed ≤1ms after the response).
-		{"last-message", true, 30 * time.Millisecond},
-		// Everything from n1 for longer than one heartbeat interval
-		// (500ms) and one status interval while dirty (250ms).
-		{"last-message-and-heartbeat", false, 700 * time.Millisecond},
+		// Only data packets from n1 are dropped, until the last write's
+		// datagram was (it is flushed ≤1ms after the response).
+		{"last-message", true, []packet.Type{packet.TypeData}},
+		// Everything from n1, until the last write's datagram, the next
+		// heartbeat (a control packet) and the next status (sent while
+		// the last message is unacknowledged) were dropped.
+		{"last-message-and-heartbeat", false, []packet.Type{packet.TypeData, packet.TypeControl, packet.TypeStatus}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const sess, burst = 5, 60
@@ -501,19 +538,30 @@ func TestReliabilityLastMessageLost(t *testing.T) {
 			naks0 := relMetric(n2, "hanode_multicast_naks_sent_total")
 			ae0 := relMetric(n2, "hanode_anti_entropy_rounds_total")
 
-			remove := relDropFrom(t, n2.host, n1.host.IP().String(), tc.dataOnly)
+			drop := relDropFrom(t, n2.host, n1.host.IP().String(), tc.dataOnly)
 			cj, tok, err := relCounter(hc, http.MethodPost, n1.app, tokens[0])
 			if err != nil {
-				remove()
+				drop.remove()
 				t.Fatal(err)
 			}
 			lastAck := time.Now()
 			tokens[0], want[0] = tok, cj.N
-			time.Sleep(tc.hold)
-			dropped := remove()
+			held := testutil.Wait(10*time.Second, func() error {
+				byType, _, err := drop.counts()
+				if err != nil {
+					return err
+				}
+				for _, typ := range tc.hold {
+					if byType[typ] == 0 {
+						return fmt.Errorf("no %s packet from n1 yet (seen %v)", typ, byType)
+					}
+				}
+				return nil
+			})
+			dropped := drop.remove()
 			t.Logf("%s: the rule dropped %d packets from n1 in %s", tc.name, dropped, time.Since(lastAck).Round(time.Millisecond))
-			if dropped == 0 {
-				t.Fatalf("the drop rule matched nothing: the last message was not lost")
+			if held != nil || dropped == 0 {
+				t.Fatalf("the drop rule did not drop what the case needs (%v; %d dropped): the last message was not lost", held, dropped)
 			}
 
 			// No more writes: n2 must get the last version by itself, well
@@ -563,14 +611,7 @@ func relBlob(i int) string {
 }
 
 func relStatusSessions(n *e2eNode) (int, error) {
-	code, body, err := n.adminGet("/status")
-	if err != nil || code != 200 {
-		return 0, fmt.Errorf("%d %v", code, err)
-	}
-	var st struct {
-		Sessions int `json:"sessions"`
-	}
-	err = json.Unmarshal(body, &st)
+	st, err := statusOf(n)
 	return st.Sessions, err
 }
 
@@ -664,13 +705,14 @@ type relLB struct {
 	nodes   []*e2eNode
 	mu      sync.Mutex
 	healthy map[string]bool
+	checked chan struct{} // closed (and replaced) after each round of health checks
 	rr      atomic.Uint64
 	stop    chan struct{}
 	done    chan struct{}
 }
 
 func newRelLB(nodes []*e2eNode) *relLB {
-	lb := &relLB{nodes: nodes, healthy: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	lb := &relLB{nodes: nodes, healthy: map[string]bool{}, checked: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	for _, n := range nodes {
 		lb.healthy[n.name] = true
 	}
@@ -693,12 +735,35 @@ func newRelLB(nodes []*e2eNode) *relLB {
 				lb.healthy[n.name] = ok
 				lb.mu.Unlock()
 			}
+			lb.mu.Lock()
+			close(lb.checked)
+			lb.checked = make(chan struct{})
+			lb.mu.Unlock()
 		}
 	}()
 	return lb
 }
 
 func (lb *relLB) close() { close(lb.stop); <-lb.done }
+
+// awaitCheck waits for the end of the next round of health checks (or
+// for close): what a balancer with no healthy node does before retrying.
+func (lb *relLB) awaitCheck() {
+	lb.mu.Lock()
+	c := lb.checked
+	lb.mu.Unlock()
+	select {
+	case <-c:
+	case <-lb.stop:
+	}
+}
+
+// isHealthy reports whether the last health check of name passed.
+func (lb *relLB) isHealthy(name string) bool {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.healthy[name]
+}
 
 func (lb *relLB) markDown(name string) {
 	lb.mu.Lock()
@@ -737,6 +802,16 @@ type relLoadStats struct {
 	stale, lost, sessionLost, failed         errs
 }
 
+// waitRequests waits until the load has sent n more POSTs.
+func (st *relLoadStats) waitRequests(t *testing.T, n int64) {
+	t.Helper()
+	want := st.requests.Load() + n
+	eventually(t, 60*time.Second, fmt.Sprintf("%d more requests of the load", n), func() (bool, string) {
+		got := st.requests.Load()
+		return got >= want, fmt.Sprintf("%d of %d", got, want)
+	})
+}
+
 // post sends one POST /counter for u through the LB, redispatching on a
 // refused connection (nothing was sent) and, like `retries 2`, at most
 // twice. It checks n == previous+1 (previous+1 or +2 after an ambiguous
@@ -746,7 +821,7 @@ func (lb *relLB) post(hc *http.Client, u *relUser, st *relLoadStats) *e2eNode {
 	for try := 0; try < 3; try++ {
 		node := lb.pick(routeOf(u.token), avoid)
 		if node == nil {
-			time.Sleep(50 * time.Millisecond)
+			lb.awaitCheck()
 			continue
 		}
 		if try > 0 {
@@ -788,6 +863,7 @@ func TestReliabilityRollingRestart(t *testing.T) {
 
 	const workers, usersPerWorker = 6, 12
 	var st relLoadStats
+	var created atomic.Int64 // users with a session
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	users := make([][]*relUser, workers)
@@ -796,19 +872,27 @@ func TestReliabilityRollingRestart(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			hc := relHTTP(2, false) // a new connection per request: a refused one is unambiguous
+			// A request every 5ms at most per worker: the pace of the
+			// load (a rate), not a wait for an outcome.
+			pace := time.NewTicker(5 * time.Millisecond)
+			defer pace.Stop()
 			var mine []*relUser
 			for it := 0; ; it++ {
 				select {
 				case <-stop:
 					users[w] = mine
 					return
-				default:
+				case <-pace.C:
 				}
 				if len(mine) < usersPerWorker && it%5 == 0 {
 					mine = append(mine, &relUser{})
 				}
 				u := mine[it%len(mine)]
+				fresh := u.id == ""
 				node := lb.post(hc, u, &st)
+				if fresh && u.id != "" {
+					created.Add(1)
+				}
 				if node != nil && it%4 == 0 {
 					// A read through the node that served the write (the
 					// session's owner now): it must show that write.
@@ -818,12 +902,24 @@ func TestReliabilityRollingRestart(t *testing.T) {
 						st.stale.add("user %s: GET on %s returned n %d after POST returned %d", relShort(u.id), node.name, cj.N, u.n)
 					}
 				}
-				time.Sleep(5 * time.Millisecond)
 			}
 		}()
 	}
 
-	time.Sleep(3 * time.Second)
+	// The load runs at full strength: every user has a session that every
+	// node holds, and the users have written a while.
+	eventually(t, 60*time.Second, "every user's session on every node", func() (bool, string) {
+		if c := created.Load(); c < workers*usersPerWorker {
+			return false, fmt.Sprintf("%d of %d users have a session", c, workers*usersPerWorker)
+		}
+		for _, n := range nodes {
+			if c, err := relStatusSessions(n); err != nil || c < workers*usersPerWorker {
+				return false, fmt.Sprintf("%s holds %d sessions %v", n.name, c, err)
+			}
+		}
+		return true, ""
+	})
+	st.waitRequests(t, 500)
 	for i, n := range nodes {
 		r0 := st.requests.Load()
 		t0 := time.Now()
@@ -835,7 +931,20 @@ func TestReliabilityRollingRestart(t *testing.T) {
 		nodes[i].proc = startNode(t, bin, n.host, n.name, "--ha", "--interface", "eth0", "--key-file", key).proc
 		waitReady(t, 90*time.Second, n)
 		t.Logf("rolling: %s stopped in %s, ready again %s after SIGTERM; %d requests meanwhile", n.name, stopped.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), st.requests.Load()-r0)
-		time.Sleep(3 * time.Second)
+		// Before the next stop: the balancer sends to the node again,
+		// every node sees the three alive, and the load went on a while.
+		eventually(t, 30*time.Second, "the cluster whole again after "+n.name+"'s restart", func() (bool, string) {
+			if !lb.isHealthy(n.name) {
+				return false, "the balancer's health check of " + n.name + " has not passed yet"
+			}
+			for _, m := range nodes {
+				if a, detail := relAlive(m); len(a) != len(nodes) {
+					return false, m.name + ": " + detail
+				}
+			}
+			return true, ""
+		})
+		st.waitRequests(t, 500)
 	}
 	close(stop)
 	waitCh := make(chan struct{})
@@ -951,6 +1060,10 @@ func TestReliabilityPartition(t *testing.T) {
 	}
 	b1, b2 := n1.app, n2.app
 	rounds := 0
+	// A round of writes a second: the pace of the users (a rate) for
+	// the length of the partition, not a wait for an outcome.
+	pace := time.NewTicker(time.Second)
+	defer pace.Stop()
 	for round := 0; time.Since(p0) < partition; round++ {
 		for i := range sessions {
 			lastL[i], lastLS[i] = fmt.Sprintf("L-%d-%d", i, round), fmt.Sprintf("n1-%d-%d", i, round)
@@ -969,7 +1082,7 @@ func TestReliabilityPartition(t *testing.T) {
 				return len(a1) == 1 && !a2["n1"] && a2["n3"], d1 + " | " + d2
 			})
 		}
-		time.Sleep(time.Second)
+		<-pace.C
 	}
 	if err := n1.host.Heal(n2.host, n3.host); err != nil {
 		t.Fatal(err)
@@ -977,8 +1090,11 @@ func TestReliabilityPartition(t *testing.T) {
 	healed = true
 	t.Logf("partition: %s with %d rounds of writes on both sides", time.Since(p0).Round(time.Millisecond), rounds)
 	h0 := time.Now()
-	// Diagnostics: packets the nodes reject after the heal, by reason.
-	time.Sleep(5 * time.Second)
+	// Diagnostics: packets the nodes rejected by the time every node
+	// sees the three alive again, by reason.
+	for _, n := range nodes {
+		relWaitAlive(t, n, len(nodes))
+	}
 	for _, n := range nodes {
 		_, body, _ := n.adminGet("/metrics")
 		var lines []string
@@ -987,7 +1103,7 @@ func TestReliabilityPartition(t *testing.T) {
 				lines = append(lines, ln)
 			}
 		}
-		t.Logf("partition: %s 5s after the heal: %s", n.name, strings.Join(lines, "; "))
+		t.Logf("partition: %s with the view healed, %s after the heal: %s", n.name, time.Since(h0).Round(time.Millisecond), strings.Join(lines, "; "))
 	}
 
 	// Converged: the admin view (owner, epoch, attribute sizes and

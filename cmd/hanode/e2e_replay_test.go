@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/packet"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
@@ -116,6 +117,19 @@ func (g *ghostWatch) note(format string, args ...any) {
 	}
 }
 
+// waitRounds waits until the watch has sampled every node k more times.
+func (g *ghostWatch) waitRounds(t *testing.T, k int) {
+	t.Helper()
+	g.mu.Lock()
+	want := g.samples + (k+1)*len(g.nodes())
+	g.mu.Unlock()
+	eventually(t, 20*time.Second, fmt.Sprintf("%d rounds of /members samples", k), func() (bool, string) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.samples >= want, fmt.Sprintf("%d of %d samples", g.samples, want)
+	})
+}
+
 func (g *ghostWatch) finish(t *testing.T) {
 	close(g.stop)
 	<-g.done
@@ -153,13 +167,14 @@ func TestSecurityReplayAcrossRestarts(t *testing.T) {
 	put(valueUser, n1, "v", "v0")
 	put(doomedUser, n2, "d", "alive")
 	put(n3User, n3, "x", "0")
-	caps := capture(t, ifi, 3*time.Second, func() {
+	// The capture ends once it holds deltas and heartbeats of every node.
+	caps := capture(t, ifi, func() {
 		for i := 1; i <= 5; i++ {
 			put(valueUser, n1, "v", "v"+strconv.Itoa(i))
 			put(doomedUser, n2, "d", "alive-"+strconv.Itoa(i))
 			put(n3User, n3, "x", strconv.Itoa(i))
 		}
-	})
+	}, fromEach(nodes, 15, map[packet.Type]int{packet.TypeData: 1, packet.TypeControl: 1}))
 	captureEnd := time.Now()
 	if len(caps) < 15 {
 		t.Fatalf("captured only %d packets", len(caps))
@@ -223,17 +238,33 @@ func TestSecurityReplayAcrossRestarts(t *testing.T) {
 	mu.Lock()
 	live = append(live, n4)
 	mu.Unlock()
-	for time.Since(captureEnd) < 11*time.Second {
-		time.Sleep(100 * time.Millisecond) // the replay must come after the skew; not a wait for a result
-	}
+	// Kept sleep: the replay must come after the skew, a span of the
+	// clocks that nothing in the cluster reports; not a wait for a result.
+	time.Sleep(time.Until(captureEnd.Add(11 * time.Second)))
 	before4 := refusals(t, n4)
 	replay("to the new n4")
 
-	// Keep watching a few heartbeats after the replay, then check.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond) // sampling window of the ghost watch
+	// Every node has read the replayed datagrams, then heard each of its
+	// live peers again (a heartbeat round: a ghost would be gossiped by
+	// now), and the watch sampled every node after that; then check.
+	atk.fence(t, current())
+	heard := time.Now()
+	for _, n := range current() {
+		eventually(t, 20*time.Second, n.name+" hears its peers after the replay", func() (bool, string) {
+			_, body, err := n.adminGet("/members")
+			var ms []memberJSON
+			if err != nil || json.Unmarshal(body, &ms) != nil {
+				return false, fmt.Sprint(err)
+			}
+			for _, m := range ms {
+				if m.State == "alive" && !m.Self && !m.LastSeen.After(heard) {
+					return false, string(body)
+				}
+			}
+			return true, ""
+		})
 	}
+	watch.waitRounds(t, 2)
 	watch.finish(t)
 
 	// No value went back and the destroyed session stayed destroyed, on

@@ -143,6 +143,24 @@ func (l *load) waitWrites(t *testing.T, n int64) {
 	})
 }
 
+// waitRounds waits until every user of the load has written k more times.
+func (l *load) waitRounds(t *testing.T, k int) {
+	t.Helper()
+	l.mu.Lock()
+	from := append([]int(nil), l.counts...)
+	l.mu.Unlock()
+	eventually(t, 30*time.Second, fmt.Sprintf("%d more writes of every user", k), func() (bool, string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, c := range l.counts {
+			if c < from[i]+k {
+				return false, fmt.Sprintf("counters %v, were %v", l.counts, from)
+			}
+		}
+		return true, ""
+	})
+}
+
 // waitReplicated waits until every node has applied (or rejected) every
 // delta the others had sent when it was called.
 func waitReplicated(t *testing.T, nodes []*e2eNode) {
@@ -165,13 +183,17 @@ func waitReplicated(t *testing.T, nodes []*e2eNode) {
 	}
 }
 
+// startLoad starts one user per node, each writing at most once every
+// every: the pace of the load (a rate), not a wait for an outcome.
 func startLoad(nodes []*e2eNode, every time.Duration) *load {
 	l := &load{tokens: make([]string, len(nodes)), counts: make([]int, len(nodes))}
 	for i, n := range nodes {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			for !l.stop.Load() {
+			pace := time.NewTicker(every)
+			defer pace.Stop()
+			for ; !l.stop.Load(); <-pace.C {
 				cj, tok, err := postCounter(n.app, l.tokens[i])
 				if err != nil {
 					l.fail("%s: POST /counter: %v", n.name, err)
@@ -184,7 +206,6 @@ func startLoad(nodes []*e2eNode, every time.Duration) *load {
 					l.mu.Unlock()
 					l.writes.Add(1)
 				}
-				time.Sleep(every)
 			}
 		}()
 	}
@@ -231,9 +252,12 @@ func bridgeInterface(t *testing.T, lab *netlab.Lab) *net.Interface {
 	return nil
 }
 
-// attacker sends from the bridge (the LAN) to the group.
+// attacker sends from the bridge (the LAN) to the group, at most 200
+// datagrams every 20ms: a rate that does not overrun the nodes' receive
+// buffers, so that every packet is seen.
 type attacker struct {
 	conn *net.UDPConn
+	pace *time.Ticker
 	sent int
 }
 
@@ -252,7 +276,9 @@ func newAttacker(t *testing.T, lab *netlab.Lab) *attacker {
 	if serr != nil {
 		t.Fatal(serr)
 	}
-	return &attacker{conn: c}
+	a := &attacker{conn: c, pace: time.NewTicker(20 * time.Millisecond)}
+	t.Cleanup(a.pace.Stop)
+	return a
 }
 
 func (a *attacker) send(t *testing.T, b []byte) {
@@ -262,7 +288,25 @@ func (a *attacker) send(t *testing.T, b []byte) {
 	}
 	a.sent++
 	if a.sent%200 == 0 {
-		time.Sleep(20 * time.Millisecond) // do not overrun receive buffers: every packet must be seen
+		<-a.pace.C
+	}
+}
+
+// fence sends a malformed datagram after the others and waits until every
+// node counted it: the nodes read a sender's datagrams in order, so every
+// datagram sent before it has been read and judged.
+func (a *attacker) fence(t *testing.T, nodes []*e2eNode) {
+	t.Helper()
+	before := make([]float64, len(nodes))
+	for i, n := range nodes {
+		before[i] = rejections(t, n)["malformed"]
+	}
+	a.send(t, []byte("HN"))
+	for i, n := range nodes {
+		eventually(t, 20*time.Second, n.name+" read the attacker's datagrams", func() (bool, string) {
+			got := rejections(t, n)["malformed"]
+			return got > before[i], fmt.Sprintf("malformed %g, was %g", got, before[i])
+		})
 	}
 }
 
@@ -273,15 +317,29 @@ type captured struct {
 	from netip.Addr
 }
 
-func capture(t *testing.T, ifi *net.Interface, d time.Duration, during func()) []captured {
+// typ is the packet's hanode type (0 when it has no hanode header).
+func (c captured) typ() packet.Type {
+	if len(c.b) < 4 || c.b[0] != 'H' || c.b[1] != 'N' {
+		return 0
+	}
+	return packet.Type(c.b[3])
+}
+
+// capture records the group's datagrams seen on the bridge, with the
+// sender's address, from before during runs until enough holds.
+func capture(t *testing.T, ifi *net.Interface, during func(), enough func([]captured) (bool, string)) []captured {
 	t.Helper()
 	c, err := net.ListenMulticastUDP("udp4", ifi, net.UDPAddrFromAddrPort(defaultGroup))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	var mu sync.Mutex
 	var out []captured
 	done := make(chan struct{})
+	defer func() {
+		c.Close()
+		<-done
+	}()
 	go func() {
 		defer close(done)
 		buf := make([]byte, 65536)
@@ -290,14 +348,44 @@ func capture(t *testing.T, ifi *net.Interface, d time.Duration, during func()) [
 			if err != nil {
 				return
 			}
+			mu.Lock()
 			out = append(out, captured{append([]byte(nil), buf[:n]...), from.Addr().Unmap()})
+			mu.Unlock()
 		}
 	}()
 	during()
-	time.Sleep(d)
-	c.Close()
-	<-done
-	return out
+	eventually(t, 30*time.Second, "the group's traffic captured", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return enough(out)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]captured(nil), out...)
+}
+
+// fromEach is a condition of capture: at least total packets, and from
+// every node at least the given number of packets of each type.
+func fromEach(nodes []*e2eNode, total int, want map[packet.Type]int) func([]captured) (bool, string) {
+	return func(caps []captured) (bool, string) {
+		got := map[netip.Addr]map[packet.Type]int{}
+		for _, c := range caps {
+			if got[c.from] == nil {
+				got[c.from] = map[packet.Type]int{}
+			}
+			got[c.from][c.typ()]++
+		}
+		ok := len(caps) >= total
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d packets;", len(caps))
+		for _, n := range nodes {
+			fmt.Fprintf(&b, " %s %v", n.name, got[n.host.IP()])
+			for typ, k := range want {
+				ok = ok && got[n.host.IP()][typ] >= k
+			}
+		}
+		return ok, b.String()
+	}
 }
 
 // TestSecurityInjection: a 3-node cluster under write load while an
@@ -325,8 +413,8 @@ func TestSecurityInjection(t *testing.T) {
 	}
 	ld := startLoad(nodes, 20*time.Millisecond)
 	// Capture the cluster's traffic (it is all on the bridge) while the
-	// load runs.
-	caps := capture(t, ifi, 3*time.Second, func() {})
+	// load runs, until it holds data packets of every node.
+	caps := capture(t, ifi, func() {}, fromEach(nodes, 50, map[packet.Type]int{packet.TypeData: 5}))
 	if len(caps) < 50 {
 		t.Fatalf("captured only %d packets", len(caps))
 	}
@@ -430,8 +518,13 @@ func TestSecurityInjection(t *testing.T) {
 	intruders := []struct {
 		cluster string
 		kr      *multicast.Keyring
-	}{{"hanode", sameID}, {"hanode", otherID}, {"other-cluster", right}}
+		reason  string // what the nodes count their packets as
+	}{{"hanode", sameID, "auth"}, {"hanode", otherID, "unknown_key"}, {"other-cluster", right, "cluster"}}
 	for _, in := range intruders {
+		before := map[string]float64{}
+		for _, n := range nodes {
+			before[n.name] = rejections(t, n)[in.reason]
+		}
 		cfg := multicast.DefaultConfig()
 		cfg.ClusterName, cfg.Keyring, cfg.Interface = in.cluster, in.kr, lab.BridgeIP().String()
 		tr, err := multicast.Listen(cfg)
@@ -443,7 +536,14 @@ func TestSecurityInjection(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
+		// Every node refused the intruder's 50 messages (one datagram
+		// each at least) before it leaves.
+		for _, n := range nodes {
+			eventually(t, 20*time.Second, fmt.Sprintf("%s counts the intruder's packets as %q", n.name, in.reason), func() (bool, string) {
+				got := rejections(t, n)[in.reason] - before[n.name]
+				return got >= 50, fmt.Sprint(got)
+			})
+		}
 		tr.Close()
 	}
 	// 7. The state-transfer TCP port: garbage, a stream under an unknown
@@ -635,7 +735,7 @@ func TestSecurityKeyRotation(t *testing.T) {
 			eventually(t, 10*time.Second, n.name+" reloads its keys ("+name+")", func() (bool, string) {
 				return reloads(n, "key reload: new keys in use") > before, ""
 			})
-			time.Sleep(300 * time.Millisecond)
+			ld.waitRounds(t, 5) // every user writes with this node on its new keys
 		}
 		waitReplicated(t, nodes) // everything sent under the old primary arrived
 	}

@@ -91,6 +91,10 @@ func (r *syncRun) finish() {
 }
 
 func (r *syncRun) loop(w *syncWriter) {
+	// A write every r.pace at most: the pace of a user (a rate), not a
+	// wait for an outcome.
+	pace := time.NewTicker(r.pace)
+	defer pace.Stop()
 	for seq := 0; !r.stop.Load(); seq++ {
 		key := "last"
 		if seq%2 == 0 {
@@ -98,14 +102,28 @@ func (r *syncRun) loop(w *syncWriter) {
 		}
 		val := fmt.Sprintf("%d-%d", w.idx, seq)
 		r.write(w, seq, key, val)
-		time.Sleep(r.pace) // pacing of a user, not a wait for an outcome
+		<-pace.C
 	}
 }
 
 // write tries the home node, then the others, round after round, until a
 // 2xx or the end of the run.
 func (r *syncRun) write(w *syncWriter, seq int, key, val string) {
+	// A round of tries every 50ms at most: when every node refused, the
+	// client backs off (a rate of retries, not a wait for an outcome).
+	var backoff *time.Ticker
+	defer func() {
+		if backoff != nil {
+			backoff.Stop()
+		}
+	}()
 	for round := 0; !r.stop.Load(); round++ {
+		if round > 0 {
+			if backoff == nil {
+				backoff = time.NewTicker(50 * time.Millisecond)
+			}
+			<-backoff.C
+		}
 		r.mu.Lock()
 		nodes := append([]*e2eNode(nil), r.nodes...)
 		r.mu.Unlock()
@@ -135,7 +153,6 @@ func (r *syncRun) write(w *syncWriter, seq int, key, val string) {
 				return
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // every node refused: back off before the next round
 	}
 }
 
@@ -298,23 +315,54 @@ func waitNotReady(t *testing.T, n *e2eNode) string {
 	return reason
 }
 
+// waitCutWrites waits until n1, cut off from its peers at cut, refused
+// (503) a write that started after the cut and has another in flight:
+// the schedule's point to kill it, meant to come before n1 noticed the
+// cut (logged, as it depends on the machine's speed).
+func waitCutWrites(t *testing.T, r *syncRun, n1 *e2eNode, cut time.Time) {
+	t.Helper()
+	eventually(t, 10*time.Second, "n1 refuses writes after the cut and has one in flight", func() (bool, string) {
+		refused := r.refusedBy(n1.name, cut)
+		st, err := statusOf(n1)
+		return refused > 0 && err == nil && st.InFlight > 0, fmt.Sprintf("%d refused after the cut, %d in flight %v", refused, st.InFlight, err)
+	})
+	a, detail := relAlive(n1)
+	t.Logf("%s after the cut, n1 sees %d members alive: %s", time.Since(cut).Round(time.Millisecond), len(a), detail)
+}
+
+// refusedBy counts node's 503 answers to writes started after from.
+func (r *syncRun) refusedBy(node string, from time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := 0
+	for _, w := range r.writers {
+		for _, a := range w.attempts {
+			if a.node == node && a.code == 503 && a.start.After(from) {
+				c++
+			}
+		}
+	}
+	return c
+}
+
 type cutSchedule struct {
 	name string
 	loss int // percent of UDP dropped at the writer's node
-	// kill decides when n1 dies after the cut; it may assert on n1.
-	kill func(t *testing.T, n1, n2, n3 *e2eNode)
+	// kill decides when n1 dies after the cut (at cut); it may assert on
+	// n1.
+	kill func(t *testing.T, r *syncRun, cut time.Time, n1, n2, n3 *e2eNode)
 }
 
 func TestSyncCutAndKill(t *testing.T) {
 	scheds := []cutSchedule{
-		{name: "kill-during-cut", kill: func(t *testing.T, n1, _, _ *e2eNode) {
-			time.Sleep(300 * time.Millisecond) // the schedule: 300 ms into the cut, peers still alive in n1's view
+		{name: "kill-during-cut", kill: func(t *testing.T, r *syncRun, cut time.Time, n1, _, _ *e2eNode) {
+			waitCutWrites(t, r, n1, cut)
 		}},
-		{name: "kill-right-after-cut", kill: func(t *testing.T, n1, _, _ *e2eNode) {
+		{name: "kill-right-after-cut", kill: func(t *testing.T, _ *syncRun, _ time.Time, n1, _, _ *e2eNode) {
 			waitAlone(t, n1)
 			t.Logf("n1 not ready: %s", waitNotReady(t, n1))
 		}},
-		{name: "kill-long-after-cut", kill: func(t *testing.T, n1, n2, n3 *e2eNode) {
+		{name: "kill-long-after-cut", kill: func(t *testing.T, r *syncRun, _ time.Time, n1, n2, n3 *e2eNode) {
 			waitAlone(t, n1)
 			for _, n := range []*e2eNode{n2, n3} {
 				eventually(t, 15*time.Second, n.name+" declares n1 dead", func() (bool, string) {
@@ -332,9 +380,15 @@ func TestSyncCutAndKill(t *testing.T) {
 				})
 			}
 			waitNotReady(t, n1)
-			time.Sleep(2 * time.Second) // the schedule: n1 alone for a while longer
+			// The schedule: n1 alone for a while longer, refusing every
+			// writer's writes many times.
+			from := time.Now()
+			eventually(t, 30*time.Second, "n1 alone refuses more writes", func() (bool, string) {
+				c := r.refusedBy(n1.name, from)
+				return c >= 50*len(r.writers), fmt.Sprintf("%d refused", c)
+			})
 		}},
-		{name: "loss-at-writer", loss: 10, kill: func(t *testing.T, n1, _, _ *e2eNode) {
+		{name: "loss-at-writer", loss: 10, kill: func(t *testing.T, _ *syncRun, _ time.Time, n1, _, _ *e2eNode) {
 			waitAlone(t, n1)
 			waitNotReady(t, n1)
 		}},
@@ -376,7 +430,7 @@ func testSyncCutAndKill(t *testing.T, s cutSchedule) {
 			_ = n1.host.Heal(n2.host, n3.host)
 		}
 	}()
-	s.kill(t, n1, n2, n3)
+	s.kill(t, run, cut, n1, n2, n3)
 	if err := n1.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +520,7 @@ func TestSyncOnlyPeerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := time.Now()
-	time.Sleep(200 * time.Millisecond) // the schedule: kill 200 ms into the cut
+	waitCutWrites(t, run, n1, cut) // the schedule: kill during the cut
 	if err := n1.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -151,6 +151,20 @@ func waitReady(t *testing.T, timeout time.Duration, nodes ...*e2eNode) {
 	}
 }
 
+// statusOf reads a node's GET /status (the fields progress reports use).
+func statusOf(n *e2eNode) (nodeStatus, error) {
+	var st nodeStatus
+	code, body, err := n.adminGet("/status")
+	if err != nil {
+		return st, err
+	}
+	if code != 200 {
+		return st, fmt.Errorf("%s GET /status: %d %s", n.name, code, body)
+	}
+	err = json.Unmarshal(body, &st)
+	return st, err
+}
+
 func sessionCount(n *e2eNode) (int, error) {
 	code, body, err := n.adminGet("/sessions")
 	if err != nil {

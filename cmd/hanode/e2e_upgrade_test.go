@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/scripts/netlab"
 )
 
@@ -237,38 +238,37 @@ func upStart(t *testing.T, bin string, h *netlab.Host, name, key string) *e2eNod
 // members; what describes the versions for the failure message.
 func upWaitReady(t *testing.T, n *e2eNode, want int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
+	err := testutil.Wait(90*time.Second, func() error {
 		if n.proc.Exited() {
 			t.Fatalf("%s (%s) exited:\n%s", n.name, what, n.proc.Logs())
 		}
 		code, body, err := n.adminGet("/readyz")
-		if err == nil && code == 200 {
-			_, mb, err := n.adminGet("/members")
-			var ms []struct {
-				Name  string `json:"name"`
-				State string `json:"state"`
-			}
-			if err == nil && json.Unmarshal(mb, &ms) == nil {
-				alive := 0
-				for _, m := range ms {
-					if m.State == "alive" {
-						alive++
-					}
-				}
-				if alive == want {
-					return
-				}
-				last = fmt.Sprintf("ready, %d alive members of %d: %s", alive, want, mb)
-			}
-		} else {
-			last = fmt.Sprintf("/readyz %d %s %v", code, strings.TrimSpace(string(body)), err)
+		if err != nil || code != 200 {
+			return fmt.Errorf("/readyz %d %s %v", code, strings.TrimSpace(string(body)), err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		_, mb, err := n.adminGet("/members")
+		var ms []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		}
+		if err != nil || json.Unmarshal(mb, &ms) != nil {
+			return fmt.Errorf("/members: %v %s", err, mb)
+		}
+		alive := 0
+		for _, m := range ms {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		if alive != want {
+			return fmt.Errorf("ready, %d alive members of %d: %s", alive, want, mb)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s did not become ready in a cluster of %d (%s) within 90s (last: %v); a mixed cluster that never forms means the versions do not interoperate: see the README, \"Compatibility and upgrades\"\n%s",
+			n.name, want, what, err, n.proc.Logs())
 	}
-	t.Fatalf("%s did not become ready in a cluster of %d (%s) within 90s (last: %s); a mixed cluster that never forms means the versions do not interoperate: see the README, \"Compatibility and upgrades\"\n%s",
-		n.name, want, what, last, n.proc.Logs())
 }
 
 // upSession is the admin API's view of one session on one node.
@@ -386,18 +386,22 @@ func TestUpgradeRolling(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			hc := relHTTP(2, false) // a new connection per request: a refused one is unambiguous
+			// A request every 5ms at most per worker: the pace of the
+			// load (a rate), not a wait for an outcome.
+			pace := time.NewTicker(5 * time.Millisecond)
+			defer pace.Stop()
 			for it := 0; ; it++ {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				u := users[w][it%usersPerWorker]
 				avoid := map[string]bool{}
 				for try := 0; try < 3; try++ {
 					node := lb.pick(routeOf(u.token), avoid)
 					if node == nil {
-						time.Sleep(50 * time.Millisecond)
+						lb.awaitCheck()
 						continue
 					}
 					requests.Add(1)
@@ -428,7 +432,6 @@ func TestUpgradeRolling(t *testing.T) {
 					}
 					break
 				}
-				time.Sleep(5 * time.Millisecond)
 			}
 		}()
 	}

@@ -72,6 +72,23 @@ func Wait(timeout time.Duration, cond func() error) error {
 	}
 }
 
+// WaitEvery is Wait with a fixed poll interval instead of a backoff: for
+// a test that measures when cond became true, every is the resolution of
+// the measurement.
+func WaitEvery(timeout, every time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return err
+		}
+		time.Sleep(min(every, time.Until(deadline)+time.Millisecond))
+	}
+}
+
 // Workers runs work(i) for i in [0, n) on at most workers goroutines and
 // returns when all have finished.
 func Workers(n, workers int, work func(i int)) {

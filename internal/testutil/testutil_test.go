@@ -33,6 +33,28 @@ func TestWait(t *testing.T) {
 	})
 }
 
+func TestWaitEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var at []time.Duration
+		err := WaitEvery(time.Second, 5*time.Millisecond, func() error {
+			at = append(at, time.Since(start))
+			if time.Since(start) >= 100*time.Millisecond {
+				return nil
+			}
+			return errors.New("early")
+		})
+		if err != nil || len(at) != 21 || at[20] != 100*time.Millisecond {
+			t.Fatalf("err %v, polled at %v", err, at)
+		}
+		start = time.Now()
+		err = WaitEvery(50*time.Millisecond, 20*time.Millisecond, func() error { return errors.New("never") })
+		if err == nil || time.Since(start) < 50*time.Millisecond || time.Since(start) > 60*time.Millisecond {
+			t.Fatalf("err %v after %v", err, time.Since(start))
+		}
+	})
+}
+
 func TestWorkers(t *testing.T) {
 	var sum, running, peak atomic.Int64
 	Workers(100, 4, func(i int) {

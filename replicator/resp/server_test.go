@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 )
 
@@ -159,15 +160,11 @@ func TestServerLimits(t *testing.T) {
 		t.Fatalf("idle connection: %v", err)
 	}
 	var m bytes.Buffer
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Until(t, 5*time.Second, "no connection left", func() (bool, string) {
 		m.Reset()
 		s.Engine().WriteMetrics(&m)
-		if strings.Contains(m.String(), "hanode_redis_connections 0") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return strings.Contains(m.String(), "hanode_redis_connections 0"), m.String()
+	})
 	for _, want := range []string{"hanode_redis_connections 0", "hanode_redis_connections_refused_total 1", "hanode_redis_protocol_errors_total 1", "hanode_redis_connections_idle_closed_total 1"} {
 		if !strings.Contains(m.String(), want) {
 			t.Errorf("metrics lack %q:\n%s", want, m.String())

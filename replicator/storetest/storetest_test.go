@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/multicast"
-	"github.com/hanode/hanode/replicator/cluster"
-
 	"github.com/hanode/hanode/replicator"
+	"github.com/hanode/hanode/replicator/cluster"
 	"github.com/hanode/hanode/replicator/storetest"
 )
 
@@ -70,13 +70,7 @@ func TestClusterConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = n.Close() })
-			deadline := time.Now().Add(10 * time.Second)
-			for !n.Ready() {
-				if time.Now().After(deadline) {
-					t.Fatalf("node %s not ready", node)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			testutil.WaitFor(t, 10*time.Second, "node "+node+" ready", n.Ready)
 			return n
 		},
 		Shared:  true,

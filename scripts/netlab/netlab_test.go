@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/internal/testutil"
 )
 
 // The test binary doubles as the tiny programs the self-test runs inside
@@ -130,13 +132,12 @@ func TestLabSelfTest(t *testing.T) {
 	cmd := h1.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envEcho+"=7777")
 	echoProc := h1.StartCmd(cmd)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(echoProc.Logs(), "echo ready") {
-		if time.Now().After(deadline) || echoProc.Exited() {
-			t.Fatalf("echo server did not start: %s", echoProc.Logs())
+	testutil.Until(t, 20*time.Second, "the echo server starts", func() (bool, string) {
+		if echoProc.Exited() {
+			t.Fatalf("echo server exited: %s", echoProc.Logs())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(echoProc.Logs(), "echo ready"), echoProc.Logs()
+	})
 
 	// Bridge side to host, unicast.
 	if got, err := sendFromHere(h1.Addr(7777)); err != nil || got != "ucast:ping" {
