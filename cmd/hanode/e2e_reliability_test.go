@@ -105,24 +105,7 @@ func relShort(id string) string {
 }
 
 // parallel runs f(i) for i in [0,n) on workers goroutines.
-func parallel(n, workers int, f func(i int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
-}
+var parallel = testutil.Workers
 
 // errs collects errors from worker goroutines, keeping a few examples.
 type errs struct {
