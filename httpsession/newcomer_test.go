@@ -82,7 +82,7 @@ func TestQuickStartExpiresSessions(t *testing.T) {
 		if store.Len() != 100 {
 			t.Fatalf("%d sessions, want 100", store.Len())
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // virtual (synctest): past the 1 s idle timeout
 		synctest.Wait()
 		if n := store.Len(); n != 0 {
 			t.Fatalf("%d sessions still held 2 s after a 1 s idle timeout", n)

@@ -57,6 +57,8 @@ func TestLocalRun(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error)
 		go func() { done <- l.Run(ctx) }()
+		// The sleeps are synctest's virtual time: the test asserts what
+		// the store holds at given instants, so time passing is the input.
 		time.Sleep(9 * time.Second)
 		synctest.Wait()
 		if l.Len() != 1 {
@@ -103,6 +105,7 @@ func TestLocalExpiresWithoutRun(t *testing.T) {
 		if _, err := l.Commit(context.Background(), &Delta{ID: "forever", LastAccess: now}, Async); err != nil {
 			t.Fatal(err)
 		}
+		// Virtual time (synctest): the instants are what the test asserts.
 		time.Sleep(900 * time.Millisecond)
 		synctest.Wait()
 		if l.Len() != 101 {
@@ -168,7 +171,7 @@ func TestLocalRunPausesTimer(t *testing.T) {
 		if _, err := l.Commit(context.Background(), &Delta{ID: "t", LastAccess: now, IdleTimeout: sec}, Async); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // virtual (synctest): past the 1 s idle timeout
 		synctest.Wait()
 		if l.Len() != 0 {
 			t.Fatalf("%d sessions left after Run returned", l.Len())
