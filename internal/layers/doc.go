@@ -6,13 +6,15 @@
 // lower layer; tests are free, since an upward import in a test builds
 // no cycle into the product):
 //
-//	0  helpers that import no hanode package: scripts/netlab,
-//	   replicator/redisstore/redistest, internal/testutil, scripts;
+//	0  helpers that import no hanode package: internal/testutil, scripts;
 //	   internal machinery of the layers above: internal/packet
 //	   (multicast's packet header), internal/hlc (the hybrid logical
 //	   clock), internal/subs (event subscriber lists), internal/wire
 //	   (the bridge to replicator's wire codec)
-//	1  the transports and the membership state machine: multicast, membership
+//	1  the transports and the membership state machine: multicast,
+//	   membership; the test labs that poll with internal/testutil:
+//	   scripts/netlab (network namespaces), replicator/redisstore/redistest
+//	   (redis-server and Redis Cluster)
 //	2  the replica and its codecs: replicator; internal/buildinfo
 //	3  runtimes and stores on the replica: replicator/* (cluster,
 //	   redisstore, storetest, resp, ...), httpsession/sessiontest

@@ -18,8 +18,8 @@ const module = "github.com/hanode/hanode"
 // exact places named packages; prefixes place the rest of a subtree.
 // A package in neither is an error: it must be placed deliberately.
 var exact = map[string]int{
-	"scripts/netlab":                  0,
-	"replicator/redisstore/redistest": 0,
+	"scripts/netlab":                  1,
+	"replicator/redisstore/redistest": 1,
 	"internal/testutil":               0,
 	"internal/layers":                 0,
 	"internal/hlc":                    0,

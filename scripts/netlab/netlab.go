@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/internal/testutil"
 )
 
 // Environment variables.
@@ -202,15 +204,13 @@ func waitNewNetns(pid int, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	return testutil.Wait(timeout, func() error {
 		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
 		if err == nil && ns != self {
 			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("process %d did not enter a new network namespace within %s", pid, timeout)
+		return fmt.Errorf("process %d did not enter a new network namespace within %s", pid, timeout)
+	})
 }
 
 // Name returns the host's name.

@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -27,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hanode/hanode/internal/testutil"
 )
 
 // Server is one redis-server process.
@@ -115,23 +118,25 @@ func start(t testing.TB, tlsOnly bool, extra ...string) *Server {
 }
 
 func (s *Server) waitUp(d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
+	exited := errors.New("exited")
+	err := testutil.Wait(d, func() error {
 		select {
 		case <-s.done:
-			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			return fmt.Errorf("exited: %s", log)
+			return exited
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil
+		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("%s not listening after %s: %w", s.Addr, d, err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not listening after %s", s.Addr, d)
-		}
-		time.Sleep(20 * time.Millisecond)
+		c.Close()
+		return nil
+	})
+	if err == exited {
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+		return fmt.Errorf("exited: %s", log)
 	}
+	return err
 }
 
 // Kill ends the process with SIGKILL and waits for it (idempotent).
@@ -289,54 +294,36 @@ func (c *Cluster) MasterOf(key string) *Server {
 // established replication link, or fails the test.
 func (c *Cluster) WaitReplicas(n int, d time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok := true
+	testutil.WaitFor(c.t, d, fmt.Sprintf("redistest: every master has %d online replicas", n), func() bool {
 		for _, m := range c.Masters() {
 			info := m.Info("replication")
 			if k, _ := strconv.Atoi(info["connected_slaves"]); k < n {
-				ok = false
-				break
+				return false
 			}
 			for i := range n {
 				if !strings.Contains(info["slave"+strconv.Itoa(i)], "state=online") {
-					ok = false
+					return false
 				}
 			}
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("redistest: masters without %d online replicas after %s", n, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true
+	})
 }
 
 // WaitHealthy waits until every live server reports cluster_state:ok and
 // the cluster has want masters with slots, or fails the test.
 func (c *Cluster) WaitHealthy(want int, d time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok := true
+	testutil.WaitFor(c.t, d, "redistest: cluster_state:ok on every live server", func() bool {
 		for _, s := range c.Servers {
 			if !s.Alive() {
 				continue
 			}
 			out, err := s.Do("CLUSTER", "INFO")
 			if err != nil || !strings.Contains(out, "cluster_state:ok") {
-				ok = false
-				break
+				return false
 			}
 		}
-		if ok && len(c.Masters()) >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("redistest: cluster not healthy after %s", d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(c.Masters()) >= want
+	})
 }
