@@ -248,24 +248,24 @@ func (m *Manager) LastCommit(ctx context.Context) (res replicator.CommitResult, 
 
 // GetString returns the string under key, or "".
 func (m *Manager) GetString(ctx context.Context, key string) string {
-	return as[string](m.Get(ctx, key))
+	return getAs[string](m, ctx, key)
 }
 
 // GetInt returns the int under key, or 0.
-func (m *Manager) GetInt(ctx context.Context, key string) int { return as[int](m.Get(ctx, key)) }
+func (m *Manager) GetInt(ctx context.Context, key string) int { return getAs[int](m, ctx, key) }
 
 // GetInt64 returns the int64 under key, or 0.
-func (m *Manager) GetInt64(ctx context.Context, key string) int64 { return as[int64](m.Get(ctx, key)) }
+func (m *Manager) GetInt64(ctx context.Context, key string) int64 { return getAs[int64](m, ctx, key) }
 
 // GetInt32 returns the int32 under key, or 0.
-func (m *Manager) GetInt32(ctx context.Context, key string) int32 { return as[int32](m.Get(ctx, key)) }
+func (m *Manager) GetInt32(ctx context.Context, key string) int32 { return getAs[int32](m, ctx, key) }
 
 // GetBool returns the bool under key, or false.
-func (m *Manager) GetBool(ctx context.Context, key string) bool { return as[bool](m.Get(ctx, key)) }
+func (m *Manager) GetBool(ctx context.Context, key string) bool { return getAs[bool](m, ctx, key) }
 
 // GetFloat returns the float64 under key, or 0.
 func (m *Manager) GetFloat(ctx context.Context, key string) float64 {
-	return as[float64](m.Get(ctx, key))
+	return getAs[float64](m, ctx, key)
 }
 
 // GetBytes returns the []byte under key, or nil.
@@ -305,6 +305,24 @@ func (m *Manager) PopBytes(ctx context.Context, key string) []byte {
 // PopTime returns the time.Time under key and removes it.
 func (m *Manager) PopTime(ctx context.Context, key string) time.Time {
 	return as[time.Time](m.Pop(ctx, key))
+}
+
+// getAs is as[T](m.Get(ctx, key)), without boxing a value that is
+// still in its encoding (see loadAttrs) and is a T.
+func getAs[T any](m *Manager, ctx context.Context, key string) T {
+	s := m.session(ctx)
+	if s == nil {
+		var t T
+		return t
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries.get(key); ok && !e.deleted && e.lazy {
+		if t, ok := decodeAs[T](e.raw); ok {
+			return t
+		}
+	}
+	return as[T](s.getLocked(key))
 }
 
 func as[T any](v any) T {

@@ -400,6 +400,82 @@ func decodeValue(c Codec, b []byte) (any, error) {
 	return nil, errUndecodable
 }
 
+// checkValue reports whether b is a well-formed encoding of one of the
+// types encodeValue encodes itself, time.Time excepted: decodeValue
+// decodes such an encoding without error, so it may be decoded lazily.
+func checkValue(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	p := b[1:]
+	switch b[0] {
+	case tagString, tagBytes:
+		return true
+	case tagInt, tagInt64, tagInt32:
+		x, n := binary.Varint(p)
+		if n <= 0 || n != len(p) {
+			return false
+		}
+		switch b[0] {
+		case tagInt:
+			return int64(int(x)) == x
+		case tagInt32:
+			return int64(int32(x)) == x
+		}
+		return true
+	case tagBool:
+		return len(p) == 1 && p[0] <= 1
+	case tagFloat64:
+		return len(p) == 8
+	}
+	return false
+}
+
+// decodeAs decodes b straight into a T when b holds a T of the types
+// string, int, int64, int32, bool or float64, without boxing it in an
+// interface; ok is false for any other encoding or T.
+func decodeAs[T any](b []byte) (t T, ok bool) {
+	if !checkValue(b) {
+		return t, false
+	}
+	p := b[1:]
+	switch x := any(&t).(type) {
+	case *string:
+		if b[0] == tagString {
+			*x = string(p)
+			return t, true
+		}
+	case *int:
+		if b[0] == tagInt {
+			v, _ := binary.Varint(p)
+			*x = int(v)
+			return t, true
+		}
+	case *int64:
+		if b[0] == tagInt64 {
+			*x, _ = binary.Varint(p)
+			return t, true
+		}
+	case *int32:
+		if b[0] == tagInt32 {
+			v, _ := binary.Varint(p)
+			*x = int32(v)
+			return t, true
+		}
+	case *bool:
+		if b[0] == tagBool {
+			*x = p[0] == 1
+			return t, true
+		}
+	case *float64:
+		if b[0] == tagFloat64 {
+			*x = math.Float64frombits(binary.LittleEndian.Uint64(p))
+			return t, true
+		}
+	}
+	return t, false
+}
+
 // decodeInto decodes b into *T. It uses the value decoded at load when its
 // type fits, and otherwise asks the codec to decode straight into T (JSON
 // needs that to produce structs).

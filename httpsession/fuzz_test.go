@@ -2,6 +2,7 @@ package httpsession
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,32 @@ func FuzzCodec(f *testing.F) {
 		b, _, _ := encodeValue(GobCodec{}, v)
 		f.Add(b)
 	}
+	for _, b := range [][]byte{{tagInt, 0x80}, {tagInt32, 0x80, 0x80, 0x80, 0x80, 0x20}, {tagBool, 2}, {tagFloat64, 1}, {tagString}} {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// A value checkValue accepts at load is decoded lazily: it must
+		// decode without error, and the typed getters' direct decoding
+		// must agree with decodeValue.
+		if checkValue(b) {
+			v, err := decodeValue(GobCodec{}, b)
+			if err != nil {
+				t.Fatalf("checkValue accepted %x, decodeValue: %v", b, err)
+			}
+			agree := func(got any, ok bool) {
+				if ok && got != v {
+					t.Fatalf("decodeAs gave %#v, decodeValue %#v", got, v)
+				}
+			}
+			agree(decodeAs[string](b))
+			agree(decodeAs[int](b))
+			agree(decodeAs[int64](b))
+			agree(decodeAs[int32](b))
+			agree(decodeAs[bool](b))
+			if x, ok := decodeAs[float64](b); ok && math.Float64bits(x) != math.Float64bits(v.(float64)) {
+				t.Fatalf("decodeAs gave %v, decodeValue %v", x, v)
+			}
+		}
 		for _, c := range []Codec{GobCodec{}, JSONCodec{}} {
 			v, err := decodeValue(c, b) // must not panic
 			if err != nil || v == nil {

@@ -73,10 +73,31 @@ func FromContext(ctx context.Context) (s *Session, ok bool) {
 	return s, ok && s != nil
 }
 
-// requestState holds everything one request needs, allocated at once.
+// requestState holds everything one request needs, allocated at once:
+// it is also the request's context (its parent's, plus the session under
+// ctxKey) and holds the request the handler gets, so that attaching the
+// session costs no allocation of its own.
 type requestState struct {
-	sess Session
-	w    responseWriter
+	sess   Session
+	w      responseWriter
+	parent context.Context
+	req    http.Request
+}
+
+func (st *requestState) Deadline() (time.Time, bool) { return st.parent.Deadline() }
+func (st *requestState) Done() <-chan struct{}       { return st.parent.Done() }
+func (st *requestState) Err() error                  { return st.parent.Err() }
+
+// Value returns the session for ctxKey and asks the parent otherwise.
+func (st *requestState) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return &st.sess
+	}
+	return st.parent.Value(key)
+}
+
+func (st *requestState) String() string {
+	return fmt.Sprint(st.parent) + ".WithValue(httpsession.ctxKey)"
 }
 
 // LoadAndSave is the middleware: it loads the request's session (or
@@ -85,13 +106,15 @@ type requestState struct {
 // returns, if it writes nothing). It never buffers the body.
 func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := &requestState{}
+		st := &requestState{parent: r.Context()}
 		s := &st.sess
 		m.load(s, r)
 		st.w = responseWriter{rw: w, s: s, r: r}
 		s.w = &st.w
-		ctx := context.WithValue(r.Context(), ctxKey{}, s)
-		next.ServeHTTP(&st.w, r.WithContext(ctx))
+		// The copy WithContext makes stays on the stack (it is inlined);
+		// st keeps the request.
+		st.req = *r.WithContext(st)
+		next.ServeHTTP(&st.w, &st.req)
 		st.w.finish()
 	})
 }
@@ -167,7 +190,7 @@ func (m *Manager) loadToken(s *Session, ctx context.Context, tok string) {
 		m.cfg.Logger.Warn("httpsession: dropping session with undecodable value",
 			"session", ShortHash(id), "err", err)
 		m.destroyID(ctx, snap, replicator.ReasonInvalidated)
-		s.entries = nil
+		s.entries.reset()
 		return
 	}
 	s.snap = snap

@@ -43,15 +43,6 @@ const reservedPrefix = "\x00hanode."
 
 const rememberKey = reservedPrefix + "remember"
 
-type entry struct {
-	val     any    // decoded value
-	raw     []byte // encoding as stored (or as put)
-	dirty   bool   // changed in this request, not yet committed
-	deleted bool
-	mutable bool // the value may change in place (re-encode at commit)
-	read    bool // handed out by a getter (for DetectMutations)
-}
-
 // Session is the session of one request. Get it from the request context
 // with FromContext, or use the Manager's methods that take a context. Its
 // methods are safe for concurrent use by goroutines of the request.
@@ -73,7 +64,7 @@ type Session struct {
 	deadline    int64
 	idle        int64
 	principal   string
-	entries     map[string]entry
+	entries     entrySet
 	consistency replicator.Consistency
 
 	principalDirty bool
@@ -113,25 +104,49 @@ type Session struct {
 	bufUsed bool
 }
 
-// loadAttrs decodes every attribute of snap. Decoding at load means a
+// loadAttrs checks every attribute of snap. Checking at load means a
 // record written by an incompatible version is detected before the handler
-// runs, so the session can be dropped instead of failing halfway.
+// runs, so the session can be dropped instead of failing halfway. Values
+// of the types the package encodes itself are checked without being
+// decoded (a getter decodes them on first use, and the typed getters such
+// as GetInt without boxing them in an interface); values of the Codec are
+// decoded now, as checking them means decoding them.
 func (s *Session) loadAttrs(snap *replicator.Session) error {
 	if snap.Attrs.Len() == 0 {
 		return nil
 	}
-	s.entries = make(map[string]entry, snap.Attrs.Len()+1)
+	s.entries.grow(snap.Attrs.Len())
 	for k, a := range snap.Attrs.All() {
 		if a.Deleted {
 			continue
 		}
-		v, err := decodeValue(s.m.cfg.Codec, a.Value)
-		if err != nil {
-			return fmt.Errorf("attribute %q: %w", k, err)
+		e := entry{raw: a.Value, mutable: a.Value[0] == tagBytes || a.Value[0] == tagCodec}
+		if checkValue(a.Value) {
+			e.lazy = true
+		} else {
+			v, err := decodeValue(s.m.cfg.Codec, a.Value)
+			if err != nil {
+				return fmt.Errorf("attribute %q: %w", k, err)
+			}
+			e.val = v
 		}
-		s.entries[k] = entry{val: v, raw: a.Value, mutable: a.Value[0] == tagBytes || a.Value[0] == tagCodec}
+		s.entries.kv = append(s.entries.kv, keyedEntry{key: k, e: e}) // Attrs are sorted by key
 	}
 	return nil
+}
+
+// valLocked returns e's decoded value, decoding it now when it is lazy
+// (and recording that in the set under key).
+func (s *Session) valLocked(key string, e *entry) any {
+	if e.lazy {
+		v, err := decodeValue(s.m.cfg.Codec, e.raw)
+		if err != nil { // checkValue accepted it: cannot happen
+			return nil
+		}
+		e.val, e.lazy = v, false
+		s.entries.set(key, *e)
+	}
+	return e.val
 }
 
 // writable checks, with s.mu held, that a change is allowed now, and gives
@@ -212,10 +227,7 @@ func (s *Session) put(key string, v any) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if s.entries == nil {
-		s.entries = make(map[string]entry, 4)
-	}
-	s.entries[key] = entry{val: v, raw: raw, dirty: true, mutable: mutable}
+	s.entries.set(key, entry{val: v, raw: raw, dirty: true, mutable: mutable})
 	s.status = Modified
 	return nil
 }
@@ -253,7 +265,8 @@ func (s *Session) fitManyLocked(n int, at func(i int) (string, []byte)) error {
 	if cfg.MaxSessionBytes <= 0 {
 		return nil
 	}
-	for k, e := range s.entries {
+	for _, x := range s.entries.kv {
+		k, e := x.key, x.e
 		if e.deleted {
 			continue
 		}
@@ -295,22 +308,23 @@ func (s *Session) Get(key string) any {
 }
 
 func (s *Session) getLocked(key string) any {
-	e, ok := s.entries[key]
+	e, ok := s.entries.get(key)
 	if !ok || e.deleted {
 		return nil
 	}
+	v := s.valLocked(key, &e)
 	if e.mutable && !e.read {
 		e.read = true
-		s.entries[key] = e
+		s.entries.set(key, e)
 	}
-	return e.val
+	return v
 }
 
 // Exists reports whether key holds a value.
 func (s *Session) Exists(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
+	e, ok := s.entries.get(key)
 	return ok && !e.deleted
 }
 
@@ -318,13 +332,12 @@ func (s *Session) Exists(key string) bool {
 func (s *Session) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.entries))
-	for k, e := range s.entries {
-		if !e.deleted && !strings.HasPrefix(k, reservedPrefix) {
-			keys = append(keys, k)
+	keys := make([]string, 0, s.entries.len())
+	for _, x := range s.entries.kv { // sorted by key
+		if !x.e.deleted && !strings.HasPrefix(x.key, reservedPrefix) {
+			keys = append(keys, x.key)
 		}
 	}
-	slices.Sort(keys)
 	return keys
 }
 
@@ -336,7 +349,7 @@ func (s *Session) Remove(key string) error {
 }
 
 func (s *Session) removeLocked(key string) error {
-	e, ok := s.entries[key]
+	e, ok := s.entries.get(key)
 	if !ok || e.deleted {
 		if s.started {
 			return s.writable()
@@ -346,7 +359,7 @@ func (s *Session) removeLocked(key string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	s.entries[key] = entry{deleted: true, dirty: true}
+	s.entries.set(key, entry{deleted: true, dirty: true})
 	s.status = Modified
 	return nil
 }
@@ -368,11 +381,12 @@ func (s *Session) Pop(key string) (any, error) {
 func (s *Session) Clear() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, e := range s.entries {
-		if e.deleted || strings.HasPrefix(k, reservedPrefix) {
+	for i := range s.entries.kv { // removeLocked replaces entries in place
+		x := s.entries.kv[i]
+		if x.e.deleted || strings.HasPrefix(x.key, reservedPrefix) {
 			continue
 		}
-		if err := s.removeLocked(k); err != nil {
+		if err := s.removeLocked(x.key); err != nil {
 			return err
 		}
 	}
@@ -399,7 +413,8 @@ func (s *Session) Destroy() error {
 	}
 	s.id, s.stored, s.storedID, s.snap = "", false, "", nil
 	s.epoch, s.created, s.deadline, s.idle = 0, 0, 0, 0
-	s.principal, s.entries = "", nil
+	s.principal = ""
+	s.entries.reset()
 	s.principalDirty, s.metaDirty, s.takeover, s.reissue, s.cookieDirty = false, false, false, false, false
 	s.capChecked, s.touched = false, false
 	s.renameFrom, s.displace, s.merged = "", nil, nil
@@ -454,11 +469,8 @@ func (s *Session) MergeSession(token string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if s.entries == nil {
-		s.entries = make(map[string]entry, len(in))
-	}
 	for k, e := range in {
-		s.entries[k] = e
+		s.entries.set(k, e)
 	}
 	if s.deadline != 0 && snap.Deadline > s.deadline {
 		s.deadline = snap.Deadline
@@ -723,15 +735,7 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		return s.done(res, err)
 	}
 	m.stats.commits.Add(1)
-	for k, e := range s.entries {
-		switch {
-		case e.deleted:
-			delete(s.entries, k)
-		case e.dirty:
-			e.dirty = false
-			s.entries[k] = e
-		}
-	}
+	s.entries.committed()
 	s.principalDirty = false
 	s.metaDirty = false
 	s.touched = true
@@ -802,7 +806,8 @@ func (s *Session) collectOps() ([]replicator.Op, error) {
 		ops = s.obuf[:0] // see dbuf
 	}
 	detect := s.m.cfg.Dirty == DetectMutations
-	for k, e := range s.entries {
+	for i := range s.entries.kv {
+		k, e := s.entries.kv[i].key, s.entries.kv[i].e
 		switch {
 		case e.dirty && e.deleted:
 			ops = append(ops, replicator.Op{Kind: replicator.OpDel, Key: k})
@@ -814,7 +819,7 @@ func (s *Session) collectOps() ([]replicator.Op, error) {
 					return nil, fmt.Errorf("httpsession: encode %q: %w", k, err)
 				}
 				e.raw = raw
-				s.entries[k] = e
+				s.entries.kv[i].e = e
 			}
 			ops = append(ops, replicator.Op{Kind: replicator.OpSet, Key: k, Value: e.raw})
 		case detect && e.read && e.mutable && !e.deleted:
@@ -825,7 +830,7 @@ func (s *Session) collectOps() ([]replicator.Op, error) {
 			}
 			if !bytes.Equal(raw, e.raw) {
 				e.raw, e.dirty = raw, true
-				s.entries[k] = e
+				s.entries.kv[i].e = e
 				ops = append(ops, replicator.Op{Kind: replicator.OpSet, Key: k, Value: raw})
 			}
 		}
@@ -847,8 +852,8 @@ func (s *Session) writeCookieLocked(h http.Header) {
 	case s.stored && (s.cookieDirty || s.reissue):
 		value = formatToken(s.id, s.m.node)
 		persist := !cc.BrowserSession
-		if e, ok := s.entries[rememberKey]; ok && !e.deleted {
-			persist, _ = e.val.(bool)
+		if e, ok := s.entries.get(rememberKey); ok && !e.deleted {
+			persist, _ = s.valLocked(rememberKey, &e).(bool)
 		}
 		if persist && s.deadline != 0 {
 			expires = time.Unix(0, s.deadline).UTC()
