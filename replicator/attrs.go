@@ -168,6 +168,51 @@ func (a Attrs) with(ch []attrEntry) Attrs {
 	return attrsOf(out)
 }
 
+// sessionOne is a Session allocated together with the array of its only
+// attribute: the common small session costs one allocation per version
+// instead of two, at the same size (the two size classes add up to the
+// combined one).
+type sessionOne struct {
+	s Session
+	e [1]attrEntry
+}
+
+// embedsAttrs reports whether s's attribute array is the one allocated
+// with s (sessionOne).
+func embedsAttrs(s *Session) bool {
+	return s.Attrs.n == 1 && uintptr(unsafe.Pointer(s.Attrs.p)) == uintptr(unsafe.Pointer(s))+unsafe.Offsetof(sessionOne{}.e)
+}
+
+// copySession returns a new copy of s. An attribute array allocated with
+// s is copied along, so that the copy does not keep s alive.
+func copySession(s *Session) *Session {
+	if embedsAttrs(s) {
+		x := &sessionOne{s: *s, e: [1]attrEntry{*s.Attrs.p}}
+		x.s.Attrs = Attrs{p: &x.e[0], n: 1}
+		return &x.s
+	}
+	n := *s
+	return &n
+}
+
+// withAttrs returns a new copy of base whose attributes are base's merged
+// with ch (see Attrs.with), allocated as one sessionOne when the result
+// holds a single attribute.
+func withAttrs(base *Session, ch []attrEntry) *Session {
+	if len(ch) == 0 {
+		return copySession(base)
+	}
+	old := base.Attrs.entries()
+	if len(ch) == 1 && (len(old) == 0 || (len(old) == 1 && old[0].key == ch[0].key)) {
+		x := &sessionOne{s: *base, e: [1]attrEntry{ch[0]}}
+		x.s.Attrs = Attrs{p: &x.e[0], n: 1}
+		return &x.s
+	}
+	n := *base
+	n.Attrs = base.Attrs.with(ch)
+	return &n
+}
+
 // Node names are interned: every stamp of every session names one of a
 // few writers, so an attribute holds a 4-byte id instead of a string
 // header (and, for decoded records, a string of its own). The table only

@@ -58,3 +58,42 @@ func TestNodeNamesInterned(t *testing.T) {
 		t.Fatal("internNode")
 	}
 }
+
+// A session of one attribute is one allocation per version (sessionOne),
+// and a copy of it (Touch) does not point into the version it replaced,
+// which would keep that version alive.
+func TestOneAttributeSessionAllocatedOnce(t *testing.T) {
+	r := NewReplica(DefaultReplicaConfig())
+	d := func(v uint64, val string) *Delta {
+		return &Delta{ID: "s1", Owner: "n1", Epoch: 1, Version: v, HLC: v, LastAccess: int64(v),
+			Ops: []Op{{Kind: OpSet, Key: "k", Value: []byte(val)}}}
+	}
+	mustApply(t, r, d(1, "a"))
+	s1 := r.Get("s1")
+	if !embedsAttrs(s1) || val(s1, "k") != "a" {
+		t.Fatalf("first version: embedded %v, k=%q", embedsAttrs(s1), val(s1, "k"))
+	}
+	r.Touch("s1", 100)
+	s2 := r.Get("s1")
+	if s2 == s1 || !embedsAttrs(s2) || s2.Attrs.p == s1.Attrs.p || val(s2, "k") != "a" || s2.LastAccess != 100 {
+		t.Fatalf("touched copy: embedded %v, shares the old array %v", embedsAttrs(s2), s2.Attrs.p == s1.Attrs.p)
+	}
+	mustApply(t, r, &Delta{ID: "s1", Owner: "n1", Epoch: 1, Version: 2, HLC: 2, LastAccess: 101,
+		Ops: []Op{{Kind: OpSet, Key: "j", Value: []byte("b")}}})
+	if s3 := r.Get("s1"); embedsAttrs(s3) || val(s3, "j") != "b" || val(s3, "k") != "a" {
+		t.Fatalf("two attributes: embedded %v, j=%q k=%q", embedsAttrs(s3), val(s3, "j"), val(s3, "k"))
+	}
+	v := uint64(10)
+	r2 := NewReplica(DefaultReplicaConfig())
+	mustApply(t, r2, d(1, "a"))
+	n := testing.AllocsPerRun(100, func() {
+		v++
+		r2.Apply(d(v, "x"))
+	})
+	// What d allocates (the delta, its ops, the value: 2 to 3 as the
+	// compiler places them) and one for the new version: its Session and
+	// attribute array together.
+	if n > 3 {
+		t.Fatalf("%v allocations per one-attribute update, want ≤ 3", n)
+	}
+}

@@ -144,21 +144,18 @@ func joinLive(a, b *Session) *Session {
 	if ch == nil && !pr && !mb && !la {
 		return a
 	}
-	n := *a
-	if ch != nil {
-		n.Attrs = a.Attrs.with(ch)
-	}
+	n := withAttrs(a, ch)
 	if pr {
 		n.Principal, n.PrincipalAt = b.Principal, b.PrincipalAt
 	}
 	if mb {
-		metaOf(b).setOn(&n)
+		metaOf(b).setOn(n)
 		n.Owner = internNode(n.Owner)
 	}
 	if la {
 		n.LastAccess = b.LastAccess
 	}
-	return &n
+	return n
 }
 
 // liveSize is what counts against MaxSessionBytes: keys and values of the

@@ -560,28 +560,25 @@ func (r *Replica) applyLive(cur *Session, d *Delta, id string) (*Session, error)
 	if len(ch) == 0 && !pr && !mb && !la {
 		return cur, nil
 	}
-	n := *base
-	if len(ch) > 0 {
-		if len(ch) > 1 {
-			slices.SortFunc(ch, func(a, b attrEntry) int { return strings.Compare(a.key, b.key) })
-		}
-		n.Attrs = base.Attrs.with(ch)
+	if len(ch) > 1 {
+		slices.SortFunc(ch, func(a, b attrEntry) int { return strings.Compare(a.key, b.key) })
 	}
+	n := withAttrs(base, ch)
 	if pr {
 		n.Principal, n.PrincipalAt = principal, st
 	}
 	if mb {
-		dm.setOn(&n)
+		dm.setOn(n)
 	}
 	if la {
 		n.LastAccess = d.LastAccess
 	}
 	if len(ch) > 0 || pr {
-		if sz := liveSize(&n); sz > r.cfg.MaxSessionBytes {
+		if sz := liveSize(n); sz > r.cfg.MaxSessionBytes {
 			return nil, fmt.Errorf("%w: session would be %d bytes, limit %d", ErrTooLarge, sz, r.cfg.MaxSessionBytes)
 		}
 	}
-	return &n, nil
+	return n, nil
 }
 
 // laterOpOnKey reports whether an OpSet or OpDel after ops[i] has the same
@@ -621,9 +618,9 @@ func (r *Replica) Touch(id string, lastAccess int64) {
 	sh.mu.Lock()
 	sl, ok := sh.t.get(id)
 	if ok && !sl.s.Destroyed && lastAccess > sl.s.LastAccess {
-		n := *sl.s
+		n := copySession(sl.s)
 		n.LastAccess = lastAccess
-		sl.s = &n
+		sl.s = n
 		sh.t.put(sl)
 	}
 	sh.mu.Unlock()
