@@ -3,6 +3,7 @@ package replicator
 import (
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestAttrs(t *testing.T) {
@@ -95,5 +96,35 @@ func TestOneAttributeSessionAllocatedOnce(t *testing.T) {
 	// attribute array together.
 	if n > 3 {
 		t.Fatalf("%v allocations per one-attribute update, want ≤ 3", n)
+	}
+}
+
+// decodeBatchFor gives a delta of a session the replica holds the
+// replica's ID string; other deltas decode as with decodeBatchInto.
+func TestReplicaDecodeSharesHeldIDs(t *testing.T) {
+	r := NewReplica(DefaultReplicaConfig())
+	mustApply(t, r, &Delta{ID: "held-session", Owner: "n1", Epoch: 1, Version: 1, HLC: 1, Ops: []Op{{Kind: OpSet, Key: "k", Value: []byte("v")}}})
+	b := appendBatch(nil, []*Delta{
+		{ID: "held-session", Owner: "n1", Epoch: 1, Version: 2, HLC: 2, Ops: []Op{{Kind: OpSet, Key: "k", Value: []byte("w")}}},
+		{ID: "new-session", Owner: "n1", Epoch: 1, Version: 1, HLC: 3},
+	})
+	ds, err := decodeBatchFor(r, nil, b)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("decode: %v, %d deltas", err, len(ds))
+	}
+	if ds[0].ID != "held-session" || unsafe.StringData(ds[0].ID) != unsafe.StringData(r.Lookup("held-session").ID) {
+		t.Fatal("the held session's ID was allocated again")
+	}
+	if ds[1].ID != "new-session" || string(ds[0].Ops[0].Value) != "w" {
+		t.Fatalf("decoded %+v %+v", ds[0], ds[1])
+	}
+	plain, _ := decodeBatch(b)
+	for i := range ds {
+		if ds[i].ID != plain[i].ID || ds[i].Version != plain[i].Version || len(ds[i].Ops) != len(plain[i].Ops) {
+			t.Fatalf("delta %d differs from DecodeBatch's: %+v vs %+v", i, ds[i], plain[i])
+		}
+	}
+	if _, err := decodeBatchFor(r, nil, b[:len(b)-1]); err == nil {
+		t.Fatal("truncated batch accepted")
 	}
 }

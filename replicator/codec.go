@@ -17,6 +17,7 @@ func init() {
 		AppendBatch:     appendBatch,
 		DecodeBatch:     decodeBatch,
 		DecodeBatchInto: decodeBatchInto,
+		DecodeBatchFor:  decodeBatchFor,
 		AppendSession:   appendSession,
 		DecodeSession:   decodeSession,
 	})
@@ -128,6 +129,7 @@ type decoder struct {
 	b   []byte
 	off int
 	err error
+	ids *Replica // when set, a delta's ID is this replica's copy when it holds the record
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -255,11 +257,27 @@ func (d *decoder) interned(what string, max int, t *internTable) string {
 	return t.get(v)
 }
 
+// id returns the next length-prefixed field, a session ID: the string of
+// d.ids's record when it holds one under that ID (no allocation), a copy
+// otherwise.
+func (d *decoder) id(what string, max int) string {
+	v := d.raw(what, max)
+	if len(v) == 0 {
+		return ""
+	}
+	if d.ids != nil {
+		if id := d.ids.heldID(v); id != "" {
+			return id
+		}
+	}
+	return string(v)
+}
+
 func (d *decoder) delta() *Delta {
 	// Peek at the op count to size the allocation: it follows the fixed
 	// fields, so decode those first into a temporary.
 	var hd Delta
-	hd.ID = d.str("session id", maxKeyLen)
+	hd.ID = d.id("session id", maxKeyLen)
 	hd.Owner = d.interned("owner", maxKeyLen, &ownerNames)
 	hd.Epoch = d.u32("epoch")
 	hd.Version = d.uvarint("version")
@@ -335,7 +353,18 @@ func decodeBatch(b []byte) ([]*Delta, error) {
 // decoding batch after batch (a receive loop) reuses one slice. Nothing is
 // appended when b is malformed.
 func decodeBatchInto(dst []*Delta, b []byte) ([]*Delta, error) {
-	d := decoder{b: b}
+	return decodeDeltas(decoder{b: b}, dst)
+}
+
+// decodeBatchFor is decodeBatchInto for deltas about to be applied to
+// replica (a *Replica): a delta of a session it holds (tombstones
+// included) shares the replica's string of its ID instead of allocating
+// one.
+func decodeBatchFor(replica any, dst []*Delta, b []byte) ([]*Delta, error) {
+	return decodeDeltas(decoder{b: b, ids: replica.(*Replica)}, dst)
+}
+
+func decodeDeltas(d decoder, dst []*Delta) ([]*Delta, error) {
 	if v := d.byte("batch version"); d.err == nil && v != batchVersion {
 		return nil, fmt.Errorf("%w: batch version %d, want %d", ErrCorrupt, v, batchVersion)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hanode/hanode/internal/hlc"
 )
@@ -177,6 +178,21 @@ func (r *Replica) Get(id string) *Session {
 		return nil
 	}
 	return sl.s
+}
+
+// heldID returns the replica's string of the ID in b when it holds a
+// record (live or tombstone) under it, and "" otherwise. b is only looked
+// up, not kept.
+func (r *Replica) heldID(b []byte) string {
+	id := unsafe.String(unsafe.SliceData(b), len(b))
+	sh := r.shard(id)
+	sh.mu.RLock()
+	sl, ok := sh.t.get(id)
+	sh.mu.RUnlock()
+	if !ok || sl.s == nil || sl.s.ID != id {
+		return ""
+	}
+	return sl.s.ID
 }
 
 // Lookup returns the record under this ID, tombstones included, or nil.

@@ -30,6 +30,11 @@ type Codec[D, S any] struct {
 	// receive loop reuses one slice; nothing is appended when b is
 	// malformed.
 	DecodeBatchInto func(dst []*D, b []byte) ([]*D, error)
+	// DecodeBatchFor is DecodeBatchInto for a receive loop whose deltas
+	// are about to be applied to replica (a *replicator.Replica): a delta
+	// of a session the replica holds shares the replica's string of its
+	// ID instead of allocating one.
+	DecodeBatchFor func(replica any, dst []*D, b []byte) ([]*D, error)
 	// AppendSession appends the encoding of a full session record to b.
 	AppendSession func(b []byte, s *S) []byte
 	// DecodeSession decodes one session record from the front of b and

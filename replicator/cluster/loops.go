@@ -44,7 +44,7 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 		defer n.decodeMu.Unlock()
 		buf = n.decodeBuf
 	}
-	ds, err := codec.DecodeBatchInto(buf, b)
+	ds, err := codec.DecodeBatchFor(n.replica, buf, b) // IDs of known sessions are not allocated again
 	if locked {
 		n.decodeBuf = ds
 	}
