@@ -1,6 +1,9 @@
 package replicator
 
 import (
+	"bytes"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -126,5 +129,50 @@ func TestReplicaDecodeSharesHeldIDs(t *testing.T) {
 	}
 	if _, err := decodeBatchFor(r, nil, b[:len(b)-1]); err == nil {
 		t.Fatal("truncated batch accepted")
+	}
+}
+
+// decodeBatchFor overwrites the deltas of the previous batch
+// instead of allocating new ones, and decodes the same as decodeBatch.
+func TestReplicaDecodeReusesDeltas(t *testing.T) {
+	r := NewReplica(DefaultReplicaConfig())
+	batch := func(v uint64, nops int) []byte {
+		var ds []*Delta
+		for i := range 3 {
+			d := &Delta{ID: fmt.Sprintf("s%d", i), Owner: "n1", Epoch: 1, Version: v, HLC: v}
+			for j := range nops {
+				d.Ops = append(d.Ops, Op{Kind: OpSet, Key: fmt.Sprintf("k%d", j), Value: []byte{byte(v), byte(j)}})
+			}
+			ds = append(ds, d)
+		}
+		return appendBatch(nil, ds)
+	}
+	var buf []*Delta
+	for v, nops := range []int{1, 3, 0, 2, 5} {
+		b := batch(uint64(v+1), nops)
+		prev := slices.Clone(buf)
+		ds, err := decodeBatchFor(r, buf, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := decodeBatch(b)
+		for i := range ds {
+			if i < len(prev) && ds[i] != prev[i] {
+				t.Fatalf("batch %d delta %d allocated anew", v, i)
+			}
+			if ds[i].ID != want[i].ID || ds[i].Version != want[i].Version || len(ds[i].Ops) != len(want[i].Ops) {
+				t.Fatalf("batch %d delta %d: %+v, want %+v", v, i, ds[i], want[i])
+			}
+			for j := range ds[i].Ops {
+				if ds[i].Ops[j].Key != want[i].Ops[j].Key || !bytes.Equal(ds[i].Ops[j].Value, want[i].Ops[j].Value) {
+					t.Fatalf("batch %d delta %d op %d: %+v, want %+v", v, i, j, ds[i].Ops[j], want[i].Ops[j])
+				}
+			}
+			mustApply(t, r, ds[i])
+		}
+		buf = ds
+	}
+	if got := r.Get("s2"); val(got, "k1") != string([]byte{5, 1}) || val(got, "k4") != string([]byte{5, 4}) {
+		t.Fatalf("applied values k1=%q k4=%q", val(got, "k1"), val(got, "k4"))
 	}
 }

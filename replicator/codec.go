@@ -130,6 +130,9 @@ type decoder struct {
 	off int
 	err error
 	ids *Replica // when set, a delta's ID is this replica's copy when it holds the record
+	// reuse: the deltas of the destination slice are overwritten instead
+	// of allocated anew (decodeBatchFor)
+	reuse []*Delta
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -273,7 +276,11 @@ func (d *decoder) id(what string, max int) string {
 	return string(v)
 }
 
-func (d *decoder) delta() *Delta {
+func (d *decoder) delta() *Delta { return d.deltaInto(nil) }
+
+// deltaInto decodes the next delta into old (its Ops array too, when
+// large enough), or into a new Delta when old is nil.
+func (d *decoder) deltaInto(old *Delta) *Delta {
 	// Peek at the op count to size the allocation: it follows the fixed
 	// fields, so decode those first into a temporary.
 	var hd Delta
@@ -291,7 +298,16 @@ func (d *decoder) delta() *Delta {
 		return nil
 	}
 	var dl *Delta
-	if n <= len(deltaWithOps{}.ops) {
+	if old != nil {
+		ops := old.Ops[:0]
+		*old = hd
+		dl = old
+		if n <= cap(ops) {
+			dl.Ops = ops[:n]
+		} else {
+			dl.Ops = make([]Op, n)
+		}
+	} else if n <= len(deltaWithOps{}.ops) {
 		x := &deltaWithOps{d: hd}
 		dl = &x.d
 		if n > 0 {
@@ -359,9 +375,12 @@ func decodeBatchInto(dst []*Delta, b []byte) ([]*Delta, error) {
 // decodeBatchFor is decodeBatchInto for deltas about to be applied to
 // replica (a *Replica): a delta of a session it holds (tombstones
 // included) shares the replica's string of its ID instead of allocating
-// one.
+// one, and the Deltas dst holds (dst[:len(dst)], the previous batch's)
+// are overwritten instead of allocated anew, so the caller must be done
+// with them: a receive loop that applies each batch before decoding the
+// next (Apply keeps no reference to a delta, only to its op values).
 func decodeBatchFor(replica any, dst []*Delta, b []byte) ([]*Delta, error) {
-	return decodeDeltas(decoder{b: b, ids: replica.(*Replica)}, dst)
+	return decodeDeltas(decoder{b: b, ids: replica.(*Replica), reuse: dst}, dst)
 }
 
 func decodeDeltas(d decoder, dst []*Delta) ([]*Delta, error) {
@@ -374,7 +393,11 @@ func decodeDeltas(d decoder, dst []*Delta) ([]*Delta, error) {
 	}
 	ds := dst[:0]
 	for i := 0; i < n; i++ {
-		dl := d.delta()
+		var old *Delta
+		if i < len(d.reuse) {
+			old = d.reuse[i]
+		}
+		dl := d.deltaInto(old)
 		if d.err != nil {
 			clear(ds)
 			return dst[:0], fmt.Errorf("delta %d: %w", i, d.err)

@@ -33,7 +33,9 @@ type Codec[D, S any] struct {
 	// DecodeBatchFor is DecodeBatchInto for a receive loop whose deltas
 	// are about to be applied to replica (a *replicator.Replica): a delta
 	// of a session the replica holds shares the replica's string of its
-	// ID instead of allocating one.
+	// ID instead of allocating one, and the deltas in dst (the previous
+	// batch's) are overwritten instead of allocated anew: the caller must
+	// be done with them.
 	DecodeBatchFor func(replica any, dst []*D, b []byte) ([]*D, error)
 	// AppendSession appends the encoding of a full session record to b.
 	AppendSession func(b []byte, s *S) []byte

@@ -36,8 +36,10 @@ func (n *Node) receiveLoop() {
 }
 
 func (n *Node) applyBatch(b []byte, now time.Time) {
-	// The receive loop reuses one slice; a concurrent caller (the tick
-	// loop releasing held batches) allocates its own.
+	// The receive loop reuses one slice and the deltas in it (each batch
+	// is applied before the next is decoded; Apply keeps no reference to a
+	// delta); a concurrent caller (the tick loop releasing held batches)
+	// allocates its own.
 	var buf []*replicator.Delta
 	locked := n.decodeMu.TryLock()
 	if locked {
@@ -48,7 +50,6 @@ func (n *Node) applyBatch(b []byte, now time.Time) {
 	if locked {
 		n.decodeBuf = ds
 	}
-	defer clear(ds) // keep no delta alive until the next batch (runs before the unlock)
 	if err != nil {
 		n.stats.deltasRejected.Add(1)
 		n.log.Warn("undecodable delta batch", "err", err)
