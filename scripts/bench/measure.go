@@ -217,6 +217,41 @@ func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []st
 	return lags, nil
 }
 
+// SleepOvershoot measures how late the process's goroutines run: until
+// stop is called, a goroutine sleeps 1 ms at a time and records by how
+// much each sleep overran. stop returns the overruns. Their tail is the
+// floor under any latency measured meanwhile in the same process: a lag
+// sample cannot be shorter than the scheduling delay of the goroutines it
+// passes through (on a shared host, mostly other processes' CPU time).
+func SleepOvershoot() (stop func() []time.Duration) {
+	var mu sync.Mutex
+	var out []time.Duration
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			out = append(out, time.Since(t0)-time.Millisecond)
+			mu.Unlock()
+		}
+	}()
+	return func() []time.Duration {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return out
+	}
+}
+
 // Percentile returns the p-quantile (0..1) of ds.
 func Percentile(ds []time.Duration, p float64) time.Duration {
 	s := slices.Clone(ds)

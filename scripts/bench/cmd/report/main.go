@@ -233,10 +233,10 @@ func replicationSection(t *targets) {
 		nets = append(nets, true)
 	}
 	fmt.Printf("### Replication, 3 nodes (writes on node 1 through the store API, one 64-byte attribute per update, 10,000 sessions)\n\n")
-	fmt.Println("Sustainable rate: the highest rate of a doubling ramp (then one midpoint) at which the writer kept ≥95% of the target and nodes 2 and 3 held the last version of every session within 2 s of the end, with no `behind` event and no anti-entropy repair (one ramp of 2 s steps). Lag: commit on node 1 until `Get` on node 2 returns it, one sample every 10 ms, 300 samples per run.")
+	fmt.Println("Sustainable rate: the highest rate of a doubling ramp (then one midpoint) at which the writer kept ≥95% of the target and nodes 2 and 3 held the last version of every session within 2 s of the end, with no `behind` event and no anti-entropy repair (one ramp of 2 s steps). Lag: commit on node 1 until `Get` on node 2 returns it, one sample every 10 ms, 300 samples per run. Sleep overshoot: how late a goroutine of the benchmark process woke from a 1 ms sleep during the lag runs at 50% load (p99): the scheduling delay under every lag sample of that run.")
 	fmt.Println()
-	fmt.Println("| network | sustainable updates/s (ramp) | lag idle p50 | lag idle p99 | lag at 50% load p50 | lag at 50% load p99 |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| network | sustainable updates/s (ramp) | lag idle p50 | lag idle p99 | lag at 50% load p50 | lag at 50% load p99 | sleep overshoot p99 at 50% load |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var steps []string
 	for _, u := range nets {
 		name := "in-process net"
@@ -270,23 +270,25 @@ func replicationSection(t *targets) {
 				best = r.Achieved
 			}
 		}
-		var idle50, idle99, load50, load99 []float64
+		var idle50, idle99, load50, load99, over99 []float64
 		for r := range *runs {
 			logf("lag %s run %d", name, r+1)
 			l, err := bench.Lag(c, 300, 10*time.Millisecond, 0, ids)
 			must(err)
 			idle50 = append(idle50, float64(bench.Percentile(l, 0.5)))
 			idle99 = append(idle99, float64(bench.Percentile(l, 0.99)))
+			stop := bench.SleepOvershoot()
 			l, err = bench.Lag(c, 300, 10*time.Millisecond, best/2, ids)
+			over99 = append(over99, float64(bench.Percentile(stop(), 0.99)))
 			must(err)
 			load50 = append(load50, float64(bench.Percentile(l, 0.5)))
 			load99 = append(load99, float64(bench.Percentile(l, 0.99)))
 		}
 		c.Close()
 		i99, l99 := time.Duration(median(idle99)), time.Duration(median(load99))
-		fmt.Printf("| %s | %.0f | %s | %s | %s | %s |\n", name, best, ms(time.Duration(median(idle50))), ms(i99), ms(time.Duration(median(load50))), ms(l99))
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s |\n", name, best, ms(time.Duration(median(idle50))), ms(i99), ms(time.Duration(median(load50))), ms(l99), ms(time.Duration(median(over99))))
 		t.add("lag p99 at idle < 2 ms ("+name+")", ms(i99), i99 < 2*time.Millisecond, fmt.Sprintf("%.1f× the target", float64(i99)/2e6))
-		t.add("lag p99 at 50% load < 10 ms ("+name+")", ms(l99), l99 < 10*time.Millisecond, fmt.Sprintf("%.1f× the target", float64(l99)/1e7))
+		t.add("lag p99 at 50% load ≤ 5 ms ("+name+")", ms(l99), l99 <= 5*time.Millisecond, fmt.Sprintf("%.1f× the target", float64(l99)/5e6))
 	}
 	fmt.Println()
 	fmt.Print("<details><summary>ramp steps</summary>\n\n")
@@ -420,9 +422,9 @@ func hotpathSection() {
 		{"AppendBatch, 1 delta", bench.BenchEncodeBatch(1)},
 		{"AppendBatch, 8 deltas", bench.BenchEncodeBatch(8)},
 		{"AppendBatch, 64 deltas", bench.BenchEncodeBatch(64)},
-		{"DecodeBatch + Replica.Apply, 1 delta", bench.BenchDecodeApplyBatch(1)},
-		{"DecodeBatch + Replica.Apply, 8 deltas", bench.BenchDecodeApplyBatch(8)},
-		{"DecodeBatch + Replica.Apply, 64 deltas", bench.BenchDecodeApplyBatch(64)},
+		{"DecodeBatchFor + Replica.Apply, 1 delta", bench.BenchDecodeApplyBatch(1)},
+		{"DecodeBatchFor + Replica.Apply, 8 deltas", bench.BenchDecodeApplyBatch(8)},
+		{"DecodeBatchFor + Replica.Apply, 64 deltas", bench.BenchDecodeApplyBatch(64)},
 		{"sealed stream 1 KB (HKDF + seal + open)", bench.BenchSealOpen(1 << 10)},
 		{"sealed stream 64 KB (HKDF + seal + open)", bench.BenchSealOpen(64 << 10)},
 	} {
