@@ -415,10 +415,21 @@ func (n *Node) flushLoop() {
 			n.flushTouches()
 		case <-n.kick:
 			if n.since(last) < idleFlush && !n.batchUrgent() {
+				// Wait for company, but no longer than the batch
+				// takes to fill: enqueue kicks again once it is full.
 				t := time.NewTimer(batchDelay)
-				select {
-				case <-t.C:
-				case <-n.ctx.Done():
+			wait:
+				for {
+					select {
+					case <-t.C:
+						break wait
+					case <-n.kick:
+						if n.batchUrgent() {
+							break wait
+						}
+					case <-n.ctx.Done():
+						break wait
+					}
 				}
 				t.Stop()
 			}
