@@ -85,6 +85,11 @@ type sealer struct {
 	cluster [8]byte
 	cache   map[aeadKey]cipher.AEAD
 	gen     uint64 // keySet generation the cache was built from
+	// The additional data and nonce of open, kept here so that they do
+	// not escape to the heap per datagram (the AEAD takes them as
+	// slices). open is serialised like the cache it uses.
+	openAAD   [HeaderLen]byte
+	openNonce [12]byte
 }
 
 // keys returns the keyring's current key set, flushing the cache when
@@ -192,20 +197,21 @@ func (s *sealer) open(b, scratch []byte, admit func(*packet.Header) string) (pac
 	a, cached := s.cache[k]
 	if !cached {
 		if admit != nil {
-			if reason := admit(&h); reason != "" {
+			ah := h // a copy: h itself stays on the stack
+			if reason := admit(&ah); reason != "" {
 				return h, nil, reason
 			}
 		}
 		a = newGCM(senderKey(key, s.cluster, h.Sender))
 	}
-	aad := [HeaderLen]byte(b[:HeaderLen])
-	aad[4] &^= byte(packet.FlagRetransmit)
-	n := nonceFor(h.Type, h.Seq)
+	s.openAAD = [HeaderLen]byte(b[:HeaderLen])
+	s.openAAD[4] &^= byte(packet.FlagRetransmit)
+	s.openNonce = nonceFor(h.Type, h.Seq)
 	ct := b[HeaderLen:]
 	if cap(scratch) < len(ct) {
 		scratch = make([]byte, 0, len(ct))
 	}
-	pt, err := a.Open(scratch[:0], n[:], ct, aad[:])
+	pt, err := a.Open(scratch[:0], s.openNonce[:], ct, s.openAAD[:])
 	if err != nil {
 		return h, nil, reasonAuth
 	}

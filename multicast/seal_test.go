@@ -257,3 +257,22 @@ func BenchmarkOpen1K(b *testing.B) {
 		}
 	}
 }
+
+// Opening a datagram of a sender whose key is cached allocates nothing
+// (the header, the additional data and the nonce stay off the heap).
+func TestOpenDoesNotAllocate(t *testing.T) {
+	e := testEngine(t, nil)
+	h := packet.Header{Type: packet.TypeData, Sender: uuid.New(), Seq: 1, HighSeq: 1, FragCount: 1}
+	p := e.seal.seal(nil, &h, make([]byte, 1024))
+	scratch := make([]byte, 0, 2048)
+	if _, _, reason := e.seal.open(p, scratch, nil); reason != "" { // caches the key
+		t.Fatal(reason)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, _, reason := e.seal.open(p, scratch, nil); reason != "" {
+			t.Fatal(reason)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per open", n)
+	}
+}

@@ -132,13 +132,14 @@ func TestReplicaDecodeSharesHeldIDs(t *testing.T) {
 	}
 }
 
-// decodeBatchFor overwrites the deltas of the previous batch
-// instead of allocating new ones, and decodes the same as decodeBatch.
+// decodeBatchFor overwrites the deltas of earlier batches (up to the
+// slice's capacity) instead of allocating new ones, and decodes the same
+// as decodeBatch.
 func TestReplicaDecodeReusesDeltas(t *testing.T) {
 	r := NewReplica(DefaultReplicaConfig())
-	batch := func(v uint64, nops int) []byte {
+	batch := func(v uint64, nops, count int) []byte {
 		var ds []*Delta
-		for i := range 3 {
+		for i := range count {
 			d := &Delta{ID: fmt.Sprintf("s%d", i), Owner: "n1", Epoch: 1, Version: v, HLC: v}
 			for j := range nops {
 				d.Ops = append(d.Ops, Op{Kind: OpSet, Key: fmt.Sprintf("k%d", j), Value: []byte{byte(v), byte(j)}})
@@ -148,16 +149,16 @@ func TestReplicaDecodeReusesDeltas(t *testing.T) {
 		return appendBatch(nil, ds)
 	}
 	var buf []*Delta
-	for v, nops := range []int{1, 3, 0, 2, 5} {
-		b := batch(uint64(v+1), nops)
-		prev := slices.Clone(buf)
+	for v, c := range []struct{ nops, count int }{{1, 3}, {3, 1}, {0, 3}, {2, 2}, {5, 3}} {
+		b := batch(uint64(v+1), c.nops, c.count)
+		prev := slices.Clone(buf[:cap(buf)])
 		ds, err := decodeBatchFor(r, buf, b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want, _ := decodeBatch(b)
 		for i := range ds {
-			if i < len(prev) && ds[i] != prev[i] {
+			if i < len(prev) && prev[i] != nil && ds[i] != prev[i] {
 				t.Fatalf("batch %d delta %d allocated anew", v, i)
 			}
 			if ds[i].ID != want[i].ID || ds[i].Version != want[i].Version || len(ds[i].Ops) != len(want[i].Ops) {
@@ -169,6 +170,9 @@ func TestReplicaDecodeReusesDeltas(t *testing.T) {
 				}
 			}
 			mustApply(t, r, ds[i])
+		}
+		if v == 2 && (cap(ds) < 3 || ds[2] != prev[2]) {
+			t.Fatal("a delta past the previous batch's length was not reused")
 		}
 		buf = ds
 	}

@@ -375,12 +375,12 @@ func decodeBatchInto(dst []*Delta, b []byte) ([]*Delta, error) {
 // decodeBatchFor is decodeBatchInto for deltas about to be applied to
 // replica (a *Replica): a delta of a session it holds (tombstones
 // included) shares the replica's string of its ID instead of allocating
-// one, and the Deltas dst holds (dst[:len(dst)], the previous batch's)
+// one, and the Deltas dst holds up to its capacity (the earlier batches')
 // are overwritten instead of allocated anew, so the caller must be done
 // with them: a receive loop that applies each batch before decoding the
 // next (Apply keeps no reference to a delta, only to its op values).
 func decodeBatchFor(replica any, dst []*Delta, b []byte) ([]*Delta, error) {
-	return decodeDeltas(decoder{b: b, ids: replica.(*Replica), reuse: dst}, dst)
+	return decodeDeltas(decoder{b: b, ids: replica.(*Replica), reuse: dst[:cap(dst)]}, dst)
 }
 
 func decodeDeltas(d decoder, dst []*Delta) ([]*Delta, error) {
