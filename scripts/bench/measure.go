@@ -167,12 +167,30 @@ func Pace(ctx context.Context, rate float64, dur time.Duration, f func(i int)) i
 }
 
 // Lag measures replication lag: every interval, node 0 commits the
-// current time on a probe session and the prober polls node 1's replica
-// until it shows the write. When load > 0, a background writer commits
-// load updates/s on other sessions meanwhile.
-func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []string) ([]time.Duration, error) {
+// current time on a new probe session, and the lag of that sample is
+// measured twice: until the prober, polling node 1's replica, sees the
+// write (polled), and until node 1's replica applied it (applied: the
+// time node 1 fires the session's creation event, on the goroutine that
+// applies it). polled adds the prober's own wake-up delay to applied.
+// When load > 0, a background writer commits load updates/s on other
+// sessions meanwhile.
+func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []string) (polled, applied []time.Duration, err error) {
 	src, dst := c.Nodes[0], c.Nodes[1]
-	probe := SessionIDs(1)[0]
+	type seenAt struct {
+		id string
+		at time.Time
+	}
+	seen := make(chan seenAt, 16)
+	var want atomic.Pointer[string]
+	defer want.Store(nil) // the subscription stays; it ignores everything from now on
+	dst.Subscribe(func(e replicator.Event) {
+		if w := want.Load(); w != nil && e.Kind == replicator.EventCreated && e.ID == *w {
+			select {
+			case seen <- seenAt{e.ID, time.Now()}:
+			default:
+			}
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -189,13 +207,16 @@ func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []st
 		time.Sleep(300 * time.Millisecond)
 	}
 	defer func() { cancel(); wg.Wait() }()
-	lags := make([]time.Duration, 0, samples)
-	for len(lags) < samples {
+	polled = make([]time.Duration, 0, samples)
+	applied = make([]time.Duration, 0, samples)
+	probes := SessionIDs(samples)
+	for _, probe := range probes {
+		want.Store(&probe)
 		stamp := make([]byte, 8)
 		t0 := time.Now()
 		binary.LittleEndian.PutUint64(stamp, uint64(t0.UnixNano()))
 		if err := CommitSet(src, probe, "t", stamp, replicator.Async); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		spins := 0
 		for {
@@ -203,7 +224,7 @@ func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []st
 				break
 			}
 			if time.Since(t0) > 5*time.Second {
-				return nil, fmt.Errorf("write not visible after 5 s")
+				return nil, nil, fmt.Errorf("write not visible after 5 s")
 			}
 			if spins++; spins < 50 {
 				runtime.Gosched()
@@ -211,10 +232,19 @@ func Lag(c *Cluster, samples int, interval time.Duration, load float64, ids []st
 				time.Sleep(20 * time.Microsecond)
 			}
 		}
-		lags = append(lags, time.Since(t0))
+		polled = append(polled, time.Since(t0))
+		select {
+		case s := <-seen:
+			if s.id != probe {
+				return nil, nil, fmt.Errorf("creation event of %s while waiting for %s", s.id, probe)
+			}
+			applied = append(applied, s.at.Sub(t0))
+		case <-time.After(5 * time.Second):
+			return nil, nil, fmt.Errorf("no creation event for a visible write")
+		}
 		time.Sleep(interval - time.Since(t0)%interval)
 	}
-	return lags, nil
+	return polled, applied, nil
 }
 
 // SleepOvershoot measures how late the process's goroutines run: until
