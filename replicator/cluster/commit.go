@@ -93,6 +93,38 @@ func (n *Node) Commit(ctx context.Context, d *replicator.Delta, c replicator.Con
 	return n.waitAcks(ctx, b, c, d.ID)
 }
 
+// flushFor broadcasts the batch b that a sync commit waits on, from the
+// committer's goroutine: no hand-off to the flusher and no batching
+// timer. It is group commit: one sync batch is in flight at a time, from
+// its broadcast until a first peer acknowledges it. Commits that arrive
+// meanwhile gather in the next batch, which the first of them sends as
+// soon as the flight lands, so that they share one message and one
+// acknowledgement; an idle node sends at once. It returns when b was
+// broadcast (by this call or an earlier one) or ctx ended.
+func (n *Node) flushFor(ctx context.Context, b *batch) {
+	select {
+	case n.flushTok <- struct{}{}:
+	case <-b.done:
+		return
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-n.flushTok }()
+	n.sendMu.Lock()
+	if n.pending != b { // an earlier flush took it: b.done is closed
+		n.sendMu.Unlock()
+		return
+	}
+	n.pending = newBatch()
+	n.sendMu.Unlock()
+	n.broadcast(b)
+	if b.err == nil {
+		// The flight: the token is held until the first acknowledgement
+		// (or the end of this commit's wait).
+		n.tr.WaitAcked(ctx, b.seq, 1)
+	}
+}
+
 // enqueue adds d to the open batch, coalescing with a pending delta of the
 // same session. It blocks while too much is pending.
 func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*batch, error) {
@@ -130,10 +162,11 @@ func (n *Node) enqueue(ctx context.Context, d *replicator.Delta, ack bool) (*bat
 	}
 	b.size += size
 	b.ack = b.ack || ack
-	full := b.size >= batchTarget || b.ack
+	full := b.size >= batchTarget
 	first := len(b.deltas) == 1
 	n.sendMu.Unlock()
-	if full || first {
+	// A sync commit flushes its batch itself (flushFor).
+	if !ack && (full || first) {
 		n.kickFlusher()
 	}
 	return b, nil
@@ -176,6 +209,7 @@ func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency,
 		need = peers
 	}
 	if peers == 0 {
+		n.kickFlusher() // b goes out with the flusher's next batch
 		if n.cfg.LoneSurvivor == LoneAccept {
 			n.stats.loneAccepted.Add(1)
 			n.logLimited(slog.LevelWarn, "sync commit accepted unreplicated: no live peer (lone survivor accepts)", "session", replicator.ShortHash(id))
@@ -186,6 +220,7 @@ func (n *Node) waitAcks(ctx context.Context, b *batch, c replicator.Consistency,
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.SyncTimeout)
 	defer cancel()
+	n.flushFor(wctx, b)
 	select {
 	case <-b.done:
 	case <-wctx.Done():
@@ -448,6 +483,8 @@ func (n *Node) batchUrgent() bool {
 
 // flushNow broadcasts the open batch, if any.
 func (n *Node) flushNow() {
+	n.flushTok <- struct{}{}
+	defer func() { <-n.flushTok }()
 	n.sendMu.Lock()
 	b := n.pending
 	if len(b.deltas) == 0 {

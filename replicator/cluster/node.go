@@ -56,6 +56,9 @@ type Node struct {
 	pending *batch           // deltas not yet broadcast
 	touches map[string]int64 // batched last-access times
 	kick    chan struct{}    // wakes the flusher
+	// flushTok is held (one token) from taking the open batch until it
+	// is handed to the transport, so that batches go out in order.
+	flushTok chan struct{}
 
 	lastSender atomic.Int64  // unix nanoseconds of the last EventNewSender
 	sentSeq    atomic.Uint64 // highest sequence number broadcast (Close waits for its delivery)
@@ -205,15 +208,16 @@ func newNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.Node),
-		id:      uuid.New(),
-		started: cfg.Clock(),
-		rand:    newRNG(cfg.Rand),
-		clock:   &hlc.Clock{},
-		touches: make(map[string]int64),
-		kick:    make(chan struct{}, 1),
-		pending: newBatch(),
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.Node),
+		id:       uuid.New(),
+		started:  cfg.Clock(),
+		rand:     newRNG(cfg.Rand),
+		clock:    &hlc.Clock{},
+		touches:  make(map[string]int64),
+		kick:     make(chan struct{}, 1),
+		pending:  newBatch(),
+		flushTok: make(chan struct{}, 1),
 	}
 	n.replica = replicator.NewReplica(replicator.ReplicaConfig{
 		MaxSessionBytes: cfg.MaxSessionBytes,
