@@ -42,7 +42,11 @@ type runtime struct {
 	eng     *engine
 	ackWake chan struct{}
 
-	rx     chan inbound
+	// stepMu is held from a step or tick of the engine until its output
+	// is handled, so that messages and events leave in the engine's
+	// order. Taken before mu.
+	stepMu sync.Mutex
+
 	msgs   chan Message
 	events chan Event
 	sq     *sendQueue
@@ -70,10 +74,9 @@ func newRuntime(cfg Config, l link) *runtime {
 		link:    l,
 		eng:     newEngine(cfg),
 		ackWake: make(chan struct{}),
-		rx:      make(chan inbound, 256),
 		msgs:    make(chan Message, cfg.DeliverQueue),
 		events:  make(chan Event, cfg.DeliverQueue),
-		sq:      newSendQueue(cfg.SendQueue),
+		sq:      newSendQueue(cfg.SendQueue, cfg.MaxSendRate),
 		closing: make(chan struct{}),
 		closed:  make(chan struct{}),
 	}
@@ -138,21 +141,32 @@ func (rt *runtime) start() {
 		rt.sq.pushPriority(p)
 	}
 	rt.mu.Unlock()
+	rt.sq.kick()
 	rt.link.start(rt.recv)
 	rt.wg.Add(2)
 	go rt.loop()
 	go rt.sender()
 }
 
-// recv is called by the link's readers; it blocks while the loop is busy
-// (backpressure to the socket) and reports false once closed.
+// recv is called by the link's readers. It steps the engine with the
+// datagram and hands over the output on the reader's goroutine: an
+// acknowledgement leaves, and a committer waiting for one is woken,
+// without a hand-off to another goroutine. It blocks while another
+// reader or the tick is stepping, or while the delivery queues are full
+// (backpressure to the socket), and reports false once closed.
 func (rt *runtime) recv(b []byte, from netip.AddrPort) bool {
+	rt.stepMu.Lock()
+	defer rt.stepMu.Unlock()
 	select {
-	case rt.rx <- inbound{b, from}:
-		return true
 	case <-rt.closed:
 		return false
+	default:
 	}
+	rt.mu.Lock()
+	rt.eng.step(b, from, time.Now())
+	r := rt.eng.drain()
+	rt.mu.Unlock()
+	return rt.handle(r)
 }
 
 func tickInterval(cfg Config) time.Duration {
@@ -165,32 +179,15 @@ func (rt *runtime) loop() {
 	defer t.Stop()
 	for {
 		select {
-		case in := <-rt.rx:
-			rt.mu.Lock()
-			rt.eng.step(in.b, in.from, time.Now())
-			// Take whatever else is already queued under the same lock.
-			for more := true; more; {
-				select {
-				case in = <-rt.rx:
-					rt.eng.step(in.b, in.from, time.Now())
-				default:
-					more = false
-				}
-				if len(rt.eng.out.messages) >= 64 {
-					more = false
-				}
-			}
-			r := rt.eng.drain()
-			rt.mu.Unlock()
-			if !rt.handle(r) {
-				return
-			}
 		case now := <-t.C:
+			rt.stepMu.Lock()
 			rt.mu.Lock()
 			rt.eng.tick(now)
 			r := rt.eng.drain()
 			rt.mu.Unlock()
-			if !rt.handle(r) {
+			ok := rt.handle(r)
+			rt.stepMu.Unlock()
+			if !ok {
 				return
 			}
 			rt.peerTick(now)
@@ -212,6 +209,9 @@ func (rt *runtime) handle(r ready) bool {
 	for _, p := range r.packets {
 		rt.sq.pushPriority(p)
 	}
+	if len(r.packets) > 0 {
+		rt.writeQueued()
+	}
 	for _, ev := range r.events {
 		select {
 		case rt.events <- ev:
@@ -229,46 +229,67 @@ func (rt *runtime) handle(r ready) bool {
 	return true
 }
 
-// sender writes queued packets, paced by MaxSendRate.
+// sender writes the queued packets that the goroutines queueing them
+// left (writeQueued): those that wait for pacing (MaxSendRate) and those
+// beyond maxInline.
 func (rt *runtime) sender() {
 	defer rt.wg.Done()
-	rate := float64(rt.cfg.MaxSendRate)
-	burst := max(64<<10, rate/50)
-	tokens := burst
-	last := time.Now()
 	for {
-		p, ok := rt.sq.pop(rt.closed)
-		if !ok {
+		if !rt.sq.acquireWait(rt.closed) {
 			return
 		}
-		if rate > 0 {
-			now := time.Now()
-			tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
-			last = now
-			if need := float64(len(p.b)) - tokens; need > 0 {
-				d := time.Duration(need / rate * float64(time.Second))
+		for {
+			p, wait, ok := rt.sq.next(false, time.Now())
+			if !ok {
+				break
+			}
+			if wait > 0 {
 				select {
-				case <-time.After(d):
+				case <-time.After(wait):
 				case <-rt.closed:
 					return
 				}
-				now = time.Now()
-				tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
-				last = now
 			}
-			tokens -= float64(len(p.b))
+			rt.write(p)
 		}
-		if err := rt.link.send(p.b, p.to); err != nil {
-			rt.sendErrors.Add(1)
-		} else {
-			rt.packetsSent.Add(1)
-			rt.bytesSent.Add(uint64(len(p.b)))
-		}
-		if p.data {
-			rt.sq.release(len(p.b))
-		}
-		rt.sq.sent(p.data)
 	}
+}
+
+// maxInline bounds the packets one writeQueued call writes; the sender
+// goroutine writes the rest.
+const maxInline = 64
+
+// writeQueued writes queued packets from the caller's goroutine unless
+// another goroutine is writing (it then writes them too, in order): a
+// Broadcast's datagram or an acknowledgement leaves without a hand-off to
+// the sender goroutine. A packet that must wait for pacing, and packets
+// beyond maxInline, are left to the sender goroutine.
+func (rt *runtime) writeQueued() {
+	if !rt.sq.acquire() {
+		return
+	}
+	for range maxInline {
+		p, _, ok := rt.sq.next(true, time.Now())
+		if !ok {
+			return
+		}
+		rt.write(p)
+	}
+	rt.sq.handOff()
+}
+
+// write sends one popped packet and accounts for it.
+func (rt *runtime) write(p outPacket) {
+	if err := rt.link.send(p.b, p.to); err != nil {
+		rt.sendErrors.Add(1)
+	} else {
+		rt.packetsSent.Add(1)
+		rt.bytesSent.Add(uint64(len(p.b)))
+	}
+	if p.data {
+		rt.sq.release(len(p.b))
+	}
+	rt.sq.sent(p.data)
 }
 
 // isClosed reports whether Close has started.
@@ -309,6 +330,7 @@ func (rt *runtime) Broadcast(ctx context.Context, payload []byte, opt SendOption
 	}
 	rt.sq.pushData(pkts, need-used)
 	rt.mu.Unlock()
+	rt.writeQueued()
 	return seq, nil
 }
 
@@ -323,6 +345,7 @@ func (rt *runtime) SendControl(to uuid.UUID, payload []byte) error {
 		return err
 	}
 	rt.sq.pushPriority(p)
+	rt.writeQueued()
 	return nil
 }
 
@@ -416,6 +439,7 @@ func (rt *runtime) Close() error {
 // this member ever broadcast, sends a last status announcing its highest
 // sequence number and waits for it too.
 func (rt *runtime) flush(deadline time.Time) {
+	rt.writeQueued()
 	prio, data := rt.sq.queued()
 	if !rt.sq.waitSent(prio, data, deadline) {
 		return
@@ -430,21 +454,29 @@ func (rt *runtime) flush(deadline time.Time) {
 		return
 	}
 	rt.sq.pushPriority(outPacket{b: st})
+	rt.writeQueued()
 	prio, data = rt.sq.queued()
 	rt.sq.waitSent(prio, data, deadline)
 }
 
-// sendQueue holds packets waiting for the sender goroutine: priority
-// packets (repairs, NAKs, status, acks, control) first, then Broadcast
-// data, whose bytes are bounded by the queue capacity.
+// sendQueue holds packets waiting to be written: priority packets
+// (repairs, NAKs, status, acks, control) first, then Broadcast data,
+// whose bytes are bounded by the queue capacity. One writer at a time
+// (busy) takes packets in order: the goroutine that queued them
+// (writeQueued) or the sender goroutine.
 type sendQueue struct {
 	mu    sync.Mutex
 	prio  []outPacket
 	data  []outPacket
 	used  int // data bytes reserved or queued
 	cap   int
-	wake  chan struct{} // closed when a packet is queued
+	busy  bool          // a writer holds the queue
+	wake  chan struct{} // closed when the sender goroutine has work (kick)
 	space chan struct{} // closed when room is released
+
+	// Pacing: a token bucket of rate bytes per second (0: unpaced).
+	rate, burst, tokens float64
+	last                time.Time
 
 	// Packets ever queued and ever written, per queue. Both queues are
 	// FIFO, so the packets queued before a moment have all been written
@@ -454,8 +486,101 @@ type sendQueue struct {
 	progress           chan struct{} // closed when a packet was written
 }
 
-func newSendQueue(capacity int) *sendQueue {
-	return &sendQueue{cap: capacity, wake: make(chan struct{}), space: make(chan struct{}), progress: make(chan struct{})}
+func newSendQueue(capacity, rate int) *sendQueue {
+	q := &sendQueue{cap: capacity, wake: make(chan struct{}), space: make(chan struct{}), progress: make(chan struct{})}
+	q.rate = float64(rate)
+	q.burst = max(64<<10, q.rate/50)
+	q.tokens = q.burst
+	q.last = time.Now()
+	return q
+}
+
+// acquire makes the caller the writer unless another one is writing.
+func (q *sendQueue) acquire() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.busy {
+		return false
+	}
+	q.busy = true
+	return true
+}
+
+// acquireWait waits, for the sender goroutine, until it was kicked while
+// packets are queued and no one writes, and makes it the writer; false
+// once closed.
+func (q *sendQueue) acquireWait(closed <-chan struct{}) bool {
+	for {
+		q.mu.Lock()
+		if !q.busy && len(q.prio)+len(q.data) > 0 {
+			q.busy = true
+			q.mu.Unlock()
+			return true
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-closed:
+			return false
+		}
+	}
+}
+
+// handOff releases the queue to the sender goroutine.
+func (q *sendQueue) handOff() {
+	q.mu.Lock()
+	q.busy = false
+	q.signal()
+	q.mu.Unlock()
+}
+
+// kick wakes the sender goroutine.
+func (q *sendQueue) kick() {
+	q.mu.Lock()
+	q.signal()
+	q.mu.Unlock()
+}
+
+// next pops the next packet for the writer and takes its pacing tokens.
+// With nothing queued it releases the queue and reports false. The
+// sender goroutine gets a packet that must wait for pacing with the wait;
+// an inline writer leaves it queued and hands the queue off instead.
+func (q *sendQueue) next(inline bool, now time.Time) (outPacket, time.Duration, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var p outPacket
+	switch {
+	case len(q.prio) > 0:
+		p = q.prio[0]
+	case len(q.data) > 0:
+		p = q.data[0]
+	default:
+		q.busy = false
+		return outPacket{}, 0, false
+	}
+	var wait time.Duration
+	if q.rate > 0 {
+		q.tokens = min(q.burst, q.tokens+now.Sub(q.last).Seconds()*q.rate)
+		q.last = now
+		if need := float64(len(p.b)) - q.tokens; need > 0 {
+			if inline {
+				q.busy = false
+				q.signal()
+				return outPacket{}, 0, false
+			}
+			wait = time.Duration(need / q.rate * float64(time.Second))
+		}
+		q.tokens -= float64(len(p.b))
+	}
+	if len(q.prio) > 0 {
+		q.prio[0] = outPacket{}
+		q.prio = q.prio[1:]
+	} else {
+		q.data[0] = outPacket{}
+		q.data = q.data[1:]
+	}
+	return p, wait, true
 }
 
 // queued returns how many priority and data packets were ever queued.
@@ -517,7 +642,6 @@ func (q *sendQueue) pushPriority(p outPacket) {
 	}
 	q.prio = append(q.prio, p)
 	q.prioIn++
-	q.signal()
 }
 
 // reserve waits until n bytes fit (or the queue is empty), up to ctx.
@@ -546,7 +670,6 @@ func (q *sendQueue) pushData(ps []outPacket, extra int) {
 	q.mu.Lock()
 	q.data = append(q.data, ps...)
 	q.dataIn += uint64(len(ps))
-	q.signal()
 	q.mu.Unlock()
 	if extra != 0 {
 		q.release(extra)
@@ -559,33 +682,6 @@ func (q *sendQueue) release(n int) {
 	close(q.space)
 	q.space = make(chan struct{})
 	q.mu.Unlock()
-}
-
-func (q *sendQueue) pop(closed <-chan struct{}) (outPacket, bool) {
-	for {
-		q.mu.Lock()
-		if len(q.prio) > 0 {
-			p := q.prio[0]
-			q.prio[0] = outPacket{}
-			q.prio = q.prio[1:]
-			q.mu.Unlock()
-			return p, true
-		}
-		if len(q.data) > 0 {
-			p := q.data[0]
-			q.data[0] = outPacket{}
-			q.data = q.data[1:]
-			q.mu.Unlock()
-			return p, true
-		}
-		wake := q.wake
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-closed:
-			return outPacket{}, false
-		}
-	}
 }
 
 func (q *sendQueue) len() int {

@@ -371,6 +371,7 @@ func (rt *runtime) peerTick(now time.Time) {
 	for _, p := range pkts {
 		rt.sq.pushPriority(p)
 	}
+	rt.writeQueued()
 }
 
 // peerAddrs returns the unicast addresses of the members held (not
