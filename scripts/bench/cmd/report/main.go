@@ -221,6 +221,14 @@ func requestSection(t *targets) {
 			x := median(res[ri].ns) / ns
 			t.add(what+" ≥ 5× cheaper than scs+Redis", fmt.Sprintf("%.1f×", x), x >= 5, fmt.Sprintf("%.1f× short", 5/x))
 		}
+		// Sync against async on the same cluster, and against scs.
+		if si := idx(strings.Replace(p, "async", "sync", 1)); si >= 0 {
+			sns := median(res[si].ns)
+			swhat := strings.Replace(what, "async", "sync", 1)
+			r := sns / ns
+			t.add("per-request "+swhat+" ≤ 1.3× HA async", fmt.Sprintf("%.2f×", r), r <= 1.3, fmt.Sprintf("%.0f%% over", (r/1.3-1)*100))
+			t.add("per-request "+swhat+" ≤ scs memstore", fmt.Sprintf("%.2f×", sns/scs), sns <= scs, fmt.Sprintf("%.0f%% over", (sns/scs-1)*100))
+		}
 	}
 	for _, v := range vs {
 		v.Close()
