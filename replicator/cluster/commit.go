@@ -120,7 +120,8 @@ func (n *Node) flushFor(ctx context.Context, b *batch) {
 	n.broadcast(b)
 	if b.err == nil {
 		// The flight: the token is held until the first acknowledgement
-		// (or the end of this commit's wait).
+		// (or the end of this commit's wait, at most SyncTimeout; while no
+		// peer acknowledges, async batches wait for the token as long).
 		n.tr.WaitAcked(ctx, b.seq, 1)
 	}
 }
@@ -429,8 +430,9 @@ func (n *Node) kickFlusher() {
 // flushLoop broadcasts batches. A delta that finds the flusher idle (no
 // flush for idleFlush) goes out at once: light load gets the lowest lag.
 // Otherwise deltas gather for batchDelay so that those of concurrent or
-// back-to-back requests share messages, unless a sync commit waits or the
-// batch is large. Touches go out every touchInterval.
+// back-to-back requests share messages, unless the batch is large. A
+// sync commit does not wait for the flusher: it sends its batch itself
+// (flushFor). Touches go out every touchInterval.
 //
 // The idle threshold is well above batchDelay on purpose: with it equal,
 // a burst of sequential commits each slower than batchDelay (as under the
