@@ -123,6 +123,38 @@ func cpuName() string {
 	return runtime.GOARCH
 }
 
+// measureVariants primes every variant with the report's sessions, then
+// runs, *runs times, the per-request benchmark of each variant and an
+// HTTP load of each, side by side (label and loadLabel name them in the
+// progress log).
+func measureVariants(vs []*bench.Variant, label, loadLabel string) []reqResult {
+	cookies := make([][]string, len(vs))
+	for i, v := range vs {
+		c, err := bench.Prime(v, *sessionsN)
+		must(err)
+		cookies[i] = c
+	}
+	res := make([]reqResult, len(vs))
+	setBenchtime(*benchtime)
+	for r := range *runs {
+		for i, v := range vs {
+			logf("%s run %d: %s", label, r+1, v.Name)
+			br := testing.Benchmark(func(b *testing.B) { bench.BenchHandler(b, v.H, cookies[i]) })
+			res[i].ns = append(res[i].ns, float64(br.NsPerOp()))
+			res[i].allocs = append(res[i].allocs, float64(br.AllocsPerOp()))
+			res[i].bytes = append(res[i].bytes, float64(br.AllocedBytesPerOp()))
+		}
+		for i, v := range vs {
+			logf("%s run %d: %s", loadLabel, r+1, v.Name)
+			rps, fails, err := bench.LoadTest(v, cookies[i], 64, *loadDur)
+			must(err)
+			res[i].rps = append(res[i].rps, rps)
+			res[i].fails += fails
+		}
+	}
+	return res
+}
+
 type reqResult struct {
 	ns, allocs, bytes, rps []float64
 	fails                  int64
@@ -153,30 +185,7 @@ func requestSection(t *targets) {
 	if *redisAddr != "" {
 		vs = append(vs, bench.SCSRedis(*redisAddr), bench.GorillaRedis(*redisAddr))
 	}
-	cookies := make([][]string, len(vs))
-	for i, v := range vs {
-		c, err := bench.Prime(v, *sessionsN)
-		must(err)
-		cookies[i] = c
-	}
-	res := make([]reqResult, len(vs))
-	setBenchtime(*benchtime)
-	for r := range *runs {
-		for i, v := range vs {
-			logf("per-request run %d: %s", r+1, v.Name)
-			br := testing.Benchmark(func(b *testing.B) { bench.BenchHandler(b, v.H, cookies[i]) })
-			res[i].ns = append(res[i].ns, float64(br.NsPerOp()))
-			res[i].allocs = append(res[i].allocs, float64(br.AllocsPerOp()))
-			res[i].bytes = append(res[i].bytes, float64(br.AllocedBytesPerOp()))
-		}
-		for i, v := range vs {
-			logf("HTTP load run %d: %s", r+1, v.Name)
-			rps, fails, err := bench.LoadTest(v, cookies[i], 64, *loadDur)
-			must(err)
-			res[i].rps = append(res[i].rps, rps)
-			res[i].fails += fails
-		}
-	}
+	res := measureVariants(vs, "per-request", "HTTP load")
 	bare := median(res[0].ns)
 	idx := func(prefix string) int {
 		for i, v := range vs {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"testing"
 
 	"github.com/hanode/hanode/replicator"
 	bench "github.com/hanode/hanode/scripts/bench"
@@ -36,30 +35,7 @@ func redisSection(t *targets) {
 		add(bench.HanodeRedis("hanode, store = redis, cluster 3+3, sync (WAIT 1)", seeds, replicator.Sync))
 	}
 	vs = append(vs, bench.SCSRedis(*redisAddr), bench.GorillaRedis(*redisAddr))
-	cookies := make([][]string, len(vs))
-	for i, v := range vs {
-		c, err := bench.Prime(v, *sessionsN)
-		must(err)
-		cookies[i] = c
-	}
-	res := make([]reqResult, len(vs))
-	setBenchtime(*benchtime)
-	for r := range *runs {
-		for i, v := range vs {
-			logf("redis run %d: %s", r+1, v.Name)
-			br := testing.Benchmark(func(b *testing.B) { bench.BenchHandler(b, v.H, cookies[i]) })
-			res[i].ns = append(res[i].ns, float64(br.NsPerOp()))
-			res[i].allocs = append(res[i].allocs, float64(br.AllocsPerOp()))
-			res[i].bytes = append(res[i].bytes, float64(br.AllocedBytesPerOp()))
-		}
-		for i, v := range vs {
-			logf("redis HTTP load run %d: %s", r+1, v.Name)
-			rps, fails, err := bench.LoadTest(v, cookies[i], 64, *loadDur)
-			must(err)
-			res[i].rps = append(res[i].rps, rps)
-			res[i].fails += fails
-		}
-	}
+	res := measureVariants(vs, "redis", "redis HTTP load")
 	scsI := -1
 	for i, v := range vs {
 		if strings.HasPrefix(v.Name, "scs + Redis") {
