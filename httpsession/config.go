@@ -232,14 +232,17 @@ func (c Config) Validate() error {
 //     time, or that a node alone refused): the change may or may not have
 //     been applied, like any failed request; a client or load balancer
 //     retries on another node, where the retry wins over it;
-//   - 503 for ErrTooManySessions and replicator.ErrClosed (the node is
-//     shutting down);
+//   - 503 for ErrTooManySessions, replicator.ErrClosed (the node is
+//     shutting down) and replicator.ErrNotReady (the request's session
+//     cookie names a session that a joining node has not received yet:
+//     retry on another node, the cookie is left as it is);
 //   - 413 Content Too Large for replicator.ErrTooLarge: the session would
 //     exceed the store's size limits; retrying does not help;
 //   - 500 Internal Server Error otherwise.
 func ErrorStatus(err error) int {
 	switch {
-	case errors.Is(err, replicator.ErrNotReplicated), errors.Is(err, ErrTooManySessions), errors.Is(err, replicator.ErrClosed):
+	case errors.Is(err, replicator.ErrNotReplicated), errors.Is(err, ErrTooManySessions), errors.Is(err, replicator.ErrClosed),
+		errors.Is(err, replicator.ErrNotReady):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, replicator.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
@@ -253,6 +256,9 @@ func defaultErrorFunc(w http.ResponseWriter, _ *http.Request, err error) {
 	switch {
 	case errors.Is(err, replicator.ErrNotReplicated):
 		msg = "service unavailable: the session change could not be replicated; retry the request"
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, replicator.ErrNotReady):
+		msg = "service unavailable: this node does not hold the cluster's sessions yet; retry the request"
 		w.Header().Set("Retry-After", "1")
 	case code == http.StatusRequestEntityTooLarge:
 		msg = "session too large"

@@ -56,8 +56,12 @@
 // that receives a token whose route is another node (or an unknown one)
 // finds the session in its replica, takes it over (a TAKEOVER operation
 // with a higher epoch, so its writes win) and re-issues the cookie with its
-// own route, even if the handler changed nothing. A token the store does
-// not know never becomes a session: a fresh ID is minted. HAProxy:
+// own route, even if the handler changed nothing (such a takeover is
+// committed Async: a request that changes nothing waits for no
+// acknowledgement). A token the store does not know never becomes a
+// session: a fresh ID is minted. A store that cannot tell yet (a cluster
+// node that is still joining: replicator.ErrNotReady from its Load) fails
+// the request with 503 instead, and the cookie is left as it is. HAProxy:
 //
 //	use-server %[req.cook(hanode_session),field(-1,.)] if { req.cook(hanode_session) -m found }
 //	option redispatch

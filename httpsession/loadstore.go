@@ -12,8 +12,10 @@ import (
 // error when the store could not answer. When the store has it,
 // LoadAndSave loads the request's session with Load; a failed load makes
 // the request's commit fail with that error (the ErrorFunc answers, 500
-// by default), so that a store outage is an error to the client instead
-// of a fresh, empty session that hides the user's own.
+// by default; 503 for replicator.ErrNotReady, which a cluster node that is
+// still joining returns for a session it has not received yet), so that a
+// store outage is an error to the client instead of a fresh, empty
+// session that hides the user's own.
 type LoadStore interface {
 	replicator.Store
 	Load(ctx context.Context, id string) (*replicator.Session, error)

@@ -730,7 +730,16 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 	if s.renameFrom != "" {
 		d.RenameFrom(s.renameFrom)
 	}
-	res, err = m.store.Commit(ctx, d, s.consistency)
+	c := s.consistency
+	if s.stored && len(ops) == 0 && !s.metaDirty && s.renameFrom == "" {
+		// Only the takeover of a request that read the session: no change
+		// of the user's to make durable, so no acknowledgement to wait
+		// for. A lone Sync survivor serves the sessions of a dead node to
+		// readers; a later write takes it over again if this one is lost,
+		// and fences above it when it names this node.
+		c = replicator.Async
+	}
+	res, err = m.store.Commit(ctx, d, c)
 	if err != nil {
 		return s.done(res, err)
 	}

@@ -235,6 +235,12 @@ var (
 	// client should treat the request as failed and retry it, on another
 	// node if it can.
 	ErrNotReplicated = errors.New("replicator: commit not replicated")
+	// ErrNotReady: the store cannot tell whether a session exists yet,
+	// as a cluster node that is still joining (before it received the
+	// cluster's sessions by state transfer). The request should be
+	// retried, on another node if it can: answering it with a new,
+	// empty session would replace the user's.
+	ErrNotReady = errors.New("replicator: node not ready: it does not hold the cluster's sessions yet")
 )
 
 // ShortHash returns a short, stable, non-reversible label for a session

@@ -107,6 +107,9 @@ func (a *demoApp) answerError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", "1")
 		msg = "not replicated: " + err.Error() + "; the write may or may not have been applied: retry it (another node will serve it)"
 	}
+	if errors.Is(err, replicator.ErrNotReady) {
+		w.Header().Set("Retry-After", "1")
+	}
 	http.Error(w, msg, code)
 }
 

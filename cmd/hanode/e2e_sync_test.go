@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanode/hanode/internal/testutil"
 	"github.com/hanode/hanode/replicator"
 	"github.com/hanode/hanode/scripts/netlab"
 )
@@ -41,7 +42,8 @@ type syncWrite struct {
 type syncAttempt struct {
 	node    string
 	start   time.Time
-	code    int // 0: no answer (connection refused, timeout)
+	end     time.Time // when the answer (or the error) came
+	code    int       // 0: no answer (connection refused, timeout)
 	errText string
 }
 
@@ -131,7 +133,7 @@ func (r *syncRun) write(w *syncWriter, seq int, key, val string) {
 			n := nodes[(w.home+k)%len(nodes)]
 			start := time.Now()
 			code, body, tok, err := relDo(r.hc, http.MethodPut, n.app+"/attrs/"+key, w.token, val)
-			a := syncAttempt{node: n.name, start: start, code: code}
+			a := syncAttempt{node: n.name, start: start, end: time.Now(), code: code}
 			if err != nil {
 				a.code, a.errText = 0, err.Error()
 			} else if code/100 != 2 {
@@ -186,6 +188,42 @@ func (r *syncRun) acksFrom(node string, from, to time.Time) []syncAttempt {
 		}
 	}
 	return out
+}
+
+// acksWithin returns the 2xx answers of node to attempts that started at
+// or after from and were answered before to.
+func (r *syncRun) acksWithin(node string, from, to time.Time) []syncAttempt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []syncAttempt
+	for _, w := range r.writers {
+		for _, a := range w.attempts {
+			if a.node == node && a.code/100 == 2 && !a.start.Before(from) && a.end.Before(to) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// sameSessions checks that every writer kept one session from its first
+// acknowledged write to its last: no node answered a writer's cookie
+// with a new session (as a node that is still joining would, if it took
+// a session it has not received yet for an unknown one).
+func (r *syncRun) sameSessions(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.writers {
+		for i, a := range w.acked {
+			if i > 0 && a.id != w.acked[0].id {
+				p := w.acked[i-1]
+				t.Errorf("writer %d lost its session: write %d went to session %s (answered by %s at %s), write %d to %s (by %s at %s)",
+					w.idx, p.seq, relShort(p.id), p.node, p.at.Format("15:04:05.000"), a.seq, relShort(a.id), a.node, a.at.Format("15:04:05.000"))
+				break
+			}
+		}
+	}
 }
 
 // waitAcked waits until at least n writes were acknowledged in all.
@@ -489,6 +527,12 @@ func TestSyncOnlyPeerRestart(t *testing.T) {
 		}
 	}()
 	run.waitAcked(t, 200)
+	// A session of the probe below, written while both nodes are up.
+	code, body, probeTok, err := relDo(run.hc, http.MethodPut, n1.app+"/attrs/probe", "", "0")
+	if err != nil || code/100 != 2 {
+		t.Fatalf("probe session on n1: %d %s %v", code, body, err)
+	}
+	probeID := cj0(probeTok)
 
 	if err := n2.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -508,11 +552,39 @@ func TestSyncOnlyPeerRestart(t *testing.T) {
 	run.mu.Lock()
 	run.nodes[1] = n2b
 	run.mu.Unlock()
+	// n2b listens before it holds the cluster's sessions: until it does,
+	// a write of an existing session gets 503 with the cookie left alone,
+	// never a new session in its place; then n2b takes it.
+	refused := 0
+	err = testutil.WaitEvery(30*time.Second, 10*time.Millisecond, func() error {
+		code, body, tok, err := relDo(run.hc, http.MethodPut, n2b.app+"/attrs/probe", probeTok, "1")
+		if err != nil {
+			return err
+		}
+		if id := cj0(tok); id != probeID {
+			t.Fatalf("n2b answered %d to a write of session %s with another session, %s: %s", code, relShort(probeID), relShort(id), body)
+		}
+		probeTok = tok
+		if code/100 != 2 {
+			refused++
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("n2b does not take a write of an existing session: %v", err)
+	}
+	t.Logf("n2b refused %d writes of an existing session before it took one", refused)
 	waitReady(t, 60*time.Second, n2b, n1) // n1 ready again: acknowledgements flow
 	back := time.Now()
 	acked0, _, _ := run.stats()
 	run.waitAcked(t, acked0+200)
-	if bad := run.acksFrom("n1", gone, restart); len(bad) > 0 {
+	// No 2xx from n1 for a write it started after the kill and answered
+	// before the new process started: no peer could have acknowledged
+	// it. (A write answered just after the kill may have been
+	// acknowledged by n2 before it; one started just before the restart
+	// may be acknowledged by the new process.)
+	if bad := run.acksWithin("n1", gone, restart); len(bad) > 0 {
 		t.Errorf("n1 answered %d writes with 2xx while it had no peer", len(bad))
 	}
 
@@ -537,6 +609,9 @@ func TestSyncOnlyPeerRestart(t *testing.T) {
 	if bad := run.acksFrom("n1", cut, killed.Add(time.Second)); len(bad) > 0 {
 		t.Errorf("n1 answered %d writes with 2xx after it was cut off", len(bad))
 	}
+	// The writers sent n2b their cookies as soon as it listened, before
+	// it was ready: it answered 503 instead of new sessions.
+	run.sameSessions(t)
 	verifyAcked(t, run, n2b)
 }
 

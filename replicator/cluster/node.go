@@ -340,6 +340,23 @@ func (n *Node) ReplicaConfig() replicator.ReplicaConfig { return n.replica.Confi
 // Get returns the live session with this ID, or nil.
 func (n *Node) Get(id string) *replicator.Session { return n.replica.Get(id) }
 
+// Load returns the live session with this ID, or nil when there is none
+// (httpsession.LoadStore). Before the node is ready for the first time
+// (joining, or receiving the state transfer) it cannot tell a session it
+// was not sent yet from one that does not exist: it returns
+// replicator.ErrNotReady for an ID it does not hold, so that the request
+// fails (503) and is retried elsewhere instead of getting a new session
+// in place of the user's.
+func (n *Node) Load(_ context.Context, id string) (*replicator.Session, error) {
+	if s := n.replica.Get(id); s != nil {
+		return s, nil
+	}
+	if !n.ready.Load() {
+		return nil, replicator.ErrNotReady
+	}
+	return nil, nil
+}
+
 // SessionsOf returns the live sessions of a principal.
 func (n *Node) SessionsOf(p string) []string { return n.replica.SessionsOf(p) }
 
