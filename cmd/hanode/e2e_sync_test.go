@@ -177,28 +177,23 @@ func (r *syncRun) stats() (acked, failedAttempts int, byCode map[int]int) {
 
 // acksFrom returns the 2xx answers of node started in [from, to).
 func (r *syncRun) acksFrom(node string, from, to time.Time) []syncAttempt {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []syncAttempt
-	for _, w := range r.writers {
-		for _, a := range w.attempts {
-			if a.node == node && a.code/100 == 2 && !a.start.Before(from) && a.start.Before(to) {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
+	return r.acks(node, func(a syncAttempt) bool { return !a.start.Before(from) && a.start.Before(to) })
 }
 
 // acksWithin returns the 2xx answers of node to attempts that started at
 // or after from and were answered before to.
 func (r *syncRun) acksWithin(node string, from, to time.Time) []syncAttempt {
+	return r.acks(node, func(a syncAttempt) bool { return !a.start.Before(from) && a.end.Before(to) })
+}
+
+// acks returns the 2xx answers of node to the attempts that match in.
+func (r *syncRun) acks(node string, in func(syncAttempt) bool) []syncAttempt {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []syncAttempt
 	for _, w := range r.writers {
 		for _, a := range w.attempts {
-			if a.node == node && a.code/100 == 2 && !a.start.Before(from) && a.end.Before(to) {
+			if a.node == node && a.code/100 == 2 && in(a) {
 				out = append(out, a)
 			}
 		}

@@ -57,25 +57,24 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() (ok boo
 // Wait calls cond until it returns nil, or until timeout has passed since
 // the call; then it returns cond's last error.
 func Wait(timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
 	pause := minPoll
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if !time.Now().Before(deadline) {
-			return err
-		}
-		time.Sleep(min(pause, time.Until(deadline)+time.Millisecond))
+	return poll(timeout, cond, func() time.Duration {
+		p := pause
 		pause = min(2*pause, maxPoll)
-	}
+		return p
+	})
 }
 
 // WaitEvery is Wait with a fixed poll interval instead of a backoff: for
 // a test that measures when cond became true, every is the resolution of
 // the measurement.
 func WaitEvery(timeout, every time.Duration, cond func() error) error {
+	return poll(timeout, cond, func() time.Duration { return every })
+}
+
+// poll calls cond until it returns nil or timeout has passed, pausing
+// next() between calls (never past the deadline by more than 1 ms).
+func poll(timeout time.Duration, cond func() error, next func() time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -85,7 +84,7 @@ func WaitEvery(timeout, every time.Duration, cond func() error) error {
 		if !time.Now().Before(deadline) {
 			return err
 		}
-		time.Sleep(min(every, time.Until(deadline)+time.Millisecond))
+		time.Sleep(min(next(), time.Until(deadline)+time.Millisecond))
 	}
 }
 
