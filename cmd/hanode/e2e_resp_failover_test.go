@@ -131,4 +131,32 @@ func TestRESPFailoverPHP(t *testing.T) {
 	if out, err := exec.Command("php", "-m").Output(); err != nil || !strings.Contains(string(out), "redis") {
 		t.Errorf("php-redis not loaded: %v", err)
 	}
+
+	// h1's hanode restarts: from the moment it listens, until its state
+	// transfer is done, it answers LOADING, never "no such key" (a PHP
+	// session handler would start an empty session and overwrite the
+	// user's); then it holds the session.
+	n1 = startNode(t, bin, h1, "h1", redisArgs...)
+	key0 := "PHPREDIS_SESSION:" + users[0].id
+	var loading, refused int
+	eventually(t, 60*time.Second, "restarted h1 holds session 0", func() (bool, string) {
+		if n1.proc.Exited() {
+			t.Fatalf("h1 exited: %s", n1.proc.Logs())
+		}
+		out, _ := h1.Run("redis-cli", "-p", "6379", "EXISTS", key0)
+		out = strings.TrimSpace(out)
+		switch {
+		case strings.Contains(out, "LOADING"):
+			loading++
+		case out == "1":
+			return true, out
+		case strings.Contains(out, "onnect"): // not listening yet
+			refused++
+		default:
+			t.Fatalf("restarted h1 answered EXISTS %s with %q before it held it (%d LOADING before)", key0, out, loading)
+		}
+		return false, out
+	})
+	waitReady(t, 30*time.Second, n1)
+	t.Logf("restarted h1: %d EXISTS refused to connect, %d answered LOADING, then 1", refused, loading)
 }

@@ -88,11 +88,17 @@ func startRESP(cfg *Config, ln net.Listener, store replicator.Store, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	e, err := resp.NewEngine(rstore, resp.Config{
+	rcfg := resp.Config{
 		Consistency: cfg.Consistency,
 		Password:    pw,
 		Logger:      log.With("subsystem", "redis"),
-	})
+	}
+	// A joining cluster node answers key commands LOADING until it holds
+	// the cluster's sessions; the local store (HA off) is always loaded.
+	if l, ok := store.(interface{ Loaded() bool }); ok {
+		rcfg.Ready = l.Loaded
+	}
+	e, err := resp.NewEngine(rstore, rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}

@@ -18,6 +18,13 @@ func (n *Node) Ready() bool {
 	return n.ready.Load() && !n.draining.Load() && n.replicationProblem() == ""
 }
 
+// Loaded reports whether the node has held the cluster's sessions since
+// it was first ready (its state transfer done): unlike Ready it stays true
+// while draining or while sync replication fails. Before, the node cannot
+// tell a session it was not sent yet from one that does not exist
+// (resp.Config.Ready).
+func (n *Node) Loaded() bool { return n.ready.Load() }
+
 // Drain makes readiness fail so that load balancers move traffic away;
 // the node keeps serving and replicating.
 func (n *Node) Drain() {

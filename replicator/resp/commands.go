@@ -19,8 +19,12 @@ type command struct {
 	// COMMAND's reply. last -1 means the last argument.
 	first, last, step int
 	flags             []string
-	run               func(t *tx, c *Client, args [][]byte, w *Reply)
-	idx               int // index in the metrics
+	// loadingOK: served while the store is not ready (Config.Ready),
+	// "loading" in its flags; every command that reads or writes keys is
+	// refused with LOADING then.
+	loadingOK bool
+	run       func(t *tx, c *Client, args [][]byte, w *Reply)
+	idx       int // index in the metrics
 }
 
 // The connection-level commands that run outside a transaction.
@@ -98,10 +102,22 @@ func init() {
 	commands = make(map[string]*command, len(list))
 	for i, c := range list {
 		c.idx = i
+		if slices.Contains(servedLoading, c.name) {
+			c.loadingOK = true
+			c.flags = append(slices.Clone(c.flags), "loading")
+		}
 		commands[c.name] = c
 	}
 	commandList = list
 }
+
+// servedLoading are the commands served while the store is not ready
+// (Config.Ready): the connection commands, none that reads or writes keys.
+// Redis flags the same ones "loading", except PING and ECHO, which it
+// refuses then; hanode answers them, for liveness checks (readiness is the
+// admin API's /readyz). A command not listed is refused while loading.
+var servedLoading = []string{"ping", "echo", connAuth, connHello, "select", "client", "command", "info",
+	connQuit, connReset, connMulti, connExec, connDiscard}
 
 // keysOf returns the key arguments of a command (for locking).
 func (cmd *command) keysOf(args [][]byte) [][]byte {
@@ -127,6 +143,7 @@ const (
 	errNotInt    = "ERR value is not an integer or out of range"
 	errNoAuth    = "NOAUTH Authentication required."
 	errWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
+	errLoading   = "LOADING hanode is loading the cluster's sessions"
 )
 
 func errArity(name string) string {
@@ -291,6 +308,11 @@ func cmdInfo(t *tx, c *Client, args [][]byte, w *Reply) {
 	var b strings.Builder
 	b.WriteString("# Server\r\nredis_version:" + Version + "\r\nredis_mode:standalone\r\nhanode:1\r\n")
 	b.WriteString("\r\n# Clients\r\nconnected_clients:" + strconv.FormatInt(t.e.stats.conns.Load(), 10) + "\r\n")
+	loading := "0"
+	if t.e.Loading() {
+		loading = "1"
+	}
+	b.WriteString("\r\n# Persistence\r\nloading:" + loading + "\r\n")
 	b.WriteString("\r\n# Replication\r\nrole:master\r\n")
 	n := 0
 	t.e.rangeKeys(t, func(string) bool { n++; return true })

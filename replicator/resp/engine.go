@@ -58,6 +58,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time. Default time.Now (tests replace it).
 	Now func() time.Time
+	// Ready reports whether the store holds the data it serves: false
+	// while a cluster node is still joining (before its first state
+	// transfer), when a key it was not sent yet cannot be told from one
+	// that does not exist. Until Ready first returns true, commands that
+	// read or write keys are answered "-LOADING ..." (Redis's reply while
+	// it loads its dataset; clients retry it) and connection commands
+	// (PING, AUTH, HELLO, SELECT, CLIENT, INFO, COMMAND, QUIT, MULTI ...)
+	// are served; once true, it is not asked again. Default: nil, always
+	// ready (cluster.Node.Loaded fits).
+	Ready func() bool
 }
 
 // DefaultConfig returns the defaults.
@@ -101,7 +111,7 @@ func (c Config) withDefaults() Config {
 		d.IdleTimeout = c.IdleTimeout
 	}
 	d.Limits = c.Limits.withDefaults()
-	d.Consistency, d.Password, d.Logger, d.Now = c.Consistency, c.Password, c.Logger, c.Now
+	d.Consistency, d.Password, d.Logger, d.Now, d.Ready = c.Consistency, c.Password, c.Logger, c.Now, c.Ready
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
@@ -123,6 +133,8 @@ type Engine struct {
 	locks [256]sync.Mutex
 	ids   atomic.Int64
 	stats stats
+	// loaded latches Config.Ready: true once it returned true.
+	loaded atomic.Bool
 }
 
 // NewEngine returns an engine over store.
@@ -132,7 +144,21 @@ func NewEngine(store Store, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg.withDefaults(), store: store, seed: maphash.MakeSeed()}
 	e.stats.init()
+	e.loaded.Store(e.cfg.Ready == nil)
 	return e, nil
+}
+
+// Loading reports whether the engine refuses key commands with LOADING:
+// Config.Ready has not returned true yet.
+func (e *Engine) Loading() bool {
+	if e.loaded.Load() {
+		return false
+	}
+	if e.cfg.Ready() {
+		e.loaded.Store(true)
+		return false
+	}
+	return true
 }
 
 // Client is the state of one connection. Not safe for concurrent use:

@@ -19,6 +19,7 @@ type stats struct {
 	refused      atomic.Uint64
 	protoErrors  atomic.Uint64
 	idleClosed   atomic.Uint64
+	loading      atomic.Uint64 // commands answered LOADING
 }
 
 func (s *stats) init() {
@@ -69,6 +70,16 @@ func (e *Engine) exec(c *Client, cmd *command, args [][]byte, w *Reply) bool {
 			c.queueOK = false
 		}
 		w.Error(errArity(cmd.name))
+		return false
+	}
+	if !cmd.loadingOK && e.Loading() {
+		// As Redis while it loads: refused when queued too, and the
+		// transaction fails (EXECABORT).
+		if c.multi {
+			c.queueOK = false
+		}
+		e.stats.loading.Add(1)
+		w.Error(errLoading)
 		return false
 	}
 	switch cmd.name {

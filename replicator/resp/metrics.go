@@ -47,5 +47,6 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 	counter("hanode_redis_connections_refused_total", "Redis-protocol connections refused over the connection limit.", s.refused.Load())
 	counter("hanode_redis_connections_idle_closed_total", "Redis-protocol connections closed after the idle timeout.", s.idleClosed.Load())
 	counter("hanode_redis_protocol_errors_total", "Redis-protocol connections closed for a malformed or oversized request.", s.protoErrors.Load())
+	counter("hanode_redis_loading_refused_total", "Redis-protocol commands answered LOADING: the store did not hold the cluster's sessions yet.", s.loading.Load())
 	counter("hanode_redis_commit_errors_total", "Redis-protocol writes that failed or were not acknowledged as the consistency asked.", s.commitErrors.Load())
 }
