@@ -144,6 +144,12 @@ export HANODE_NETLAB=1
 export GOFLAGS=-mod=mod GOPROXY=off
 rc=0
 go test -race -count=1 -timeout 20m "${pkgs[@]}" || rc=$?
+# The full-size join (100,000 × 4 KB sessions) takes minutes under -race
+# and about 2 s without it: it runs here, once, without the race detector.
+if [ $# -eq 0 ]; then
+	echo "== TestScenarioJoin100k (without -race)"
+	HANODE_SCENARIO_FULL=1 go test -count=1 -run '^TestScenarioJoin100k$' ./replicator/cluster/ || rc=$?
+fi
 for m in "${nested[@]}"; do
 	echo "== go test -race ($m)"
 	(cd "$m" && go test -race -count=1 ./...) || rc=$?

@@ -278,7 +278,8 @@ func TestScenarioJoin(t *testing.T) {
 // TestScenarioJoin100k is the full-size acceptance run (100,000 sessions
 // of 4 KB, about 400 MB per replica); it takes minutes of CPU under
 // -race (virtual time is no help there), so it runs only with
-// HANODE_SCENARIO_FULL=1:
+// HANODE_SCENARIO_FULL=1, which scripts/test.sh sets for one run without
+// -race (about 2 s):
 //
 //	HANODE_SCENARIO_FULL=1 go test -count=1 -v -run TestScenarioJoin100k ./replicator/cluster/
 func TestScenarioJoin100k(t *testing.T) {
