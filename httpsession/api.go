@@ -317,7 +317,7 @@ func getAs[T any](m *Manager, ctx context.Context, key string) T {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries.get(key); ok && !e.deleted && e.lazy {
+	if e := s.entries.ref(key); e != nil && !e.deleted && e.lazy {
 		if t, ok := decodeAs[T](e.raw); ok {
 			return t
 		}

@@ -36,12 +36,13 @@ func (es *entrySet) find(key string) (int, bool) {
 	return slices.BinarySearchFunc(es.kv, key, func(x keyedEntry, k string) int { return strings.Compare(x.key, k) })
 }
 
-// get returns the entry under key.
-func (es *entrySet) get(key string) (entry, bool) {
+// ref returns the entry under key, to read or change in place, or nil. The
+// pointer is valid until the next set or grow.
+func (es *entrySet) ref(key string) *entry {
 	if i, ok := es.find(key); ok {
-		return es.kv[i].e, true
+		return &es.kv[i].e
 	}
-	return entry{}, false
+	return nil
 }
 
 // set stores e under key.

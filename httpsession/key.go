@@ -33,18 +33,17 @@ func (k Key[T]) Get(ctx context.Context) (v T, ok bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, present := s.entries.get(k.name)
-	if !present || e.deleted {
+	e := s.entries.ref(k.name)
+	if e == nil || e.deleted {
 		return v, false
 	}
-	v, err := decodeInto[T](s.m.cfg.Codec, e.raw, s.valLocked(k.name, &e))
+	v, err := decodeInto[T](s.m.cfg.Codec, e.raw, s.valLocked(e))
 	if err != nil {
 		return v, false
 	}
 	if e.mutable {
 		e.read = true
 		e.val = v // later mutations of v are what DetectMutations compares
-		s.entries.set(k.name, e)
 	}
 	return v, true
 }

@@ -135,16 +135,15 @@ func (s *Session) loadAttrs(snap *replicator.Session) error {
 	return nil
 }
 
-// valLocked returns e's decoded value, decoding it now when it is lazy
-// (and recording that in the set under key).
-func (s *Session) valLocked(key string, e *entry) any {
+// valLocked returns e's decoded value, decoding it now (in place) when it
+// is lazy.
+func (s *Session) valLocked(e *entry) any {
 	if e.lazy {
 		v, err := decodeValue(s.m.cfg.Codec, e.raw)
 		if err != nil { // checkValue accepted it: cannot happen
 			return nil
 		}
 		e.val, e.lazy = v, false
-		s.entries.set(key, *e)
 	}
 	return e.val
 }
@@ -308,24 +307,22 @@ func (s *Session) Get(key string) any {
 }
 
 func (s *Session) getLocked(key string) any {
-	e, ok := s.entries.get(key)
-	if !ok || e.deleted {
+	e := s.entries.ref(key)
+	if e == nil || e.deleted {
 		return nil
 	}
-	v := s.valLocked(key, &e)
-	if e.mutable && !e.read {
+	if e.mutable {
 		e.read = true
-		s.entries.set(key, e)
 	}
-	return v
+	return s.valLocked(e)
 }
 
 // Exists reports whether key holds a value.
 func (s *Session) Exists(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries.get(key)
-	return ok && !e.deleted
+	e := s.entries.ref(key)
+	return e != nil && !e.deleted
 }
 
 // Keys returns the keys that hold a value, sorted.
@@ -349,8 +346,7 @@ func (s *Session) Remove(key string) error {
 }
 
 func (s *Session) removeLocked(key string) error {
-	e, ok := s.entries.get(key)
-	if !ok || e.deleted {
+	if e := s.entries.ref(key); e == nil || e.deleted {
 		if s.started {
 			return s.writable()
 		}
@@ -689,7 +685,10 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 	if err != nil {
 		return s.done(res, err)
 	}
-	if s.stored && len(ops) == 0 && !s.takeover && !s.metaDirty && s.renameFrom == "" {
+	// A request that changed nothing of the stored session only touches it,
+	// or commits just its takeover.
+	unchanged := s.stored && len(ops) == 0 && !s.metaDirty && s.renameFrom == ""
+	if unchanged && !s.takeover {
 		if !s.touched {
 			m.store.Touch(s.storedID, now)
 			m.stats.touches.Add(1)
@@ -731,7 +730,7 @@ func (s *Session) commitLocked() (replicator.CommitResult, error) {
 		d.RenameFrom(s.renameFrom)
 	}
 	c := s.consistency
-	if s.stored && len(ops) == 0 && !s.metaDirty && s.renameFrom == "" {
+	if unchanged {
 		// Only the takeover of a request that read the session: no change
 		// of the user's to make durable, so no acknowledgement to wait
 		// for. A lone Sync survivor serves the sessions of a dead node to
@@ -861,8 +860,8 @@ func (s *Session) writeCookieLocked(h http.Header) {
 	case s.stored && (s.cookieDirty || s.reissue):
 		value = formatToken(s.id, s.m.node)
 		persist := !cc.BrowserSession
-		if e, ok := s.entries.get(rememberKey); ok && !e.deleted {
-			persist, _ = s.valLocked(rememberKey, &e).(bool)
+		if e := s.entries.ref(rememberKey); e != nil && !e.deleted {
+			persist, _ = s.valLocked(e).(bool)
 		}
 		if persist && s.deadline != 0 {
 			expires = time.Unix(0, s.deadline).UTC()
