@@ -110,13 +110,9 @@ func (n *Node) flushFor(ctx context.Context, b *batch) {
 		return
 	}
 	defer func() { <-n.flushTok }()
-	n.sendMu.Lock()
-	if n.pending != b { // an earlier flush took it: b.done is closed
-		n.sendMu.Unlock()
+	if n.takePending(b) == nil { // an earlier flush took it: b.done is closed
 		return
 	}
-	n.pending = newBatch()
-	n.sendMu.Unlock()
 	n.broadcast(b)
 	if b.err == nil {
 		// The flight: the token is held until the first acknowledgement
@@ -487,15 +483,22 @@ func (n *Node) batchUrgent() bool {
 func (n *Node) flushNow() {
 	n.flushTok <- struct{}{}
 	defer func() { <-n.flushTok }()
+	if b := n.takePending(nil); b != nil {
+		n.broadcast(b)
+	}
+}
+
+// takePending takes the open batch to broadcast it, opening a new one; it
+// returns nil when the batch is empty, or is not want (when want is set).
+func (n *Node) takePending(want *batch) *batch {
 	n.sendMu.Lock()
+	defer n.sendMu.Unlock()
 	b := n.pending
-	if len(b.deltas) == 0 {
-		n.sendMu.Unlock()
-		return
+	if len(b.deltas) == 0 || want != nil && b != want {
+		return nil
 	}
 	n.pending = newBatch()
-	n.sendMu.Unlock()
-	n.broadcast(b)
+	return b
 }
 
 func (n *Node) broadcast(b *batch) {
